@@ -1,0 +1,236 @@
+#include "core/codec.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+
+namespace dynamo::internal {
+
+namespace {
+constexpr uint8_t kSiblingSetFormat = 1;
+constexpr size_t kMaxVarintBytes = 10;
+}  // namespace
+
+void Encoder::PutVarint(uint64_t v) {
+  while (v >= 0x80) {
+    out_->push_back(static_cast<char>(v | 0x80));
+    v >>= 7;
+  }
+  out_->push_back(static_cast<char>(v));
+}
+
+void Encoder::PutSignedVarint(int64_t v) {
+  PutVarint((static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63));
+}
+
+void Encoder::PutFixed64(uint64_t v) {
+  for (int i = 0; i < 8; ++i) out_->push_back(static_cast<char>(v >> (8 * i)));
+}
+
+void Encoder::PutBytes(std::string_view bytes) {
+  PutVarint(bytes.size());
+  out_->append(bytes.data(), bytes.size());
+}
+
+void Encoder::PutToken(Token t) { out_->append(TokenToBytes(t)); }
+
+void Encoder::PutClock(const VectorClock& clock) {
+  PutVarint(clock.size());
+  for (const ClockEntry& e : clock.entries()) {
+    PutVarint(e.actor);
+    PutVarint(e.counter);
+    PutSignedVarint(e.timestamp_us);
+  }
+}
+
+void Encoder::PutVersion(const Version& v) {
+  PutVarint(v.dot.actor);
+  PutVarint(v.dot.counter);
+  PutSignedVarint(v.dot.timestamp_us);
+  PutClock(v.context);
+  PutBool(v.tombstone);
+  PutBytes(v.value);
+}
+
+void Encoder::PutSiblings(const SiblingSet& siblings) {
+  PutVarint(siblings.size());
+  for (const Version& v : siblings) PutVersion(v);
+}
+
+absl::Status Decoder::Short(const char* what) const {
+  return absl::InvalidArgumentError(
+      absl::StrCat("truncated input: ", what, " needs more than the ", remaining(),
+                   " bytes left at offset ", pos_));
+}
+
+absl::Status Decoder::GetU8(uint8_t* v) {
+  if (remaining() < 1) return Short("byte");
+  *v = static_cast<uint8_t>(in_[pos_++]);
+  return absl::OkStatus();
+}
+
+absl::Status Decoder::GetVarint(uint64_t* v) {
+  uint64_t result = 0;
+  for (size_t i = 0; i < kMaxVarintBytes; ++i) {
+    if (pos_ >= in_.size()) return Short("varint");
+    uint8_t byte = static_cast<uint8_t>(in_[pos_++]);
+    if (i == kMaxVarintBytes - 1 && byte > 1) {
+      return absl::InvalidArgumentError(absl::StrCat("varint overflows 64 bits at offset ", pos_));
+    }
+    result |= static_cast<uint64_t>(byte & 0x7f) << (7 * i);
+    if ((byte & 0x80) == 0) {
+      *v = result;
+      return absl::OkStatus();
+    }
+  }
+  return absl::InvalidArgumentError(absl::StrCat("varint longer than 10 bytes at offset ", pos_));
+}
+
+absl::Status Decoder::GetSignedVarint(int64_t* v) {
+  uint64_t u;
+  DYNAMO_RETURN_IF_ERROR(GetVarint(&u));
+  *v = static_cast<int64_t>((u >> 1) ^ (~(u & 1) + 1));
+  return absl::OkStatus();
+}
+
+absl::Status Decoder::GetFixed64(uint64_t* v) {
+  if (remaining() < 8) return Short("fixed64");
+  uint64_t r = 0;
+  for (int i = 0; i < 8; ++i) r |= static_cast<uint64_t>(static_cast<uint8_t>(in_[pos_ + i])) << (8 * i);
+  pos_ += 8;
+  *v = r;
+  return absl::OkStatus();
+}
+
+absl::Status Decoder::GetBytes(std::string_view* v, size_t max_len, const char* what) {
+  uint64_t len;
+  DYNAMO_RETURN_IF_ERROR(GetVarint(&len));
+  if (len > max_len) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " of ", len, " bytes exceeds the maximum of ", max_len));
+  }
+  if (len > remaining()) return Short(what);
+  *v = in_.substr(pos_, len);
+  pos_ += len;
+  return absl::OkStatus();
+}
+
+absl::Status Decoder::GetString(std::string* v, size_t max_len, const char* what) {
+  std::string_view view;
+  DYNAMO_RETURN_IF_ERROR(GetBytes(&view, max_len, what));
+  v->assign(view.data(), view.size());
+  return absl::OkStatus();
+}
+
+absl::Status Decoder::GetBool(bool* b) {
+  uint8_t v;
+  DYNAMO_RETURN_IF_ERROR(GetU8(&v));
+  if (v > 1) return absl::InvalidArgumentError(absl::StrCat("bool byte is ", v, ", not 0 or 1"));
+  *b = v == 1;
+  return absl::OkStatus();
+}
+
+absl::Status Decoder::GetToken(Token* t) {
+  if (remaining() < 16) return Short("token");
+  *t = TokenFromBytes(in_.substr(pos_, 16));
+  pos_ += 16;
+  return absl::OkStatus();
+}
+
+absl::Status Decoder::GetCount(uint64_t* n, size_t max, size_t min_item_bytes,
+                               const char* what) {
+  DYNAMO_RETURN_IF_ERROR(GetVarint(n));
+  if (*n > max) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " count ", *n, " exceeds the maximum of ", max));
+  }
+  if (*n * std::max<size_t>(min_item_bytes, 1) > remaining()) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " count ", *n, " cannot fit in the ",
+                                                   remaining(), " bytes left"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Decoder::GetClock(VectorClock* clock) {
+  uint64_t n;
+  DYNAMO_RETURN_IF_ERROR(GetCount(&n, limits_.clock_entries_max, 3, "vector clock entry"));
+  VectorClock result;
+  ActorId previous = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    ClockEntry e;
+    DYNAMO_RETURN_IF_ERROR(GetVarint(&e.actor));
+    DYNAMO_RETURN_IF_ERROR(GetVarint(&e.counter));
+    DYNAMO_RETURN_IF_ERROR(GetSignedVarint(&e.timestamp_us));
+    // The in-memory form is sorted with positive counters; a clock that is
+    // not is rejected rather than silently normalized.
+    if ((i > 0 && e.actor <= previous) || e.counter == 0) {
+      return absl::InvalidArgumentError(
+          "vector clock entries are not sorted by actor with positive counters");
+    }
+    previous = e.actor;
+    result.Observe(e.actor, e.counter, e.timestamp_us);
+  }
+  *clock = std::move(result);
+  return absl::OkStatus();
+}
+
+absl::Status Decoder::GetVersion(Version* v) {
+  DYNAMO_RETURN_IF_ERROR(GetVarint(&v->dot.actor));
+  DYNAMO_RETURN_IF_ERROR(GetVarint(&v->dot.counter));
+  DYNAMO_RETURN_IF_ERROR(GetSignedVarint(&v->dot.timestamp_us));
+  if (v->dot.counter == 0) return absl::InvalidArgumentError("version dot has counter 0");
+  DYNAMO_RETURN_IF_ERROR(GetClock(&v->context));
+  DYNAMO_RETURN_IF_ERROR(GetBool(&v->tombstone));
+  DYNAMO_RETURN_IF_ERROR(GetString(&v->value, limits_.value_bytes_max, "value"));
+  if (v->tombstone && !v->value.empty()) {
+    return absl::InvalidArgumentError("tombstone version carries a value");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Decoder::GetSiblings(SiblingSet* siblings) {
+  uint64_t n;
+  DYNAMO_RETURN_IF_ERROR(GetCount(&n, limits_.siblings_max, 6, "sibling"));
+  SiblingSet result;
+  result.reserve(n);
+  for (uint64_t i = 0; i < n; ++i) {
+    Version v;
+    DYNAMO_RETURN_IF_ERROR(GetVersion(&v));
+    result.push_back(std::move(v));
+  }
+  *siblings = std::move(result);
+  return absl::OkStatus();
+}
+
+absl::Status Decoder::ExpectEnd(const char* what) const {
+  if (remaining() != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(remaining(), " unexpected trailing bytes after ", what));
+  }
+  return absl::OkStatus();
+}
+
+std::string EncodeSiblingSet(const SiblingSet& siblings) {
+  std::string out;
+  Encoder enc(&out);
+  enc.PutU8(kSiblingSetFormat);
+  enc.PutSiblings(siblings);
+  return out;
+}
+
+absl::StatusOr<SiblingSet> DecodeSiblingSet(std::string_view bytes, const CodecLimits& limits) {
+  Decoder dec(bytes, limits);
+  uint8_t format;
+  DYNAMO_RETURN_IF_ERROR(dec.GetU8(&format));
+  if (format != kSiblingSetFormat) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown sibling-set format version ", format));
+  }
+  SiblingSet siblings;
+  DYNAMO_RETURN_IF_ERROR(dec.GetSiblings(&siblings));
+  DYNAMO_RETURN_IF_ERROR(dec.ExpectEnd("sibling set"));
+  return siblings;
+}
+
+}  // namespace dynamo::internal
