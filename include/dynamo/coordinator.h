@@ -1,0 +1,139 @@
+// Coordinator: the request path of paper sections 4.5 and 4.6. One small
+// state machine per client request:
+//
+//   put: build a version that descends from the caller's context, write it
+//        locally, send it to the rest of the key's N-replica preference list
+//        and succeed once W replicas (this one included) acknowledged.
+//        Replicas known to be unreachable, or that miss the replica timeout,
+//        are replaced by the next healthy nodes on the ring, which keep the
+//        version as a hint for the intended owner (sloppy quorum).
+//   get:  ask the N replicas, answer once R replied with every causally
+//        unrelated version (syntactic reconciliation), then send the
+//        reconciled set to replicas that answered with less (read repair).
+//
+// A node not among a key's top N forwards the request to one that is. The
+// same class also runs inside the partition-aware client library (paper
+// 6.4) with no local storage: it coordinates reads itself and sends writes
+// to the replica that answered the previous read fastest.
+//
+// Every request has a deadline; failures say why (kUnavailable: too few
+// replicas reachable; kDeadlineExceeded: too few answered in time) and how
+// many replicas answered.
+//
+// Thread-safety: used on the owning node's thread only. Callbacks run on it.
+#ifndef DYNAMO_COORDINATOR_H_
+#define DYNAMO_COORDINATOR_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "dynamo/context.h"
+#include "dynamo/failure_detector.h"
+#include "dynamo/metrics.h"
+#include "dynamo/options.h"
+#include "dynamo/ring.h"
+#include "dynamo/runtime.h"
+#include "dynamo/storage_engine.h"
+
+namespace dynamo {
+
+namespace internal {
+struct ReplicaPutReply;
+struct ReplicaGetReply;
+struct ClientRequest;
+struct ClientReply;
+}  // namespace internal
+
+using GetCallback = absl::AnyInvocable<void(absl::StatusOr<GetResult>)>;
+using PutCallback = absl::AnyInvocable<void(absl::Status)>;
+
+// What a coordinator works with. Nothing here is owned by the coordinator;
+// everything must outlive it.
+struct CoordinatorEnv {
+  Runtime* runtime = nullptr;
+  // Null for a client-side coordinator: it then coordinates gets remotely
+  // and sends puts to a replica.
+  StorageEngine* storage = nullptr;
+  const Ring* ring = nullptr;  // the current ring; the object may change between requests
+  FailureDetector* failure_detector = nullptr;
+  const NodeOptions* options = nullptr;
+  NodeMetrics* metrics = nullptr;
+  ActorId actor = 0;                      // this node's vector-clock actor
+  uint64_t* request_id_counter = nullptr;  // shared with the node's other requesters
+};
+
+class Coordinator {
+ public:
+  explicit Coordinator(CoordinatorEnv env);
+  ~Coordinator();  // pending requests are dropped without calling back
+  Coordinator(const Coordinator&) = delete;
+  Coordinator& operator=(const Coordinator&) = delete;
+
+  void Get(std::string_view bucket, std::string_view key, GetCallback done);
+  void Put(std::string_view bucket, std::string_view key, const Context& context,
+           std::string value, PutCallback done);
+  void Delete(std::string_view bucket, std::string_view key, const Context& context,
+              PutCallback done);
+
+  // A request sent by a client or forwarded by another node; the reply goes
+  // back to `from`.
+  void HandleClientRequest(NodeId from, internal::ClientRequest request);
+
+  // Replies to requests this coordinator sent. Return false if the request
+  // id is not one of ours (it may belong to another component).
+  bool OnReplicaPutReply(NodeId from, const internal::ReplicaPutReply& reply);
+  bool OnReplicaGetReply(NodeId from, const internal::ReplicaGetReply& reply);
+  bool OnClientReply(NodeId from, const internal::ClientReply& reply);
+
+  size_t requests_in_flight() const;
+
+  // The key under which a bucket's key is stored and placed on the ring.
+  static std::string StorageKey(std::string_view bucket, std::string_view key);
+
+ private:
+  struct PutOp;
+  struct GetOp;
+  struct ForwardOp;
+  enum class Route { kLocal, kForward, kFailed };
+
+  const BucketOptions* FindBucket(std::string_view bucket) const;
+  absl::Status CheckRequest(std::string_view bucket, std::string_view key, size_t value_bytes,
+                            const BucketOptions** out) const;
+  void Read(std::string_view bucket, std::string_view key, uint32_t hops, GetCallback done);
+  void Write(const BucketOptions& bucket, std::string_view key, const Context& context,
+             std::string value, bool tombstone, uint32_t hops, PutCallback done);
+  void Forward(NodeId to, internal::ClientRequest request, GetCallback get_done,
+               PutCallback put_done, ConflictPolicy policy);
+  void StartGet(const BucketOptions& bucket, std::string skey, std::vector<NodeId> owners,
+                GetCallback done);
+  void FinishGet(GetOp& op, absl::Status status);
+  void MaybeCompleteGet(uint64_t id);
+  void RepairAndRetire(uint64_t id);
+  void OnPutReplicaTimeout(uint64_t id);
+  void FinishPut(PutOp& op, absl::Status status);
+  void MaybeRetirePut(uint64_t id);
+  void Send(NodeId to, const std::string& bytes);
+  uint64_t NextRequestId() { return ++*env_.request_id_counter; }
+  NodeId self() const { return env_.runtime->self(); }
+
+  CoordinatorEnv env_;
+  std::map<uint64_t, std::unique_ptr<PutOp>> puts_;
+  std::map<uint64_t, std::unique_ptr<GetOp>> gets_;
+  std::map<uint64_t, std::unique_ptr<ForwardOp>> forwards_;
+  std::vector<NodeId> walk_scratch_;
+};
+
+// Builds what a get returns from the reconciled versions.
+GetResult MakeGetResult(SiblingSet versions, ConflictPolicy policy, NodeId fastest,
+                        size_t replicas_answered);
+
+}  // namespace dynamo
+
+#endif  // DYNAMO_COORDINATOR_H_

@@ -1,0 +1,684 @@
+#include "dynamo/coordinator.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "node/messages.h"
+
+namespace dynamo {
+
+using internal::ClientOp;
+using internal::ClientReply;
+using internal::ClientRequest;
+using internal::EncodeMessage;
+using internal::ReplicaGet;
+using internal::ReplicaGetReply;
+using internal::ReplicaPut;
+using internal::ReplicaPutReply;
+
+struct Coordinator::PutOp {
+  struct Target {
+    NodeId node = kNoNode;
+    NodeId hint_owner = kNoNode;  // kNoNode: node is a real owner
+    bool replied = false;
+    bool replaced = false;  // timed out and handed to a fallback
+  };
+  uint64_t id = 0;
+  size_t w = 0;
+  std::string skey;
+  Version version;
+  std::vector<NodeId> fallbacks;  // healthy candidates not yet used, in ring order
+  std::vector<Target> targets;
+  size_t acks = 0;
+  size_t errors = 0;
+  bool done = false;
+  TimerId deadline = kNoTimer;
+  TimerId replica_timer = kNoTimer;
+  PutCallback callback;
+};
+
+struct Coordinator::GetOp {
+  struct Reply {
+    NodeId node;
+    SiblingSet siblings;
+  };
+  uint64_t id = 0;
+  size_t r = 0;
+  ConflictPolicy policy = ConflictPolicy::kKeepSiblings;
+  std::string skey;
+  std::vector<NodeId> targets;  // remote replicas asked
+  bool local = false;           // this node read its own copy too
+  std::vector<Reply> replies;
+  size_t errors = 0;
+  NodeId fastest = kNoNode;
+  bool done = false;
+  TimerId deadline = kNoTimer;
+  TimerId replica_timer = kNoTimer;
+  GetCallback callback;
+};
+
+struct Coordinator::ForwardOp {
+  ClientOp op = ClientOp::kGet;
+  ConflictPolicy policy = ConflictPolicy::kKeepSiblings;
+  GetCallback get_done;
+  PutCallback put_done;
+  TimerId deadline = kNoTimer;
+};
+
+namespace {
+
+absl::Status StatusFromWire(int code, const std::string& error) {
+  return absl::Status(static_cast<absl::StatusCode>(code), error);
+}
+
+bool Contains(const std::vector<NodeId>& nodes, NodeId id) {
+  return std::find(nodes.begin(), nodes.end(), id) != nodes.end();
+}
+
+}  // namespace
+
+GetResult MakeGetResult(SiblingSet versions, ConflictPolicy policy, NodeId fastest,
+                        size_t replicas_answered) {
+  GetResult result;
+  result.context.clock = MergedClock(versions);
+  result.context.coordinator = fastest;
+  result.replicas_answered = replicas_answered;
+  if (policy == ConflictPolicy::kLastWriteWins) {
+    if (!versions.empty()) {
+      const Version& winner = LastWriteWins(versions);
+      if (!winner.tombstone) result.values.push_back(winner.value);
+    }
+  } else {
+    for (const Version& v : versions) {
+      if (!v.tombstone) result.values.push_back(v.value);
+    }
+  }
+  result.versions = std::move(versions);
+  return result;
+}
+
+Coordinator::Coordinator(CoordinatorEnv env) : env_(env) {}
+
+Coordinator::~Coordinator() {
+  for (auto& [id, op] : puts_) {
+    env_.runtime->Cancel(op->deadline);
+    env_.runtime->Cancel(op->replica_timer);
+  }
+  for (auto& [id, op] : gets_) {
+    env_.runtime->Cancel(op->deadline);
+    env_.runtime->Cancel(op->replica_timer);
+  }
+  for (auto& [id, op] : forwards_) env_.runtime->Cancel(op->deadline);
+}
+
+size_t Coordinator::requests_in_flight() const {
+  return puts_.size() + gets_.size() + forwards_.size();
+}
+
+std::string Coordinator::StorageKey(std::string_view bucket, std::string_view key) {
+  std::string out;
+  out.reserve(bucket.size() + 1 + key.size());
+  out.append(bucket);
+  out.push_back('\0');  // bucket names never contain NUL, so this is unambiguous
+  out.append(key);
+  return out;
+}
+
+const BucketOptions* Coordinator::FindBucket(std::string_view bucket) const {
+  for (const BucketOptions& b : env_.options->buckets) {
+    if (b.name == bucket) return &b;
+  }
+  return nullptr;
+}
+
+absl::Status Coordinator::CheckRequest(std::string_view bucket, std::string_view key,
+                                       size_t value_bytes, const BucketOptions** out) const {
+  *out = FindBucket(bucket);
+  if (*out == nullptr) {
+    return absl::NotFoundError(absl::StrCat("unknown bucket '", std::string(bucket), "'"));
+  }
+  const StorageLimits limits = env_.storage ? env_.storage->limits() : StorageLimits();
+  size_t key_bytes = bucket.size() + 1 + key.size();
+  if (key.empty()) return absl::InvalidArgumentError("empty key");
+  if (key_bytes > limits.key_bytes_max) {
+    return absl::InvalidArgumentError(absl::StrCat("key of ", key_bytes,
+                                                   " bytes (with its bucket) exceeds the maximum of ",
+                                                   limits.key_bytes_max));
+  }
+  if (value_bytes > limits.value_bytes_max) {
+    return absl::InvalidArgumentError(absl::StrCat("value of ", value_bytes,
+                                                   " bytes exceeds the maximum of ",
+                                                   limits.value_bytes_max));
+  }
+  if (requests_in_flight() >= env_.options->requests_in_flight_max) {
+    env_.metrics->requests_rejected_overload++;
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "node is coordinating ", requests_in_flight(), " requests, the maximum"));
+  }
+  return absl::OkStatus();
+}
+
+void Coordinator::Send(NodeId to, const std::string& bytes) {
+  // A local send error (unknown peer, full queue) looks to the protocol like
+  // a lost message: the replica timeout and the deadline handle both.
+  (void)env_.runtime->transport().Send(to, bytes);
+}
+
+// ---------------------------------------------------------------- get
+
+void Coordinator::Get(std::string_view bucket_name, std::string_view key, GetCallback done) {
+  Read(bucket_name, key, 0, std::move(done));
+}
+
+void Coordinator::Read(std::string_view bucket_name, std::string_view key, uint32_t hops,
+                       GetCallback done) {
+  ClientRequest request;
+  request.hops = hops + 1;
+  request.op = ClientOp::kGet;
+  request.bucket = std::string(bucket_name);
+  request.key = std::string(key);
+  const BucketOptions* bucket;
+  absl::Status status = CheckRequest(bucket_name, key, 0, &bucket);
+  if (!status.ok()) {
+    env_.metrics->gets_failed++;
+    done(status);
+    return;
+  }
+  std::string skey = StorageKey(bucket_name, key);
+  env_.ring->PreferenceList(KeyToken(skey), bucket->n, 0, &walk_scratch_);
+  if (walk_scratch_.size() < bucket->n) {
+    env_.metrics->gets_failed++;
+    done(absl::UnavailableError(absl::StrCat("the ring has ", walk_scratch_.size(),
+                                             " nodes but bucket '", bucket->name, "' needs N=",
+                                             bucket->n)));
+    return;
+  }
+  std::vector<NodeId> owners = walk_scratch_;
+  if (env_.storage != nullptr && !Contains(owners, self())) {
+    if (hops >= env_.options->forward_hops_max) {
+      env_.metrics->gets_failed++;
+      done(absl::UnavailableError("get was forwarded too many times"));
+      return;
+    }
+    for (NodeId o : owners) {
+      if (env_.failure_detector->IsReachable(o)) {
+        Forward(o, std::move(request), std::move(done), nullptr, bucket->policy);
+        return;
+      }
+    }
+    env_.metrics->gets_failed++;
+    done(absl::UnavailableError("no replica of the key is reachable to forward the get to"));
+    return;
+  }
+  StartGet(*bucket, std::move(skey), std::move(owners), std::move(done));
+}
+
+void Coordinator::StartGet(const BucketOptions& bucket, std::string skey,
+                           std::vector<NodeId> owners, GetCallback done) {
+  auto op = std::make_unique<GetOp>();
+  op->id = NextRequestId();
+  op->r = bucket.r;
+  op->policy = bucket.policy;
+  op->skey = std::move(skey);
+  op->callback = std::move(done);
+  bool local = env_.storage != nullptr && Contains(owners, self());
+  op->local = local;
+  for (NodeId o : owners) {
+    if (o != self() && env_.failure_detector->IsReachable(o)) op->targets.push_back(o);
+  }
+  size_t reachable = op->targets.size() + (local ? 1 : 0);
+  if (reachable < op->r) {
+    env_.metrics->gets_failed++;
+    op->callback(absl::UnavailableError(absl::StrCat("get needs R=", op->r, " replicas but only ",
+                                                     reachable, " of N=", bucket.n,
+                                                     " are reachable")));
+    return;
+  }
+  if (local) {
+    absl::StatusOr<SiblingSet> mine = env_.storage->Get(op->skey);
+    if (mine.ok()) {
+      op->replies.push_back({self(), *std::move(mine)});
+      op->fastest = self();
+    } else {
+      env_.metrics->storage_errors++;
+      op->errors++;
+    }
+  }
+  uint64_t id = op->id;
+  std::string request = EncodeMessage(ReplicaGet{id, op->skey});
+  for (NodeId t : op->targets) Send(t, request);
+  op->deadline = env_.runtime->Schedule(env_.options->request_timeout, [this, id] {
+    auto it = gets_.find(id);
+    if (it == gets_.end()) return;
+    it->second->deadline = kNoTimer;
+    if (!it->second->done) {
+      FinishGet(*it->second,
+                absl::DeadlineExceededError(absl::StrCat(
+                    "get: ", it->second->replies.size(), " of R=", it->second->r,
+                    " replicas answered before the deadline")));
+    }
+    RepairAndRetire(id);
+  });
+  op->replica_timer = env_.runtime->Schedule(env_.options->replica_timeout, [this, id] {
+    auto it = gets_.find(id);
+    if (it == gets_.end()) return;
+    GetOp& g = *it->second;
+    g.replica_timer = kNoTimer;
+    for (NodeId t : g.targets) {
+      bool replied = std::any_of(g.replies.begin(), g.replies.end(),
+                                 [t](const GetOp::Reply& r) { return r.node == t; });
+      if (!replied) env_.failure_detector->OnTimeout(t, env_.runtime->Now());
+    }
+    if (g.done) RepairAndRetire(id);
+  });
+  gets_.emplace(id, std::move(op));
+  MaybeCompleteGet(id);
+}
+
+void Coordinator::FinishGet(GetOp& op, absl::Status status) {
+  op.done = true;
+  if (!status.ok()) {
+    env_.metrics->gets_failed++;
+    op.callback(std::move(status));
+    return;
+  }
+  std::vector<Version> all;
+  for (const GetOp::Reply& r : op.replies) all.insert(all.end(), r.siblings.begin(), r.siblings.end());
+  env_.metrics->gets_ok++;
+  op.callback(MakeGetResult(Reconcile(std::move(all)), op.policy, op.fastest, op.replies.size()));
+}
+
+void Coordinator::MaybeCompleteGet(uint64_t id) {
+  auto it = gets_.find(id);
+  if (it == gets_.end()) return;
+  GetOp& op = *it->second;
+  size_t outstanding = op.targets.size() + (op.local ? 1 : 0) - op.replies.size() - op.errors;
+  if (!op.done) {
+    if (op.replies.size() >= op.r) {
+      FinishGet(op, absl::OkStatus());
+    } else if (op.replies.size() + outstanding < op.r) {
+      FinishGet(op, absl::UnavailableError(absl::StrCat(
+                        "get: ", op.replies.size(), " of R=", op.r, " replicas answered, ",
+                        op.errors, " failed")));
+    }
+  }
+  if (outstanding == 0) RepairAndRetire(id);
+}
+
+void Coordinator::RepairAndRetire(uint64_t id) {
+  auto it = gets_.find(id);
+  if (it == gets_.end()) return;
+  GetOp& op = *it->second;
+  std::vector<Version> all;
+  for (const GetOp::Reply& r : op.replies) all.insert(all.end(), r.siblings.begin(), r.siblings.end());
+  SiblingSet reconciled = Reconcile(std::move(all));
+  if (!reconciled.empty()) {
+    std::string repair;
+    for (const GetOp::Reply& r : op.replies) {
+      if (r.siblings == reconciled) continue;
+      env_.metrics->read_repairs_sent++;
+      if (r.node == self() && env_.storage != nullptr) {
+        if (!env_.storage->Put(op.skey, reconciled, WriteOptions()).ok()) {
+          env_.metrics->storage_errors++;
+        }
+        continue;
+      }
+      // Request id 0: the replica's acknowledgement matches no request and
+      // is ignored; read repair is best effort.
+      if (repair.empty()) repair = EncodeMessage(ReplicaPut{0, op.skey, reconciled, kNoNode, false});
+      Send(r.node, repair);
+    }
+  }
+  env_.runtime->Cancel(op.deadline);
+  env_.runtime->Cancel(op.replica_timer);
+  gets_.erase(it);
+}
+
+bool Coordinator::OnReplicaGetReply(NodeId from, const ReplicaGetReply& reply) {
+  auto it = gets_.find(reply.request_id);
+  if (it == gets_.end()) return false;
+  GetOp& op = *it->second;
+  if (!Contains(op.targets, from)) return true;
+  for (const GetOp::Reply& r : op.replies) {
+    if (r.node == from) return true;  // a duplicated reply
+  }
+  if (reply.code != 0) {
+    op.errors++;
+  } else {
+    if (op.replies.empty()) op.fastest = from;
+    op.replies.push_back({from, reply.siblings});
+  }
+  MaybeCompleteGet(reply.request_id);
+  return true;
+}
+
+// ---------------------------------------------------------------- put
+
+void Coordinator::Put(std::string_view bucket_name, std::string_view key, const Context& context,
+                      std::string value, PutCallback done) {
+  const BucketOptions* bucket;
+  absl::Status status = CheckRequest(bucket_name, key, value.size(), &bucket);
+  if (!status.ok()) {
+    env_.metrics->puts_failed++;
+    done(status);
+    return;
+  }
+  Write(*bucket, key, context, std::move(value), false, 0, std::move(done));
+}
+
+void Coordinator::Delete(std::string_view bucket_name, std::string_view key,
+                         const Context& context, PutCallback done) {
+  const BucketOptions* bucket;
+  absl::Status status = CheckRequest(bucket_name, key, 0, &bucket);
+  if (!status.ok()) {
+    env_.metrics->puts_failed++;
+    done(status);
+    return;
+  }
+  Write(*bucket, key, context, "", true, 0, std::move(done));
+}
+
+void Coordinator::Write(const BucketOptions& bucket, std::string_view key, const Context& context,
+                        std::string value, bool tombstone, uint32_t hops, PutCallback done) {
+  std::string skey = StorageKey(bucket.name, key);
+  const Ring& ring = *env_.ring;
+  ring.PreferenceList(KeyToken(skey), bucket.n, env_.options->fallbacks_max, &walk_scratch_);
+  if (walk_scratch_.size() < bucket.n) {
+    env_.metrics->puts_failed++;
+    done(absl::UnavailableError(absl::StrCat("the ring has ", walk_scratch_.size(),
+                                             " nodes but bucket '", bucket.name, "' needs N=",
+                                             bucket.n)));
+    return;
+  }
+  std::vector<NodeId> owners(walk_scratch_.begin(), walk_scratch_.begin() + bucket.n);
+  std::vector<NodeId> spares(walk_scratch_.begin() + bucket.n, walk_scratch_.end());
+
+  if (env_.storage == nullptr || !Contains(owners, self())) {
+    // Not a replica of this key: hand the write to one that is, preferably
+    // the one that answered the caller's last read fastest (paper 6.4).
+    if (hops >= env_.options->forward_hops_max) {
+      env_.metrics->puts_failed++;
+      done(absl::UnavailableError("put was forwarded too many times"));
+      return;
+    }
+    NodeId target = kNoNode;
+    if (Contains(owners, context.coordinator) && context.coordinator != self() &&
+        env_.failure_detector->IsReachable(context.coordinator)) {
+      target = context.coordinator;
+    }
+    for (size_t i = 0; target == kNoNode && i < owners.size(); ++i) {
+      if (owners[i] != self() && env_.failure_detector->IsReachable(owners[i])) target = owners[i];
+    }
+    if (target == kNoNode) {
+      env_.metrics->puts_failed++;
+      done(absl::UnavailableError("no replica of the key is reachable to forward the put to"));
+      return;
+    }
+    ClientRequest request;
+    request.op = tombstone ? ClientOp::kDelete : ClientOp::kPut;
+    request.bucket = bucket.name;
+    request.key = std::string(key);
+    request.context = context.Encode();
+    request.value = std::move(value);
+    request.hops = hops + 1;
+    Forward(target, std::move(request), nullptr, std::move(done), bucket.policy);
+    return;
+  }
+
+  auto op = std::make_unique<PutOp>();
+  op->id = NextRequestId();
+  op->w = bucket.w;
+  op->skey = std::move(skey);
+  for (NodeId s : spares) {
+    if (s != self() && env_.failure_detector->IsReachable(s)) op->fallbacks.push_back(s);
+  }
+  // Pick the replicas before writing anything, so that a put that cannot
+  // reach W writes nothing.
+  size_t next_fallback = 0;
+  for (NodeId o : owners) {
+    if (o == self()) continue;
+    if (env_.failure_detector->IsReachable(o)) {
+      op->targets.push_back({o, kNoNode});
+    } else if (next_fallback < op->fallbacks.size()) {
+      op->targets.push_back({op->fallbacks[next_fallback++], o});
+    }
+  }
+  op->fallbacks.erase(op->fallbacks.begin(), op->fallbacks.begin() + next_fallback);
+  size_t reachable = 1 + op->targets.size();
+  if (reachable < op->w) {
+    env_.metrics->puts_failed++;
+    done(absl::UnavailableError(absl::StrCat("put needs W=", op->w, " replicas but only ",
+                                             reachable, " nodes are reachable")));
+    return;
+  }
+
+  absl::StatusOr<SiblingSet> local = env_.storage->Get(op->skey);
+  if (!local.ok()) {
+    env_.metrics->storage_errors++;
+    env_.metrics->puts_failed++;
+    done(local.status());
+    return;
+  }
+  VectorClock clock = context.clock;
+  // Under last-write-wins the write supersedes everything this replica has.
+  if (bucket.policy == ConflictPolicy::kLastWriteWins) clock.Merge(MergedClock(*local));
+  op->version = NewVersion(*local, clock, env_.actor, absl::ToUnixMicros(env_.runtime->Now()),
+                           std::move(value), tombstone, env_.options->clock_entries_max);
+  WriteOptions durable;
+  durable.durable = true;  // the coordinator is the one replica that writes durably (paper 6.1)
+  absl::StatusOr<SiblingSet> stored = env_.storage->Put(op->skey, {op->version}, durable);
+  if (!stored.ok()) {
+    if (stored.status().code() == absl::StatusCode::kFailedPrecondition) {
+      env_.metrics->puts_over_sibling_limit++;
+    } else {
+      env_.metrics->storage_errors++;
+    }
+    env_.metrics->puts_failed++;
+    done(stored.status());
+    return;
+  }
+  if (stored->size() >= env_.options->siblings_warn_count) env_.metrics->keys_over_sibling_warning++;
+  op->acks = 1;
+  op->callback = std::move(done);
+  uint64_t id = op->id;
+  for (const PutOp::Target& t : op->targets) {
+    if (t.hint_owner != kNoNode) env_.metrics->hinted_writes_sent++;
+    Send(t.node, EncodeMessage(ReplicaPut{id, op->skey, {op->version}, t.hint_owner, false}));
+  }
+  op->deadline = env_.runtime->Schedule(env_.options->request_timeout, [this, id] {
+    auto it = puts_.find(id);
+    if (it == puts_.end()) return;
+    PutOp& p = *it->second;
+    p.deadline = kNoTimer;
+    if (!p.done) {
+      FinishPut(p, absl::DeadlineExceededError(absl::StrCat(
+                       "put: ", p.acks, " of W=", p.w, " replicas acknowledged before the deadline")));
+    }
+    env_.runtime->Cancel(p.replica_timer);
+    puts_.erase(it);
+  });
+  op->replica_timer = env_.runtime->Schedule(env_.options->replica_timeout,
+                                             [this, id] { OnPutReplicaTimeout(id); });
+  PutOp& ref = *op;
+  puts_.emplace(id, std::move(op));
+  if (ref.acks >= ref.w) FinishPut(ref, absl::OkStatus());
+  MaybeRetirePut(id);
+}
+
+void Coordinator::OnPutReplicaTimeout(uint64_t id) {
+  auto it = puts_.find(id);
+  if (it == puts_.end()) return;
+  PutOp& op = *it->second;
+  op.replica_timer = kNoTimer;
+  // Sloppy quorum: every replica that stayed silent is suspected, and its
+  // copy goes to the next healthy node as a hint, so the write still reaches
+  // N nodes and W can still be met.
+  size_t count = op.targets.size();
+  for (size_t i = 0; i < count; ++i) {
+    PutOp::Target& t = op.targets[i];
+    if (t.replied || t.replaced) continue;
+    env_.failure_detector->OnTimeout(t.node, env_.runtime->Now());
+    while (!op.fallbacks.empty() && !env_.failure_detector->IsReachable(op.fallbacks.front())) {
+      op.fallbacks.erase(op.fallbacks.begin());
+    }
+    if (op.fallbacks.empty()) continue;
+    NodeId fallback = op.fallbacks.front();
+    op.fallbacks.erase(op.fallbacks.begin());
+    NodeId owner = t.hint_owner != kNoNode ? t.hint_owner : t.node;
+    t.replaced = true;
+    op.targets.push_back({fallback, owner});
+    env_.metrics->hinted_writes_sent++;
+    Send(fallback, EncodeMessage(ReplicaPut{id, op.skey, {op.version}, owner, false}));
+  }
+  MaybeRetirePut(id);
+}
+
+void Coordinator::FinishPut(PutOp& op, absl::Status status) {
+  op.done = true;
+  if (status.ok()) {
+    env_.metrics->puts_ok++;
+  } else {
+    env_.metrics->puts_failed++;
+  }
+  op.callback(std::move(status));
+}
+
+void Coordinator::MaybeRetirePut(uint64_t id) {
+  auto it = puts_.find(id);
+  if (it == puts_.end()) return;
+  PutOp& op = *it->second;
+  bool settled = std::all_of(op.targets.begin(), op.targets.end(),
+                             [](const PutOp::Target& t) { return t.replied || t.replaced; });
+  if (!settled) return;
+  if (!op.done) {
+    FinishPut(op, absl::UnavailableError(absl::StrCat("put: ", op.acks, " of W=", op.w,
+                                                      " replicas acknowledged, ", op.errors,
+                                                      " refused")));
+  }
+  env_.runtime->Cancel(op.deadline);
+  env_.runtime->Cancel(op.replica_timer);
+  puts_.erase(it);
+}
+
+bool Coordinator::OnReplicaPutReply(NodeId from, const ReplicaPutReply& reply) {
+  auto it = puts_.find(reply.request_id);
+  if (it == puts_.end()) return false;
+  PutOp& op = *it->second;
+  for (PutOp::Target& t : op.targets) {
+    if (t.node != from || t.replied) continue;
+    t.replied = true;
+    if (reply.code == 0) {
+      op.acks++;
+    } else {
+      op.errors++;
+    }
+    break;
+  }
+  if (!op.done && op.acks >= op.w) FinishPut(op, absl::OkStatus());
+  MaybeRetirePut(reply.request_id);
+  return true;
+}
+
+// ---------------------------------------------------------------- forwarding
+
+void Coordinator::Forward(NodeId to, ClientRequest request, GetCallback get_done,
+                          PutCallback put_done, ConflictPolicy policy) {
+  auto op = std::make_unique<ForwardOp>();
+  uint64_t id = NextRequestId();
+  request.request_id = id;
+  op->op = request.op;
+  op->policy = policy;
+  op->get_done = std::move(get_done);
+  op->put_done = std::move(put_done);
+  op->deadline = env_.runtime->Schedule(env_.options->request_timeout, [this, id] {
+    auto it = forwards_.find(id);
+    if (it == forwards_.end()) return;
+    std::unique_ptr<ForwardOp> f = std::move(it->second);
+    forwards_.erase(it);
+    absl::Status status =
+        absl::DeadlineExceededError("the coordinating replica did not answer before the deadline");
+    if (f->op == ClientOp::kGet) {
+      env_.metrics->gets_failed++;
+      f->get_done(status);
+    } else {
+      env_.metrics->puts_failed++;
+      f->put_done(status);
+    }
+  });
+  forwards_.emplace(id, std::move(op));
+  env_.metrics->requests_forwarded++;
+  Send(to, EncodeMessage(request));
+}
+
+bool Coordinator::OnClientReply(NodeId /*from*/, const ClientReply& reply) {
+  auto it = forwards_.find(reply.request_id);
+  if (it == forwards_.end()) return false;
+  std::unique_ptr<ForwardOp> f = std::move(it->second);
+  forwards_.erase(it);
+  env_.runtime->Cancel(f->deadline);
+  absl::Status status = StatusFromWire(reply.code, reply.error);
+  if (f->op == ClientOp::kGet) {
+    if (!status.ok()) {
+      env_.metrics->gets_failed++;
+      f->get_done(status);
+      return true;
+    }
+    env_.metrics->gets_ok++;
+    f->get_done(MakeGetResult(reply.siblings, f->policy, reply.fastest, reply.replicas_answered));
+  } else {
+    if (status.ok()) {
+      env_.metrics->puts_ok++;
+    } else {
+      env_.metrics->puts_failed++;
+    }
+    f->put_done(status);
+  }
+  return true;
+}
+
+void Coordinator::HandleClientRequest(NodeId from, ClientRequest request) {
+  uint64_t reply_id = request.request_id;
+  auto reply_put = [this, from, reply_id](absl::Status status) {
+    ClientReply reply;
+    reply.request_id = reply_id;
+    reply.code = static_cast<int>(status.code());
+    reply.error = std::string(status.message());
+    Send(from, EncodeMessage(reply));
+  };
+  const BucketOptions* bucket;
+  absl::Status status = CheckRequest(request.bucket, request.key, request.value.size(), &bucket);
+  if (!status.ok()) {
+    reply_put(status);
+    return;
+  }
+  if (request.op == ClientOp::kGet) {
+    Read(request.bucket, request.key, request.hops, [this, from, reply_id](absl::StatusOr<GetResult> result) {
+      ClientReply reply;
+      reply.request_id = reply_id;
+      reply.code = static_cast<int>(result.status().code());
+      if (result.ok()) {
+        reply.siblings = std::move(result->versions);
+        reply.fastest = result->context.coordinator;
+        reply.replicas_answered = static_cast<uint32_t>(result->replicas_answered);
+      } else {
+        reply.error = std::string(result.status().message());
+      }
+      Send(from, EncodeMessage(reply));
+    });
+    return;
+  }
+  Context context;
+  if (!request.context.empty()) {
+    absl::StatusOr<Context> decoded = Context::Decode(request.context);
+    if (!decoded.ok()) {
+      reply_put(decoded.status());
+      return;
+    }
+    context = *std::move(decoded);
+  }
+  Write(*bucket, request.key, context, std::move(request.value),
+        request.op == ClientOp::kDelete, request.hops, std::move(reply_put));
+}
+
+}  // namespace dynamo

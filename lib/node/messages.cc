@@ -1,0 +1,169 @@
+#include "node/messages.h"
+
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+
+namespace dynamo::internal {
+
+namespace {
+
+// The variant index is the wire type, so the order of Message's alternatives
+// is part of the protocol: append new messages at the end.
+struct EncodeVisitor {
+  Encoder& e;
+  void operator()(const ReplicaPut& m) {
+    e.PutVarint(m.request_id);
+    e.PutBytes(m.key);
+    e.PutSiblings(m.versions);
+    e.PutVarint(m.hint_owner);
+    e.PutBool(m.durable);
+  }
+  void operator()(const ReplicaPutReply& m) {
+    e.PutVarint(m.request_id);
+    e.PutVarint(static_cast<uint64_t>(m.code));
+    e.PutBytes(m.error);
+  }
+  void operator()(const ReplicaGet& m) {
+    e.PutVarint(m.request_id);
+    e.PutBytes(m.key);
+  }
+  void operator()(const ReplicaGetReply& m) {
+    e.PutVarint(m.request_id);
+    e.PutVarint(static_cast<uint64_t>(m.code));
+    e.PutBytes(m.error);
+    e.PutSiblings(m.siblings);
+  }
+  void operator()(const ClientRequest& m) {
+    e.PutVarint(m.request_id);
+    e.PutU8(static_cast<uint8_t>(m.op));
+    e.PutBytes(m.bucket);
+    e.PutBytes(m.key);
+    e.PutBytes(m.context);
+    e.PutBytes(m.value);
+    e.PutVarint(m.hops);
+  }
+  void operator()(const ClientReply& m) {
+    e.PutVarint(m.request_id);
+    e.PutVarint(static_cast<uint64_t>(m.code));
+    e.PutBytes(m.error);
+    e.PutSiblings(m.siblings);
+    e.PutVarint(m.fastest);
+    e.PutVarint(m.replicas_answered);
+  }
+  void operator()(const Ping& m) { e.PutVarint(m.nonce); }
+  void operator()(const Pong& m) { e.PutVarint(m.nonce); }
+  void operator()(const RingRequest& m) { e.PutVarint(m.request_id); }
+  void operator()(const RingReply& m) {
+    e.PutVarint(m.request_id);
+    e.PutBytes(m.ring);
+  }
+};
+
+constexpr size_t kErrorBytesMax = 4096;
+constexpr size_t kRingBytesMax = 16 << 20;
+
+absl::Status GetCode(Decoder& d, int* code) {
+  uint64_t v;
+  DYNAMO_RETURN_IF_ERROR(d.GetVarint(&v));
+  if (v > static_cast<uint64_t>(absl::StatusCode::kUnauthenticated)) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown status code ", v));
+  }
+  *code = static_cast<int>(v);
+  return absl::OkStatus();
+}
+
+absl::Status DecodeBody(Decoder& d, ReplicaPut& m) {
+  DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.request_id));
+  DYNAMO_RETURN_IF_ERROR(d.GetString(&m.key, d.limits().key_bytes_max, "key"));
+  DYNAMO_RETURN_IF_ERROR(d.GetSiblings(&m.versions));
+  DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.hint_owner));
+  return d.GetBool(&m.durable);
+}
+absl::Status DecodeBody(Decoder& d, ReplicaPutReply& m) {
+  DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.request_id));
+  DYNAMO_RETURN_IF_ERROR(GetCode(d, &m.code));
+  return d.GetString(&m.error, kErrorBytesMax, "error message");
+}
+absl::Status DecodeBody(Decoder& d, ReplicaGet& m) {
+  DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.request_id));
+  return d.GetString(&m.key, d.limits().key_bytes_max, "key");
+}
+absl::Status DecodeBody(Decoder& d, ReplicaGetReply& m) {
+  DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.request_id));
+  DYNAMO_RETURN_IF_ERROR(GetCode(d, &m.code));
+  DYNAMO_RETURN_IF_ERROR(d.GetString(&m.error, kErrorBytesMax, "error message"));
+  return d.GetSiblings(&m.siblings);
+}
+absl::Status DecodeBody(Decoder& d, ClientRequest& m) {
+  DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.request_id));
+  uint8_t op;
+  DYNAMO_RETURN_IF_ERROR(d.GetU8(&op));
+  if (op < 1 || op > 3) return absl::InvalidArgumentError(absl::StrCat("unknown client op ", op));
+  m.op = static_cast<ClientOp>(op);
+  DYNAMO_RETURN_IF_ERROR(d.GetString(&m.bucket, d.limits().key_bytes_max, "bucket"));
+  DYNAMO_RETURN_IF_ERROR(d.GetString(&m.key, d.limits().key_bytes_max, "key"));
+  DYNAMO_RETURN_IF_ERROR(d.GetString(&m.context, d.limits().key_bytes_max, "context"));
+  DYNAMO_RETURN_IF_ERROR(d.GetString(&m.value, d.limits().value_bytes_max, "value"));
+  uint64_t hops;
+  DYNAMO_RETURN_IF_ERROR(d.GetVarint(&hops));
+  m.hops = static_cast<uint32_t>(std::min<uint64_t>(hops, 1u << 30));
+  return absl::OkStatus();
+}
+absl::Status DecodeBody(Decoder& d, ClientReply& m) {
+  DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.request_id));
+  DYNAMO_RETURN_IF_ERROR(GetCode(d, &m.code));
+  DYNAMO_RETURN_IF_ERROR(d.GetString(&m.error, kErrorBytesMax, "error message"));
+  DYNAMO_RETURN_IF_ERROR(d.GetSiblings(&m.siblings));
+  DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.fastest));
+  uint64_t n;
+  DYNAMO_RETURN_IF_ERROR(d.GetVarint(&n));
+  m.replicas_answered = static_cast<uint32_t>(std::min<uint64_t>(n, 1u << 30));
+  return absl::OkStatus();
+}
+absl::Status DecodeBody(Decoder& d, Ping& m) { return d.GetVarint(&m.nonce); }
+absl::Status DecodeBody(Decoder& d, Pong& m) { return d.GetVarint(&m.nonce); }
+absl::Status DecodeBody(Decoder& d, RingRequest& m) { return d.GetVarint(&m.request_id); }
+absl::Status DecodeBody(Decoder& d, RingReply& m) {
+  DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.request_id));
+  return d.GetString(&m.ring, kRingBytesMax, "ring");
+}
+
+template <size_t I>
+absl::StatusOr<Message> DecodeAlternative(Decoder& d, size_t type) {
+  if constexpr (I < std::variant_size_v<Message>) {
+    if (type == I) {
+      std::variant_alternative_t<I, Message> m;
+      DYNAMO_RETURN_IF_ERROR(DecodeBody(d, m));
+      DYNAMO_RETURN_IF_ERROR(d.ExpectEnd("message"));
+      return Message(std::move(m));
+    }
+    return DecodeAlternative<I + 1>(d, type);
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("unknown message type ", type));
+  }
+}
+
+}  // namespace
+
+std::string EncodeMessage(const Message& message) {
+  std::string out;
+  Encoder e(&out);
+  e.PutU8(kProtocolVersion);
+  e.PutU8(static_cast<uint8_t>(message.index()));
+  std::visit(EncodeVisitor{e}, message);
+  return out;
+}
+
+absl::StatusOr<Message> DecodeMessage(std::string_view bytes, const CodecLimits& limits) {
+  Decoder d(bytes, limits);
+  uint8_t version, type;
+  DYNAMO_RETURN_IF_ERROR(d.GetU8(&version));
+  if (version != kProtocolVersion) {
+    return absl::InvalidArgumentError(absl::StrCat("unsupported protocol version ", version,
+                                                   " (this node speaks ", kProtocolVersion, ")"));
+  }
+  DYNAMO_RETURN_IF_ERROR(d.GetU8(&type));
+  return DecodeAlternative<0>(d, type);
+}
+
+}  // namespace dynamo::internal

@@ -1,0 +1,104 @@
+// The messages nodes (and partition-aware clients) exchange, and their wire
+// encoding through the core codec. Every message is one frame:
+//   u8 protocol version | u8 message type | fields...
+// Decoding is strict (unknown version or type, trailing bytes and oversize
+// fields are errors) because the bytes come from the network.
+#ifndef DYNAMO_NODE_MESSAGES_H_
+#define DYNAMO_NODE_MESSAGES_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "core/codec.h"
+#include "dynamo/types.h"
+#include "dynamo/version.h"
+
+namespace dynamo::internal {
+
+inline constexpr uint8_t kProtocolVersion = 1;
+
+// Coordinator -> replica: merge these versions into the key. With a
+// hint_owner other than the receiver, keep them as a hint for that node
+// (sloppy quorum, paper 4.6).
+struct ReplicaPut {
+  uint64_t request_id = 0;
+  std::string key;  // storage key: bucket and user key
+  SiblingSet versions;
+  NodeId hint_owner = kNoNode;
+  bool durable = false;
+};
+
+// Replica -> coordinator. code is an absl::StatusCode.
+struct ReplicaPutReply {
+  uint64_t request_id = 0;
+  int code = 0;
+  std::string error;
+};
+
+struct ReplicaGet {
+  uint64_t request_id = 0;
+  std::string key;
+};
+
+struct ReplicaGetReply {
+  uint64_t request_id = 0;
+  int code = 0;
+  std::string error;
+  SiblingSet siblings;
+};
+
+enum class ClientOp : uint8_t { kGet = 1, kPut = 2, kDelete = 3 };
+
+// A get/put/delete sent to a node to coordinate: by a partition-aware client,
+// or forwarded by a node that is not in the key's preference list.
+struct ClientRequest {
+  uint64_t request_id = 0;
+  ClientOp op = ClientOp::kGet;
+  std::string bucket;
+  std::string key;
+  std::string context;  // Context::Encode(), may be empty
+  std::string value;
+  uint32_t hops = 0;  // times forwarded so far
+};
+
+struct ClientReply {
+  uint64_t request_id = 0;
+  int code = 0;
+  std::string error;
+  SiblingSet siblings;  // for a get
+  NodeId fastest = kNoNode;
+  uint32_t replicas_answered = 0;
+};
+
+struct Ping {
+  uint64_t nonce = 0;
+};
+struct Pong {
+  uint64_t nonce = 0;
+};
+
+// A client asks any node for its view of the ring (paper 6.4: clients
+// refresh membership periodically).
+struct RingRequest {
+  uint64_t request_id = 0;
+};
+struct RingReply {
+  uint64_t request_id = 0;
+  std::string ring;  // EncodeRing()
+};
+
+using Message = std::variant<ReplicaPut, ReplicaPutReply, ReplicaGet, ReplicaGetReply,
+                             ClientRequest, ClientReply, Ping, Pong, RingRequest, RingReply>;
+
+std::string EncodeMessage(const Message& message);
+absl::StatusOr<Message> DecodeMessage(std::string_view bytes,
+                                      const CodecLimits& limits = CodecLimits());
+
+}  // namespace dynamo::internal
+
+#endif  // DYNAMO_NODE_MESSAGES_H_

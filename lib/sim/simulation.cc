@@ -1,0 +1,113 @@
+#include "dynamo/sim/simulation.h"
+
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+
+namespace dynamo::sim {
+
+absl::StatusOr<std::unique_ptr<Simulation>> Simulation::Create(SimulationOptions options) {
+  if (options.nodes == 0) return absl::InvalidArgumentError("a simulation needs nodes");
+  std::unique_ptr<Simulation> sim(new Simulation(std::move(options)));
+  for (NodeId id = 1; id <= sim->options_.nodes; ++id) {
+    RingMember member;
+    member.id = id;
+    DYNAMO_RETURN_IF_ERROR(sim->ring_.AddNode(member));
+    sim->node_ids_.push_back(id);
+  }
+  for (NodeId id : sim->node_ids_) {
+    sim->runtimes_[id] = &sim->network_.AddNode(id);
+    sim->disks_[id] = std::make_unique<MemoryEngine>(sim->options_.storage);
+  }
+  for (NodeId id : sim->node_ids_) DYNAMO_RETURN_IF_ERROR(sim->StartNode(id));
+  return sim;
+}
+
+Simulation::Simulation(SimulationOptions options)
+    : options_(std::move(options)),
+      network_(options_.seed, options_.network),
+      ring_(options_.ring) {}
+
+Simulation::~Simulation() {
+  // Nodes and clients cancel their timers through the network's runtimes,
+  // so they go first.
+  clients_.clear();
+  nodes_.clear();
+}
+
+absl::Status Simulation::StartNode(NodeId id) {
+  DYNAMO_ASSIGN_OR_RETURN(std::unique_ptr<Node> node,
+                          Node::Create(options_.node, runtimes_.at(id), disks_.at(id).get(), ring_));
+  nodes_[id] = std::move(node);
+  return absl::OkStatus();
+}
+
+Node* Simulation::node(NodeId id) {
+  auto it = nodes_.find(id);
+  return it == nodes_.end() ? nullptr : it->second.get();
+}
+
+MemoryEngine& Simulation::disk(NodeId id) { return *disks_.at(id); }
+
+absl::Status Simulation::Crash(NodeId id, bool wipe_disk) {
+  auto it = nodes_.find(id);
+  if (it == nodes_.end()) return absl::FailedPreconditionError(absl::StrCat("node ", id, " is not running"));
+  nodes_.erase(it);
+  network_.Crash(id);
+  if (wipe_disk) disks_[id] = std::make_unique<MemoryEngine>(options_.storage);
+  return absl::OkStatus();
+}
+
+absl::Status Simulation::Restart(NodeId id) {
+  if (!disks_.contains(id)) return absl::NotFoundError(absl::StrCat("no node ", id));
+  if (nodes_.contains(id)) return absl::FailedPreconditionError(absl::StrCat("node ", id, " is running"));
+  network_.Restart(id);
+  return StartNode(id);
+}
+
+absl::StatusOr<Client*> Simulation::AddClient(NodeId id, ClientOptions options) {
+  if (network_.HasNode(id)) return absl::AlreadyExistsError(absl::StrCat("id ", id, " is taken"));
+  Runtime& runtime = network_.AddNode(id);
+  DYNAMO_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Client::Create(std::move(options), &runtime));
+  Client* raw = client.get();
+  clients_[id] = std::move(client);
+  return raw;
+}
+
+template <typename Result, typename Issue>
+Result Simulation::Await(Issue issue) {
+  std::optional<Result> result;
+  issue([&result](Result r) { result.emplace(std::move(r)); });
+  network_.RunUntil([&result] { return result.has_value(); }, options_.request_wait_max);
+  if (!result.has_value()) {
+    return absl::DeadlineExceededError("the simulated request never completed");
+  }
+  return *std::move(result);
+}
+
+absl::StatusOr<GetResult> Simulation::Get(NodeId via, std::string_view bucket,
+                                          std::string_view key) {
+  Node* n = node(via);
+  if (n == nullptr) return absl::FailedPreconditionError(absl::StrCat("node ", via, " is down"));
+  return Await<absl::StatusOr<GetResult>>(
+      [&](auto done) { n->Get(bucket, key, std::move(done)); });
+}
+
+absl::Status Simulation::Put(NodeId via, std::string_view bucket, std::string_view key,
+                             const Context& context, std::string value) {
+  Node* n = node(via);
+  if (n == nullptr) return absl::FailedPreconditionError(absl::StrCat("node ", via, " is down"));
+  return Await<absl::Status>(
+      [&](auto done) { n->Put(bucket, key, context, std::move(value), std::move(done)); });
+}
+
+absl::Status Simulation::Delete(NodeId via, std::string_view bucket, std::string_view key,
+                                const Context& context) {
+  Node* n = node(via);
+  if (n == nullptr) return absl::FailedPreconditionError(absl::StrCat("node ", via, " is down"));
+  return Await<absl::Status>(
+      [&](auto done) { n->Delete(bucket, key, context, std::move(done)); });
+}
+
+}  // namespace dynamo::sim

@@ -1,0 +1,258 @@
+// The request path of paper sections 4.5 and 4.6 on a simulated cluster.
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <set>
+
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "dynamo/sim/simulation.h"
+#include "sim/sim_test_util.h"
+
+namespace dynamo::sim {
+namespace {
+
+using dynamo::testing::TestSeed;
+
+std::unique_ptr<Simulation> MakeSim(uint64_t seed, size_t nodes = 5,
+                                    std::vector<BucketOptions> buckets = {BucketOptions()}) {
+  SimulationOptions o;
+  o.seed = seed;
+  o.nodes = nodes;
+  o.ring.partitions = 64;
+  o.node.buckets = std::move(buckets);
+  o.network.latency_distribution = LatencyDistribution::kExponential;
+  auto sim = Simulation::Create(o);
+  REQUIRE(sim.ok());
+  return *std::move(sim);
+}
+
+std::vector<NodeId> Owners(Simulation& sim, std::string_view key, size_t n = 3) {
+  return sim.initial_ring().PreferenceList(Coordinator::StorageKey("default", key), n);
+}
+
+uint64_t TotalHints(Simulation& sim) {
+  uint64_t total = 0;
+  for (NodeId id : sim.node_ids()) total += sim.disk(id).GetHintUsage().value().count;
+  return total;
+}
+
+TEST_CASE("(3,2,2) on 5 nodes with one node down: hints stored, delivered, removed") {
+  uint64_t seed = TestSeed(101);
+  DYNAMO_SEED_INFO(seed);
+  auto sim = MakeSim(seed);
+  std::vector<NodeId> owners = Owners(*sim, "k");
+  NodeId down = owners[2], via = owners[0];
+  REQUIRE(sim->Crash(down, false).ok());
+
+  REQUIRE(sim->Put(via, "default", "k", {}, "v1").ok());
+  auto got = sim->Get(via, "default", "k");
+  REQUIRE(got.ok());
+  REQUIRE(got->values == std::vector<std::string>{"v1"});
+  sim->RunFor(absl::Seconds(1));
+  CHECK(TotalHints(*sim) == 1);  // the fallback holds the down owner's copy
+  CHECK(sim->disk(down).Get(Coordinator::StorageKey("default", "k"))->empty());
+
+  REQUIRE(sim->Restart(down).ok());
+  sim->RunFor(absl::Seconds(5));
+  CHECK(TotalHints(*sim) == 0);
+  auto stored = sim->disk(down).Get(Coordinator::StorageKey("default", "k"));
+  REQUIRE(stored.ok());
+  REQUIRE(stored->size() == 1);
+  CHECK(stored->at(0).value == "v1");
+  uint64_t delivered = 0;
+  for (NodeId id : sim->node_ids()) delivered += sim->node(id)->metrics().hints_delivered;
+  CHECK(delivered == 1);
+}
+
+TEST_CASE("Concurrent writes produce siblings; the merged context collapses them") {
+  uint64_t seed = TestSeed(202);
+  DYNAMO_SEED_INFO(seed);
+  auto sim = MakeSim(seed);
+  std::vector<NodeId> owners = Owners(*sim, "cart");
+  REQUIRE(sim->Put(owners[0], "default", "cart", {}, "a").ok());
+  REQUIRE(sim->Put(owners[1], "default", "cart", {}, "b").ok());
+  auto got = sim->Get(owners[2], "default", "cart");
+  REQUIRE(got.ok());
+  std::vector<std::string> values = got->values;
+  std::sort(values.begin(), values.end());
+  REQUIRE(values == std::vector<std::string>{"a", "b"});
+  REQUIRE(sim->Put(owners[2], "default", "cart", got->context, "ab").ok());
+  sim->RunFor(absl::Seconds(1));
+  for (NodeId via : owners) {
+    auto after = sim->Get(via, "default", "cart");
+    REQUIRE(after.ok());
+    CHECK(after->values == std::vector<std::string>{"ab"});
+  }
+}
+
+TEST_CASE("A last-write-wins bucket resolves to one value") {
+  uint64_t seed = TestSeed(303);
+  DYNAMO_SEED_INFO(seed);
+  BucketOptions lww;
+  lww.name = "lww";
+  lww.policy = ConflictPolicy::kLastWriteWins;
+  auto sim = MakeSim(seed, 5, {BucketOptions(), lww});
+  std::vector<NodeId> owners =
+      sim->initial_ring().PreferenceList(Coordinator::StorageKey("lww", "x"), 3);
+  REQUIRE(sim->Put(owners[0], "lww", "x", {}, "first").ok());
+  sim->RunFor(absl::Milliseconds(10));
+  REQUIRE(sim->Put(owners[1], "lww", "x", {}, "second").ok());
+  auto got = sim->Get(owners[2], "lww", "x");
+  REQUIRE(got.ok());
+  CHECK(got->values == std::vector<std::string>{"second"});
+}
+
+TEST_CASE("With no faults and R+W>N a read sees the latest acknowledged write") {
+  uint64_t seed = TestSeed(404);
+  DYNAMO_SEED_INFO(seed);
+  auto sim = MakeSim(seed);
+  std::mt19937_64 rng(seed);
+  Context context;
+  for (int i = 0; i < 50; ++i) {
+    NodeId writer = 1 + rng() % 5, reader = 1 + rng() % 5;
+    std::string value = "v" + std::to_string(i);
+    REQUIRE(sim->Put(writer, "default", "reg", context, value).ok());
+    auto got = sim->Get(reader, "default", "reg");
+    REQUIRE(got.ok());
+    INFO("write " << i << " via " << writer << ", read via " << reader);
+    REQUIRE(got->values == std::vector<std::string>{value});
+    context = got->context;
+  }
+}
+
+TEST_CASE("Too few live replicas: kUnavailable with the count") {
+  uint64_t seed = TestSeed(505);
+  DYNAMO_SEED_INFO(seed);
+  auto sim = MakeSim(seed, 3);
+  REQUIRE(sim->Crash(2, false).ok());
+  REQUIRE(sim->Crash(3, false).ok());
+  // The first request finds out the hard way (replica timeout, deadline)...
+  absl::Status first = sim->Put(1, "default", "k", {}, "v");
+  CHECK(first.code() == absl::StatusCode::kDeadlineExceeded);
+  CHECK(std::string(first.message()).find("1 of W=2") != std::string::npos);
+  // ...after which the failure detector knows, and requests fail at once.
+  absl::Status second = sim->Put(1, "default", "k", {}, "v");
+  CHECK(second.code() == absl::StatusCode::kUnavailable);
+  CHECK(std::string(second.message()).find("W=2 replicas but only 1") != std::string::npos);
+  auto read = sim->Get(1, "default", "k");
+  REQUIRE_FALSE(read.ok());
+  CHECK(read.status().code() == absl::StatusCode::kUnavailable);
+  CHECK(std::string(read.status().message()).find("R=2 replicas but only 1") != std::string::npos);
+}
+
+std::string MergeCarts(const std::vector<std::string>& carts) {
+  std::set<std::string> items;
+  for (const std::string& cart : carts) {
+    for (absl::string_view item : absl::StrSplit(cart, ',', absl::SkipEmpty())) {
+      items.insert(std::string(item));
+    }
+  }
+  return absl::StrJoin(items, ",");
+}
+
+TEST_CASE("Shopping cart: both sides of a partition update it; the application merges") {
+  uint64_t seed = TestSeed(606);
+  DYNAMO_SEED_INFO(seed);
+  auto sim = MakeSim(seed);
+  REQUIRE(sim->Put(1, "default", "cart", {}, "book").ok());
+  auto before = sim->Get(1, "default", "cart");
+  REQUIRE(before.ok());
+  sim->network().Partition({{1, 2, 3}, {4, 5}});
+  REQUIRE(sim->Put(1, "default", "cart", before->context, "book,pen").ok());
+  REQUIRE(sim->Put(4, "default", "cart", before->context, "book,cup").ok());
+  sim->network().HealAll();
+  sim->RunFor(absl::Seconds(5));  // failure detectors recover, hints flow home
+  auto after = sim->Get(2, "default", "cart");
+  REQUIRE(after.ok());
+  std::vector<std::string> values = after->values;
+  std::sort(values.begin(), values.end());
+  REQUIRE(values == std::vector<std::string>{"book,cup", "book,pen"});
+  std::string merged = MergeCarts(values);
+  CHECK(merged == "book,cup,pen");
+  REQUIRE(sim->Put(2, "default", "cart", after->context, merged).ok());
+  auto final_read = sim->Get(5, "default", "cart");
+  REQUIRE(final_read.ok());
+  CHECK(final_read->values == std::vector<std::string>{"book,cup,pen"});
+}
+
+TEST_CASE("A node outside the preference list forwards to a replica") {
+  uint64_t seed = TestSeed(707);
+  DYNAMO_SEED_INFO(seed);
+  auto sim = MakeSim(seed);
+  std::vector<NodeId> owners = Owners(*sim, "fwd");
+  NodeId outsider = 0;
+  for (NodeId id : sim->node_ids()) {
+    if (std::find(owners.begin(), owners.end(), id) == owners.end()) outsider = id;
+  }
+  REQUIRE(outsider != 0);
+  REQUIRE(sim->Put(outsider, "default", "fwd", {}, "x").ok());
+  auto got = sim->Get(outsider, "default", "fwd");
+  REQUIRE(got.ok());
+  CHECK(got->values == std::vector<std::string>{"x"});
+  CHECK(sim->node(outsider)->metrics().requests_forwarded == 2);
+  CHECK(sim->disk(outsider).Get(Coordinator::StorageKey("default", "fwd"))->empty());
+}
+
+TEST_CASE("Read repair brings a stale replica up to date") {
+  uint64_t seed = TestSeed(808);
+  DYNAMO_SEED_INFO(seed);
+  auto sim = MakeSim(seed);
+  std::vector<NodeId> owners = Owners(*sim, "rr");
+  std::string skey = Coordinator::StorageKey("default", "rr");
+  // Owner 3 misses the write: the link from the coordinator to it is cut.
+  sim->network().BlockLink(owners[0], owners[2]);
+  REQUIRE(sim->Put(owners[0], "default", "rr", {}, "fresh").ok());
+  sim->network().HealAll();
+  sim->RunFor(absl::Seconds(3));
+  // The hinted copy may have reached it already; wipe it to be sure the
+  // read repair is what fixes it.
+  REQUIRE(sim->disk(owners[2]).Erase(skey).ok());
+  auto got = sim->Get(owners[2], "default", "rr");
+  REQUIRE(got.ok());
+  sim->RunFor(absl::Seconds(1));
+  auto stored = sim->disk(owners[2]).Get(skey);
+  REQUIRE(stored.ok());
+  REQUIRE(stored->size() == 1);
+  CHECK(stored->at(0).value == "fresh");
+}
+
+TEST_CASE("Bad options give clear errors") {
+  SimulationOptions o;
+  o.nodes = 3;
+  o.node.buckets = {BucketOptions{"b", 3, 4, 2}};
+  auto sim = Simulation::Create(o);
+  REQUIRE_FALSE(sim.ok());
+  CHECK(std::string(sim.status().message()).find("R=4 exceeds N=3") != std::string::npos);
+  o.node.buckets = {BucketOptions{"b", 5, 1, 1}};
+  sim = Simulation::Create(o);
+  REQUIRE_FALSE(sim.ok());
+  CHECK(std::string(sim.status().message()).find("exceeds the cluster size of 3") != std::string::npos);
+  o.node.buckets = {BucketOptions{"b", 3, 0, 1}};
+  CHECK(Simulation::Create(o).status().code() == absl::StatusCode::kInvalidArgument);
+}
+
+TEST_CASE("Oversize values and unknown buckets are rejected") {
+  auto sim = MakeSim(909);
+  absl::Status big = sim->Put(1, "default", "k", {}, std::string((1 << 20) + 1, 'x'));
+  CHECK(big.code() == absl::StatusCode::kInvalidArgument);
+  CHECK(sim->Put(1, "nope", "k", {}, "v").code() == absl::StatusCode::kNotFound);
+}
+
+TEST_CASE("Same seed, same trace digest; another seed, another digest") {
+  auto run = [](uint64_t seed) {
+    auto sim = MakeSim(seed);
+    std::mt19937_64 rng(seed);
+    for (int i = 0; i < 30; ++i) {
+      std::string key = "k" + std::to_string(rng() % 7);
+      (void)sim->Put(1 + rng() % 5, "default", key, {}, "v" + std::to_string(i));
+      (void)sim->Get(1 + rng() % 5, "default", key);
+    }
+    sim->RunFor(absl::Seconds(2));
+    return sim->network().TraceDigest();
+  };
+  CHECK(run(11) == run(11));
+  CHECK(run(11) != run(12));
+}
+
+}  // namespace
+}  // namespace dynamo::sim
