@@ -1,0 +1,143 @@
+// LmdbEngine: the durable StorageEngine (paper section 5: Dynamo's storage
+// engines are pluggable; Amazon used Berkeley DB and MySQL, libdynamo uses
+// LMDB), with the optional in-memory write buffer of paper section 6.1.
+//
+// Layout: one LMDB environment (a directory holding data.mdb and lock.mdb)
+// with four named databases:
+//   data      16-byte big-endian token of the key + key bytes -> sibling set
+//             (EncodeSiblingSet), so a token-range scan is a cursor range
+//             scan in ring order;
+//   hints     8-byte big-endian owner id + token + key -> sibling set;
+//   meta      a format record identifying the file as libdynamo's, and the
+//             named metadata blobs;
+//   identity  the node's one NodeIdentity record.
+// The memory map starts at map_bytes_initial and doubles whenever a write
+// finds it full (the transaction is aborted and retried), up to
+// map_bytes_max: a write never fails merely because the map was small.
+//
+// Durability (LmdbOptions::durability):
+//   kSync      every committed write is fsynced before the call returns;
+//   kNoSync    commits are not fsynced (MDB_NOSYNC): a machine crash may lose
+//              recent writes, a process crash does not; Flush() and durable
+//              writes force an fsync;
+//   kBuffered  the paper's write buffering: puts, tombstone reaping and
+//              erases of data keys land in an in-memory buffer of up to
+//              write_buffer_objects_max keys, visible to Get and Scan at once,
+//              and reach disk in one synced transaction on Flush(), when the
+//              buffer is full, on a WriteOptions::durable write, or when the
+//              engine is destroyed. A process crash loses what was buffered;
+//              the coordinator asks one of the N replicas for a durable write
+//              so that an acknowledged put survives (paper 6.1). Hints,
+//              metadata and identity are always written through.
+// The identity record is always fsynced, whatever the mode: losing it while
+// keeping the data would make the node reuse vector-clock counters.
+//
+// Errors: kInvalidArgument for keys or values over the limits; kDataLoss when
+// the directory holds a corrupt or foreign file (on Open) or a stored record
+// does not decode (naming the key); kResourceExhausted when the map would have
+// to grow past map_bytes_max; kUnavailable / kInternal for I/O errors. A failed
+// call changes nothing.
+//
+// Thread-safety: none; one node uses an engine from its one thread. Do not
+// fork() while an engine is open and use it in the child.
+#ifndef DYNAMO_LMDB_ENGINE_H_
+#define DYNAMO_LMDB_ENGINE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "dynamo/storage_engine.h"
+
+// LMDB's types, declared so that this header does not include lmdb.h.
+struct MDB_env;
+struct MDB_txn;
+
+namespace dynamo {
+
+struct LmdbOptions {
+  enum class Durability { kSync, kNoSync, kBuffered };
+
+  // Directory of the environment; created (one level) if missing.
+  std::string path;
+  Durability durability = Durability::kSync;
+  // kBuffered only: distinct keys held in memory before a put flushes them
+  // (the paper's buffer held 1,000 objects).
+  size_t write_buffer_objects_max = 1000;
+  // Initial size of the memory map; it grows by doubling as needed. The file
+  // on disk grows only with the data, not with the map.
+  size_t map_bytes_initial = size_t{64} << 20;
+  size_t map_bytes_max = size_t{1} << 40;
+  StorageLimits limits;
+};
+
+class LmdbEngine final : public StorageEngine {
+ public:
+  // Opens (creating if needed) the environment at options.path. kDataLoss if
+  // the directory holds a corrupt LMDB file or one not written by libdynamo;
+  // kInvalidArgument for unusable options (empty path, keys that could not
+  // fit LMDB's key size limit); kUnavailable if the directory or file cannot
+  // be created or opened.
+  static absl::StatusOr<std::unique_ptr<LmdbEngine>> Open(const LmdbOptions& options);
+
+  // Flushes the write buffer (kBuffered) on a best-effort basis, then closes
+  // the environment. Call Flush() first to learn whether that succeeded.
+  ~LmdbEngine() override;
+
+  LmdbEngine(const LmdbEngine&) = delete;
+  LmdbEngine& operator=(const LmdbEngine&) = delete;
+
+  absl::StatusOr<SiblingSet> Get(std::string_view key) override;
+  absl::StatusOr<SiblingSet> Put(std::string_view key, const SiblingSet& incoming,
+                                 const WriteOptions& options) override;
+  absl::Status ReapTombstones(std::string_view key, const SiblingSet& tombstones) override;
+  absl::Status Erase(std::string_view key) override;
+  absl::StatusOr<ScanResult> Scan(const TokenRange& range, std::string_view cursor,
+                                  const ScanLimits& limits) override;
+  absl::Status PutHint(NodeId owner, std::string_view key, const SiblingSet& siblings) override;
+  absl::StatusOr<HintScanResult> ScanHints(std::string_view cursor,
+                                           const ScanLimits& limits) override;
+  absl::Status DeleteHint(NodeId owner, std::string_view key,
+                          const SiblingSet& delivered) override;
+  absl::StatusOr<HintUsage> GetHintUsage() override;
+  absl::Status PutMetadata(std::string_view name, std::string_view value) override;
+  absl::StatusOr<std::optional<std::string>> GetMetadata(std::string_view name) override;
+  absl::StatusOr<std::optional<NodeIdentity>> GetIdentity() override;
+  absl::Status PutIdentity(const NodeIdentity& identity) override;
+  // Writes the buffer in one transaction and fsyncs (all modes).
+  absl::Status Flush() override;
+  const StorageLimits& limits() const override { return options_.limits; }
+
+  const LmdbOptions& options() const { return options_; }
+  // Keys waiting in the write buffer (always 0 unless kBuffered).
+  size_t buffered_objects() const { return buffer_.size(); }
+  // The current size of the memory map.
+  size_t map_bytes() const { return map_bytes_; }
+
+ private:
+  class Impl;
+  explicit LmdbEngine(const LmdbOptions& options);
+
+  LmdbOptions options_;
+  MDB_env* env_ = nullptr;
+  // A read-only transaction kept reset between calls and renewed for each
+  // read, which saves allocating one per Get.
+  MDB_txn* read_txn_ = nullptr;
+  unsigned int data_dbi_ = 0, hints_dbi_ = 0, meta_dbi_ = 0, identity_dbi_ = 0;
+  size_t map_bytes_ = 0;
+  bool map_full_ = false;  // set when the last LMDB call failed with MDB_MAP_FULL
+  HintUsage hint_usage_;
+  // kBuffered: data key -> the key's whole sibling set as it should be
+  // stored, or std::nullopt when the key is to be deleted.
+  std::map<std::string, std::optional<SiblingSet>, std::less<>> buffer_;
+};
+
+}  // namespace dynamo
+
+#endif  // DYNAMO_LMDB_ENGINE_H_

@@ -1,0 +1,81 @@
+// MemoryEngine: a StorageEngine (paper section 5: pluggable storage engines)
+// that keeps everything in ordered in-memory containers. It is the engine of
+// unit tests and the "disk" of a simulated node: the simulation keeps the
+// object across a simulated crash (the disk survived) or destroys it (the
+// disk was wiped), so it is cheap to construct and small when empty (a few
+// hundred bytes), and it has no background work of any kind.
+//
+// Behaviour is the StorageEngine contract exactly as LmdbEngine implements
+// it: the same limits, the same merge rules, the same token order for scans
+// (data is keyed by the 16-byte big-endian token of the key followed by the
+// key bytes), the same approximate byte accounting for scan limits and hint
+// usage. Writes are durable as soon as they return (there is no buffer), so
+// Flush() is a no-op and WriteOptions::durable changes nothing.
+//
+// Thread-safety: none; one node uses an engine from its one thread.
+#ifndef DYNAMO_MEMORY_ENGINE_H_
+#define DYNAMO_MEMORY_ENGINE_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "dynamo/storage_engine.h"
+
+namespace dynamo {
+
+class MemoryEngine final : public StorageEngine {
+ public:
+  // Never fails today; a factory for symmetry with LmdbEngine::Open, and so
+  // that validating `limits` later does not change callers.
+  static absl::StatusOr<std::unique_ptr<MemoryEngine>> Create(
+      const StorageLimits& limits = StorageLimits());
+
+  // Constructing directly is fine too (the simulator embeds engines by value).
+  explicit MemoryEngine(const StorageLimits& limits = StorageLimits()) : limits_(limits) {}
+
+  MemoryEngine(const MemoryEngine&) = delete;
+  MemoryEngine& operator=(const MemoryEngine&) = delete;
+
+  absl::StatusOr<SiblingSet> Get(std::string_view key) override;
+  absl::StatusOr<SiblingSet> Put(std::string_view key, const SiblingSet& incoming,
+                                 const WriteOptions& options) override;
+  absl::Status ReapTombstones(std::string_view key, const SiblingSet& tombstones) override;
+  absl::Status Erase(std::string_view key) override;
+  absl::StatusOr<ScanResult> Scan(const TokenRange& range, std::string_view cursor,
+                                  const ScanLimits& limits) override;
+  absl::Status PutHint(NodeId owner, std::string_view key, const SiblingSet& siblings) override;
+  absl::StatusOr<HintScanResult> ScanHints(std::string_view cursor,
+                                           const ScanLimits& limits) override;
+  absl::Status DeleteHint(NodeId owner, std::string_view key,
+                          const SiblingSet& delivered) override;
+  absl::StatusOr<HintUsage> GetHintUsage() override;
+  absl::Status PutMetadata(std::string_view name, std::string_view value) override;
+  absl::StatusOr<std::optional<std::string>> GetMetadata(std::string_view name) override;
+  absl::StatusOr<std::optional<NodeIdentity>> GetIdentity() override;
+  absl::Status PutIdentity(const NodeIdentity& identity) override;
+  absl::Status Flush() override { return absl::OkStatus(); }
+  const StorageLimits& limits() const override { return limits_; }
+
+  // Number of keys with at least one stored version (tests, simulation stats).
+  size_t key_count() const { return data_.size(); }
+
+ private:
+  StorageLimits limits_;
+  // Keyed by TokenToBytes(KeyToken(key)) + key, so iteration is token order.
+  std::map<std::string, SiblingSet, std::less<>> data_;
+  // Keyed by 8-byte big-endian owner + token bytes + key.
+  std::map<std::string, SiblingSet, std::less<>> hints_;
+  std::map<std::string, std::string, std::less<>> metadata_;
+  std::optional<NodeIdentity> identity_;
+  HintUsage hint_usage_;
+};
+
+}  // namespace dynamo
+
+#endif  // DYNAMO_MEMORY_ENGINE_H_

@@ -1,0 +1,644 @@
+#include "dynamo/lmdb_engine.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+#include "storage/storage_util.h"
+
+namespace dynamo {
+
+using internal::DataKey;
+using internal::HintKey;
+using internal::PrintableKey;
+
+namespace {
+
+// The meta database's format record: written when the environment is
+// created, checked on every open, so a foreign LMDB file is refused instead
+// of being misread. User metadata names are prefixed so they never collide.
+constexpr std::string_view kFormatKey("\0format", 7);
+constexpr std::string_view kFormatValue = "libdynamo-lmdb-v1";
+constexpr char kMetadataPrefix = 'u';
+constexpr std::string_view kIdentityKey = "identity";
+// Map growth doubles, so this bounds retries of one write far above need.
+constexpr int kMapGrowthAttemptsMax = 64;
+
+MDB_val Val(std::string_view s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
+std::string_view View(const MDB_val& v) {
+  return std::string_view(static_cast<const char*>(v.mv_data), v.mv_size);
+}
+
+absl::Status MdbStatus(int rc, std::string_view what) {
+  std::string message = absl::StrCat("lmdb ", std::string(what), ": ", mdb_strerror(rc));
+  switch (rc) {
+    case MDB_INVALID:
+    case MDB_VERSION_MISMATCH:
+    case MDB_CORRUPTED:
+    case MDB_PAGE_NOTFOUND:
+    case MDB_INCOMPATIBLE:
+      return absl::DataLossError(message);
+    case MDB_MAP_FULL:
+      return absl::ResourceExhaustedError(message);
+    case MDB_READERS_FULL:
+    case ENOSPC:
+    case EIO:
+    case EACCES:
+    case EROFS:
+    case ENOENT:
+    case EAGAIN:
+      return absl::UnavailableError(message);
+    default:
+      return absl::InternalError(message);
+  }
+}
+
+// Closes a cursor on every path out of a scan.
+class CursorCloser {
+ public:
+  explicit CursorCloser(MDB_cursor* cursor) : cursor_(cursor) {}
+  ~CursorCloser() { mdb_cursor_close(cursor_); }
+  CursorCloser(const CursorCloser&) = delete;
+  CursorCloser& operator=(const CursorCloser&) = delete;
+
+ private:
+  MDB_cursor* cursor_;
+};
+
+}  // namespace
+
+// Private helpers; a nested class so they reach the engine's members without
+// putting LMDB types in the public header.
+class LmdbEngine::Impl {
+ public:
+  static absl::Status Check(LmdbEngine& e, int rc, std::string_view what) {
+    if (rc == 0) return absl::OkStatus();
+    if (rc == MDB_MAP_FULL) e.map_full_ = true;
+    return MdbStatus(rc, what);
+  }
+
+  static absl::Status Grow(LmdbEngine& e) {
+    if (e.map_bytes_ >= e.options_.map_bytes_max) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "lmdb map at ", e.map_bytes_, " bytes is full and may not grow past map_bytes_max ",
+          e.options_.map_bytes_max, " (", e.options_.path, ")"));
+    }
+    size_t next = std::min(e.map_bytes_ * 2, e.options_.map_bytes_max);
+    // Legal here: no write transaction is open and the read transaction is
+    // reset (holds no snapshot) between calls.
+    DYNAMO_RETURN_IF_ERROR(Check(e, mdb_env_set_mapsize(e.env_, next), "grow map"));
+    e.map_bytes_ = next;
+    return absl::OkStatus();
+  }
+
+  // Runs `fn(txn)` in a write transaction and commits it. When LMDB reports
+  // the map full (during fn or at commit) the transaction is aborted, the
+  // map doubled, and fn run again from scratch, so fn must not have side
+  // effects outside the transaction.
+  template <typename Fn>
+  static absl::Status WriteTxn(LmdbEngine& e, Fn&& fn) {
+    for (int attempt = 0; attempt < kMapGrowthAttemptsMax; ++attempt) {
+      e.map_full_ = false;
+      MDB_txn* txn = nullptr;
+      int rc = mdb_txn_begin(e.env_, nullptr, 0, &txn);
+      if (rc == MDB_MAP_RESIZED) {
+        // Another process grew the map; adopt its size and try again.
+        DYNAMO_RETURN_IF_ERROR(Check(e, mdb_env_set_mapsize(e.env_, 0), "adopt map size"));
+        RefreshMapSize(e);
+        continue;
+      }
+      DYNAMO_RETURN_IF_ERROR(Check(e, rc, "begin write transaction"));
+      absl::Status status = fn(txn);
+      if (status.ok()) {
+        status = Check(e, mdb_txn_commit(txn), "commit");  // frees txn either way
+        if (status.ok()) return status;
+      } else {
+        mdb_txn_abort(txn);
+      }
+      if (!e.map_full_) return status;
+      DYNAMO_RETURN_IF_ERROR(Grow(e));
+    }
+    return absl::ResourceExhaustedError("lmdb map kept filling up while growing");
+  }
+
+  // Runs `fn(txn)` on a read snapshot, reusing the engine's reset read
+  // transaction.
+  template <typename Fn>
+  static absl::Status ReadTxn(LmdbEngine& e, Fn&& fn) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      int rc = e.read_txn_ != nullptr ? mdb_txn_renew(e.read_txn_)
+                                      : mdb_txn_begin(e.env_, nullptr, MDB_RDONLY, &e.read_txn_);
+      if (rc != 0) {
+        if (e.read_txn_ != nullptr) mdb_txn_abort(e.read_txn_);
+        e.read_txn_ = nullptr;
+        if (rc == MDB_MAP_RESIZED && attempt == 0) {
+          DYNAMO_RETURN_IF_ERROR(Check(e, mdb_env_set_mapsize(e.env_, 0), "adopt map size"));
+          RefreshMapSize(e);
+          continue;
+        }
+        return Check(e, rc, "begin read transaction");
+      }
+      absl::Status status = fn(e.read_txn_);
+      mdb_txn_reset(e.read_txn_);
+      return status;
+    }
+    return absl::InternalError("lmdb read transaction could not start");
+  }
+
+  static void RefreshMapSize(LmdbEngine& e) {
+    MDB_envinfo info;
+    if (mdb_env_info(e.env_, &info) == 0) e.map_bytes_ = info.me_mapsize;
+  }
+
+  // The sibling set stored under `stored_key`, empty if there is none.
+  static absl::StatusOr<SiblingSet> GetStored(LmdbEngine& e, MDB_txn* txn, MDB_dbi dbi,
+                                              std::string_view stored_key,
+                                              std::string_view user_key, const char* what) {
+    MDB_val k = Val(stored_key), v;
+    int rc = mdb_get(txn, dbi, &k, &v);
+    if (rc == MDB_NOTFOUND) return SiblingSet();
+    DYNAMO_RETURN_IF_ERROR(Check(e, rc, absl::StrCat("get ", what)));
+    return Decode(e, View(v), user_key, what);
+  }
+
+  static absl::StatusOr<SiblingSet> Decode(LmdbEngine& e, std::string_view bytes,
+                                           std::string_view user_key, const char* what) {
+    absl::StatusOr<SiblingSet> decoded =
+        internal::DecodeSiblingSet(bytes, internal::CodecLimitsFor(e.options_.limits));
+    if (!decoded.ok()) {
+      return absl::DataLossError(absl::StrCat("stored ", what, " for key ",
+                                              PrintableKey(user_key), " in ", e.options_.path,
+                                              " does not decode: ",
+                                              std::string(decoded.status().message())));
+    }
+    return decoded;
+  }
+
+  static absl::Status StoreOrDelete(LmdbEngine& e, MDB_txn* txn, MDB_dbi dbi,
+                                    std::string_view stored_key, const SiblingSet& siblings,
+                                    const char* what) {
+    MDB_val k = Val(stored_key);
+    if (siblings.empty()) {
+      int rc = mdb_del(txn, dbi, &k, nullptr);
+      if (rc == MDB_NOTFOUND) return absl::OkStatus();
+      return Check(e, rc, absl::StrCat("delete ", what));
+    }
+    std::string bytes = internal::EncodeSiblingSet(siblings);
+    MDB_val v = Val(bytes);
+    return Check(e, mdb_put(txn, dbi, &k, &v, 0), absl::StrCat("put ", what));
+  }
+
+  // Forces committed writes to disk (kNoSync; harmless otherwise).
+  static absl::Status Sync(LmdbEngine& e) { return Check(e, mdb_env_sync(e.env_, 1), "sync"); }
+
+  // Read-modify-write of one data key: `fn(SiblingSet&)` returns whether it
+  // changed the set (an empty set deletes the key). Unbuffered engines do it
+  // in one transaction; kBuffered reads through the buffer and writes into it.
+  template <typename Fn>
+  static absl::StatusOr<SiblingSet> Mutate(LmdbEngine& e, std::string_view key, bool durable,
+                                           Fn&& fn) {
+    std::string data_key = DataKey(key);
+    if (e.options_.durability != LmdbOptions::Durability::kBuffered) {
+      SiblingSet result;
+      DYNAMO_RETURN_IF_ERROR(WriteTxn(e, [&](MDB_txn* txn) -> absl::Status {
+        DYNAMO_ASSIGN_OR_RETURN(result, GetStored(e, txn, e.data_dbi_, data_key, key, "value"));
+        DYNAMO_ASSIGN_OR_RETURN(bool changed, fn(result));
+        if (!changed) return absl::OkStatus();
+        return StoreOrDelete(e, txn, e.data_dbi_, data_key, result, "value");
+      }));
+      if (durable && e.options_.durability == LmdbOptions::Durability::kNoSync) {
+        DYNAMO_RETURN_IF_ERROR(Sync(e));
+      }
+      return result;
+    }
+
+    SiblingSet stored;
+    auto it = e.buffer_.find(data_key);
+    if (it != e.buffer_.end()) {
+      if (it->second.has_value()) stored = *it->second;
+    } else {
+      DYNAMO_RETURN_IF_ERROR(ReadTxn(e, [&](MDB_txn* txn) -> absl::Status {
+        DYNAMO_ASSIGN_OR_RETURN(stored, GetStored(e, txn, e.data_dbi_, data_key, key, "value"));
+        return absl::OkStatus();
+      }));
+    }
+    DYNAMO_ASSIGN_OR_RETURN(bool changed, fn(stored));
+    std::optional<std::optional<SiblingSet>> previous;  // to undo a failed durable write
+    if (changed) {
+      if (it == e.buffer_.end() && e.buffer_.size() >= e.options_.write_buffer_objects_max) {
+        DYNAMO_RETURN_IF_ERROR(e.Flush());  // a full buffer is written out first
+      }
+      it = e.buffer_.find(data_key);
+      if (it != e.buffer_.end()) previous = it->second;
+      std::optional<SiblingSet> entry;
+      if (!stored.empty()) entry = stored;
+      e.buffer_.insert_or_assign(data_key, std::move(entry));
+    }
+    if (durable) {
+      absl::Status status = e.Flush();
+      if (!status.ok()) {
+        if (changed) {
+          if (previous.has_value()) {
+            e.buffer_.insert_or_assign(data_key, std::move(*previous));
+          } else {
+            e.buffer_.erase(data_key);
+          }
+        }
+        return status;
+      }
+    }
+    return stored;
+  }
+
+  static absl::StatusOr<HintUsage> ComputeHintUsage(LmdbEngine& e) {
+    HintUsage usage;
+    DYNAMO_RETURN_IF_ERROR(ReadTxn(e, [&](MDB_txn* txn) -> absl::Status {
+      MDB_cursor* cursor = nullptr;
+      DYNAMO_RETURN_IF_ERROR(Check(e, mdb_cursor_open(txn, e.hints_dbi_, &cursor), "open cursor"));
+      CursorCloser closer(cursor);
+      MDB_val k, v;
+      int rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST);
+      for (; rc == 0; rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < internal::kOwnerBytes + internal::kTokenBytes) {
+          return absl::DataLossError(absl::StrCat("malformed hint key in ", e.options_.path));
+        }
+        std::string_view key = internal::UserKeyOfHintKey(View(k));
+        DYNAMO_ASSIGN_OR_RETURN(SiblingSet siblings, Decode(e, View(v), key, "hint"));
+        usage.count += 1;
+        usage.bytes += internal::ApproxEntryBytes(key, siblings);
+      }
+      if (rc != MDB_NOTFOUND) return Check(e, rc, "scan hints");
+      return absl::OkStatus();
+    }));
+    return usage;
+  }
+
+  // Opens the named databases; creates them and the format record in a
+  // fresh environment, and refuses an environment libdynamo did not write.
+  static absl::Status OpenDatabases(LmdbEngine& e) {
+    return WriteTxn(e, [&](MDB_txn* txn) -> absl::Status {
+      MDB_dbi main_dbi;
+      DYNAMO_RETURN_IF_ERROR(Check(e, mdb_dbi_open(txn, nullptr, 0, &main_dbi), "open main db"));
+      MDB_stat stat;
+      DYNAMO_RETURN_IF_ERROR(Check(e, mdb_stat(txn, main_dbi, &stat), "stat main db"));
+      const bool fresh = stat.ms_entries == 0;
+      const std::pair<const char*, MDB_dbi*> dbs[] = {{"data", &e.data_dbi_},
+                                                      {"hints", &e.hints_dbi_},
+                                                      {"meta", &e.meta_dbi_},
+                                                      {"identity", &e.identity_dbi_}};
+      for (const auto& [name, dbi] : dbs) {
+        int rc = mdb_dbi_open(txn, name, fresh ? MDB_CREATE : 0, dbi);
+        if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE) {
+          return absl::DataLossError(absl::StrCat(
+              "lmdb environment at ", e.options_.path,
+              " was not written by libdynamo (no '", name, "' database); refusing to use it"));
+        }
+        DYNAMO_RETURN_IF_ERROR(Check(e, rc, absl::StrCat("open database ", name)));
+      }
+      MDB_val k = Val(kFormatKey), v;
+      if (fresh) {
+        v = Val(kFormatValue);
+        return Check(e, mdb_put(txn, e.meta_dbi_, &k, &v, 0), "write format record");
+      }
+      int rc = mdb_get(txn, e.meta_dbi_, &k, &v);
+      if (rc == MDB_NOTFOUND) {
+        return absl::DataLossError(absl::StrCat("lmdb environment at ", e.options_.path,
+                                                " has no libdynamo format record"));
+      }
+      DYNAMO_RETURN_IF_ERROR(Check(e, rc, "read format record"));
+      if (View(v) != kFormatValue) {
+        return absl::DataLossError(absl::StrCat(
+            "lmdb environment at ", e.options_.path, " has format record '",
+            PrintableKey(View(v)), "', expected '", std::string(kFormatValue), "'"));
+      }
+      return absl::OkStatus();
+    });
+  }
+};
+
+LmdbEngine::LmdbEngine(const LmdbOptions& options) : options_(options) {}
+
+LmdbEngine::~LmdbEngine() {
+  if (env_ != nullptr && !buffer_.empty()) {
+    // Best effort: a caller that must know calls Flush() first.
+    absl::Status ignored = Flush();
+    (void)ignored;
+  }
+  if (read_txn_ != nullptr) mdb_txn_abort(read_txn_);
+  if (env_ != nullptr) mdb_env_close(env_);
+}
+
+absl::StatusOr<std::unique_ptr<LmdbEngine>> LmdbEngine::Open(const LmdbOptions& options) {
+  if (options.path.empty()) return absl::InvalidArgumentError("LmdbOptions.path is empty");
+  if (options.map_bytes_initial == 0 || options.map_bytes_initial > options.map_bytes_max) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("LmdbOptions.map_bytes_initial ", options.map_bytes_initial,
+                     " must be positive and at most map_bytes_max ", options.map_bytes_max));
+  }
+  if (mkdir(options.path.c_str(), 0755) != 0 && errno != EEXIST) {
+    return absl::UnavailableError(absl::StrCat("cannot create lmdb directory ", options.path, ": ",
+                                               strerror(errno)));
+  }
+  std::unique_ptr<LmdbEngine> e(new LmdbEngine(options));
+  int rc = mdb_env_create(&e->env_);
+  if (rc != 0) {
+    e->env_ = nullptr;
+    return MdbStatus(rc, "create environment");
+  }
+  DYNAMO_RETURN_IF_ERROR(Impl::Check(*e, mdb_env_set_maxdbs(e->env_, 4), "set max dbs"));
+  DYNAMO_RETURN_IF_ERROR(
+      Impl::Check(*e, mdb_env_set_mapsize(e->env_, options.map_bytes_initial), "set map size"));
+  // MDB_NOTLS: the engine keeps a reset read transaction while it writes,
+  // which LMDB allows only when readers are not bound to threads.
+  unsigned int flags = MDB_NOTLS;
+  if (options.durability == LmdbOptions::Durability::kNoSync) flags |= MDB_NOSYNC;
+  rc = mdb_env_open(e->env_, options.path.c_str(), flags, 0644);
+  if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_CORRUPTED) {
+    return absl::DataLossError(absl::StrCat(
+        "lmdb file in ", options.path,
+        " is corrupt or not an LMDB environment of a compatible version: ", mdb_strerror(rc)));
+  }
+  DYNAMO_RETURN_IF_ERROR(Impl::Check(*e, rc, absl::StrCat("open environment ", options.path)));
+  int stale_readers = 0;  // slots left by crashed processes
+  mdb_reader_check(e->env_, &stale_readers);
+  Impl::RefreshMapSize(*e);
+
+  const size_t key_overhead = internal::kOwnerBytes + internal::kTokenBytes;
+  const size_t lmdb_key_max = static_cast<size_t>(mdb_env_get_maxkeysize(e->env_));
+  if (options.limits.key_bytes_max + key_overhead > lmdb_key_max) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("key_bytes_max ", options.limits.key_bytes_max, " plus ", key_overhead,
+                     " bytes of prefix exceeds LMDB's key limit of ", lmdb_key_max, " bytes"));
+  }
+  DYNAMO_RETURN_IF_ERROR(Impl::OpenDatabases(*e));
+  DYNAMO_ASSIGN_OR_RETURN(e->hint_usage_, Impl::ComputeHintUsage(*e));
+  return e;
+}
+
+absl::StatusOr<SiblingSet> LmdbEngine::Get(std::string_view key) {
+  DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, options_.limits));
+  std::string data_key = DataKey(key);
+  if (!buffer_.empty()) {
+    auto it = buffer_.find(data_key);
+    if (it != buffer_.end()) return it->second.value_or(SiblingSet());
+  }
+  SiblingSet result;
+  DYNAMO_RETURN_IF_ERROR(Impl::ReadTxn(*this, [&](MDB_txn* txn) -> absl::Status {
+    DYNAMO_ASSIGN_OR_RETURN(result, Impl::GetStored(*this, txn, data_dbi_, data_key, key, "value"));
+    return absl::OkStatus();
+  }));
+  return result;
+}
+
+absl::StatusOr<SiblingSet> LmdbEngine::Put(std::string_view key, const SiblingSet& incoming,
+                                           const WriteOptions& options) {
+  DYNAMO_RETURN_IF_ERROR(internal::ValidateSiblings(key, incoming, options_.limits));
+  return Impl::Mutate(*this, key, options.durable, [&](SiblingSet& stored) {
+    return internal::MergeWithinLimit(key, stored, incoming, options_.limits);
+  });
+}
+
+absl::Status LmdbEngine::ReapTombstones(std::string_view key, const SiblingSet& tombstones) {
+  DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, options_.limits));
+  return Impl::Mutate(*this, key, /*durable=*/false,
+                      [&](SiblingSet& stored) -> absl::StatusOr<bool> {
+                        return internal::RemoveReapedTombstones(stored, tombstones);
+                      })
+      .status();
+}
+
+absl::Status LmdbEngine::Erase(std::string_view key) {
+  DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, options_.limits));
+  return Impl::Mutate(*this, key, /*durable=*/false,
+                      [&](SiblingSet& stored) -> absl::StatusOr<bool> {
+                        bool changed = !stored.empty();
+                        stored.clear();
+                        return changed;
+                      })
+      .status();
+}
+
+absl::StatusOr<ScanResult> LmdbEngine::Scan(const TokenRange& range, std::string_view cursor,
+                                            const ScanLimits& limits) {
+  DYNAMO_ASSIGN_OR_RETURN(std::vector<internal::ScanSegment> segments,
+                          internal::PlanScan(range, cursor));
+  internal::ScanCollector<KeyEntry> collector(limits);
+  DYNAMO_RETURN_IF_ERROR(Impl::ReadTxn(*this, [&](MDB_txn* txn) -> absl::Status {
+    MDB_cursor* mdb_cursor = nullptr;
+    DYNAMO_RETURN_IF_ERROR(Impl::Check(*this, mdb_cursor_open(txn, data_dbi_, &mdb_cursor),
+                                       "open cursor"));
+    CursorCloser closer(mdb_cursor);
+    for (const internal::ScanSegment& segment : segments) {
+      // Two ordered streams, disk and the write buffer, merged by key; for
+      // a key in both, the buffer holds the newer whole set and wins.
+      MDB_val k = Val(segment.start), v;
+      int rc = mdb_cursor_get(mdb_cursor, &k, &v, MDB_SET_RANGE);
+      if (rc == 0 && segment.start_exclusive && View(k) == segment.start) {
+        rc = mdb_cursor_get(mdb_cursor, &k, &v, MDB_NEXT);
+      }
+      if (rc != 0 && rc != MDB_NOTFOUND) return Impl::Check(*this, rc, "scan");
+      bool disk_valid = rc == 0 && segment.InSegment(View(k));
+      auto it = segment.start_exclusive ? buffer_.upper_bound(segment.start)
+                                        : buffer_.lower_bound(segment.start);
+      while (true) {
+        bool buffer_valid = it != buffer_.end() && segment.InSegment(it->first);
+        if (!disk_valid && !buffer_valid) break;
+        std::string_view disk_key = disk_valid ? View(k) : std::string_view();
+        bool use_buffer = buffer_valid && (!disk_valid || it->first <= disk_key);
+        bool advance_disk = disk_valid && (!use_buffer || it->first == disk_key);
+        if (use_buffer) {
+          if (it->second.has_value()) {
+            std::string_view key = internal::UserKeyOfDataKey(it->first);
+            uint64_t bytes = internal::ApproxEntryBytes(key, *it->second);
+            if (!collector.HasRoom(bytes)) return absl::OkStatus();
+            collector.Add(it->first, bytes, KeyEntry{std::string(key), *it->second});
+          }
+          ++it;
+        } else {
+          if (disk_key.size() < internal::kTokenBytes) {
+            return absl::DataLossError(absl::StrCat("malformed data key in ", options_.path));
+          }
+          std::string_view key = internal::UserKeyOfDataKey(disk_key);
+          DYNAMO_ASSIGN_OR_RETURN(SiblingSet siblings, Impl::Decode(*this, View(v), key, "value"));
+          uint64_t bytes = internal::ApproxEntryBytes(key, siblings);
+          if (!collector.HasRoom(bytes)) return absl::OkStatus();
+          collector.Add(disk_key, bytes, KeyEntry{std::string(key), std::move(siblings)});
+        }
+        if (advance_disk) {
+          rc = mdb_cursor_get(mdb_cursor, &k, &v, MDB_NEXT);
+          if (rc != 0 && rc != MDB_NOTFOUND) return Impl::Check(*this, rc, "scan");
+          disk_valid = rc == 0 && segment.InSegment(View(k));
+        }
+      }
+    }
+    return absl::OkStatus();
+  }));
+  ScanResult result;
+  result.resume_cursor = collector.ResumeCursor();
+  result.entries = collector.TakeEntries();
+  return result;
+}
+
+absl::Status LmdbEngine::PutHint(NodeId owner, std::string_view key,
+                                 const SiblingSet& siblings) {
+  DYNAMO_RETURN_IF_ERROR(internal::ValidateSiblings(key, siblings, options_.limits));
+  std::string hint_key = HintKey(owner, key);
+  int64_t count_delta = 0, bytes_delta = 0;
+  DYNAMO_RETURN_IF_ERROR(Impl::WriteTxn(*this, [&](MDB_txn* txn) -> absl::Status {
+    DYNAMO_ASSIGN_OR_RETURN(SiblingSet stored,
+                            Impl::GetStored(*this, txn, hints_dbi_, hint_key, key, "hint"));
+    const bool existed = !stored.empty();
+    const uint64_t old_bytes = existed ? internal::ApproxEntryBytes(key, stored) : 0;
+    DYNAMO_ASSIGN_OR_RETURN(bool changed,
+                            internal::MergeWithinLimit(key, stored, siblings, options_.limits));
+    count_delta = bytes_delta = 0;
+    if (!changed || stored.empty()) return absl::OkStatus();
+    count_delta = existed ? 0 : 1;
+    bytes_delta = static_cast<int64_t>(internal::ApproxEntryBytes(key, stored)) -
+                  static_cast<int64_t>(old_bytes);
+    return Impl::StoreOrDelete(*this, txn, hints_dbi_, hint_key, stored, "hint");
+  }));
+  hint_usage_.count += count_delta;
+  hint_usage_.bytes += bytes_delta;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<HintScanResult> LmdbEngine::ScanHints(std::string_view cursor,
+                                                     const ScanLimits& limits) {
+  internal::ScanCollector<HintEntry> collector(limits);
+  DYNAMO_RETURN_IF_ERROR(Impl::ReadTxn(*this, [&](MDB_txn* txn) -> absl::Status {
+    MDB_cursor* mdb_cursor = nullptr;
+    DYNAMO_RETURN_IF_ERROR(Impl::Check(*this, mdb_cursor_open(txn, hints_dbi_, &mdb_cursor),
+                                       "open cursor"));
+    CursorCloser closer(mdb_cursor);
+    MDB_val k = Val(cursor), v;
+    int rc = cursor.empty() ? mdb_cursor_get(mdb_cursor, &k, &v, MDB_FIRST)
+                            : mdb_cursor_get(mdb_cursor, &k, &v, MDB_SET_RANGE);
+    if (rc == 0 && !cursor.empty() && View(k) == cursor) {
+      rc = mdb_cursor_get(mdb_cursor, &k, &v, MDB_NEXT);
+    }
+    for (; rc == 0; rc = mdb_cursor_get(mdb_cursor, &k, &v, MDB_NEXT)) {
+      if (k.mv_size < internal::kOwnerBytes + internal::kTokenBytes) {
+        return absl::DataLossError(absl::StrCat("malformed hint key in ", options_.path));
+      }
+      std::string_view key = internal::UserKeyOfHintKey(View(k));
+      DYNAMO_ASSIGN_OR_RETURN(SiblingSet siblings, Impl::Decode(*this, View(v), key, "hint"));
+      uint64_t bytes = internal::ApproxEntryBytes(key, siblings);
+      if (!collector.HasRoom(bytes)) return absl::OkStatus();
+      collector.Add(View(k), bytes,
+                    HintEntry{internal::OwnerOfHintKey(View(k)), std::string(key),
+                              std::move(siblings)});
+    }
+    if (rc != MDB_NOTFOUND) return Impl::Check(*this, rc, "scan hints");
+    return absl::OkStatus();
+  }));
+  HintScanResult result;
+  result.resume_cursor = collector.ResumeCursor();
+  result.entries = collector.TakeEntries();
+  return result;
+}
+
+absl::Status LmdbEngine::DeleteHint(NodeId owner, std::string_view key,
+                                    const SiblingSet& delivered) {
+  DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, options_.limits));
+  std::string hint_key = HintKey(owner, key);
+  int64_t count_delta = 0, bytes_delta = 0;
+  DYNAMO_RETURN_IF_ERROR(Impl::WriteTxn(*this, [&](MDB_txn* txn) -> absl::Status {
+    DYNAMO_ASSIGN_OR_RETURN(SiblingSet stored,
+                            Impl::GetStored(*this, txn, hints_dbi_, hint_key, key, "hint"));
+    count_delta = bytes_delta = 0;
+    if (stored.empty()) return absl::OkStatus();
+    const uint64_t old_bytes = internal::ApproxEntryBytes(key, stored);
+    if (!internal::RemoveDelivered(stored, delivered)) return absl::OkStatus();
+    count_delta = stored.empty() ? -1 : 0;
+    bytes_delta = (stored.empty() ? 0 : static_cast<int64_t>(internal::ApproxEntryBytes(key, stored))) -
+                  static_cast<int64_t>(old_bytes);
+    return Impl::StoreOrDelete(*this, txn, hints_dbi_, hint_key, stored, "hint");
+  }));
+  hint_usage_.count += count_delta;
+  hint_usage_.bytes += bytes_delta;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<HintUsage> LmdbEngine::GetHintUsage() { return hint_usage_; }
+
+absl::Status LmdbEngine::PutMetadata(std::string_view name, std::string_view value) {
+  DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(name, options_.limits));
+  if (value.size() > options_.limits.value_bytes_max) {
+    return absl::InvalidArgumentError(absl::StrCat("metadata value of ", value.size(),
+                                                   " bytes exceeds value_bytes_max for ",
+                                                   PrintableKey(name)));
+  }
+  std::string stored_name = std::string(1, kMetadataPrefix) + std::string(name);
+  return Impl::WriteTxn(*this, [&](MDB_txn* txn) -> absl::Status {
+    MDB_val k = Val(stored_name), v = Val(value);
+    return Impl::Check(*this, mdb_put(txn, meta_dbi_, &k, &v, 0), "put metadata");
+  });
+}
+
+absl::StatusOr<std::optional<std::string>> LmdbEngine::GetMetadata(std::string_view name) {
+  DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(name, options_.limits));
+  std::string stored_name = std::string(1, kMetadataPrefix) + std::string(name);
+  std::optional<std::string> result;
+  DYNAMO_RETURN_IF_ERROR(Impl::ReadTxn(*this, [&](MDB_txn* txn) -> absl::Status {
+    MDB_val k = Val(stored_name), v;
+    int rc = mdb_get(txn, meta_dbi_, &k, &v);
+    if (rc == MDB_NOTFOUND) return absl::OkStatus();
+    DYNAMO_RETURN_IF_ERROR(Impl::Check(*this, rc, "get metadata"));
+    result = std::string(View(v));
+    return absl::OkStatus();
+  }));
+  return result;
+}
+
+absl::StatusOr<std::optional<NodeIdentity>> LmdbEngine::GetIdentity() {
+  std::optional<NodeIdentity> result;
+  DYNAMO_RETURN_IF_ERROR(Impl::ReadTxn(*this, [&](MDB_txn* txn) -> absl::Status {
+    MDB_val k = Val(kIdentityKey), v;
+    int rc = mdb_get(txn, identity_dbi_, &k, &v);
+    if (rc == MDB_NOTFOUND) return absl::OkStatus();
+    DYNAMO_RETURN_IF_ERROR(Impl::Check(*this, rc, "get identity"));
+    absl::StatusOr<NodeIdentity> id = internal::DecodeIdentity(View(v));
+    if (!id.ok()) {
+      return absl::DataLossError(absl::StrCat("stored identity in ", options_.path,
+                                              " does not decode: ",
+                                              std::string(id.status().message())));
+    }
+    result = *id;
+    return absl::OkStatus();
+  }));
+  return result;
+}
+
+absl::Status LmdbEngine::PutIdentity(const NodeIdentity& identity) {
+  std::string bytes = internal::EncodeIdentity(identity);
+  DYNAMO_RETURN_IF_ERROR(Impl::WriteTxn(*this, [&](MDB_txn* txn) -> absl::Status {
+    MDB_val k = Val(kIdentityKey), v = Val(bytes);
+    return Impl::Check(*this, mdb_put(txn, identity_dbi_, &k, &v, 0), "put identity");
+  }));
+  // Always durable: see the header.
+  if (options_.durability == LmdbOptions::Durability::kNoSync) return Impl::Sync(*this);
+  return absl::OkStatus();
+}
+
+absl::Status LmdbEngine::Flush() {
+  if (!buffer_.empty()) {
+    DYNAMO_RETURN_IF_ERROR(Impl::WriteTxn(*this, [&](MDB_txn* txn) -> absl::Status {
+      for (const auto& [data_key, siblings] : buffer_) {
+        DYNAMO_RETURN_IF_ERROR(Impl::StoreOrDelete(*this, txn, data_dbi_, data_key,
+                                                   siblings.value_or(SiblingSet()), "value"));
+      }
+      return absl::OkStatus();
+    }));
+    buffer_.clear();
+  }
+  if (options_.durability == LmdbOptions::Durability::kNoSync) return Impl::Sync(*this);
+  return absl::OkStatus();
+}
+
+}  // namespace dynamo

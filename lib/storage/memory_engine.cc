@@ -1,0 +1,158 @@
+#include "dynamo/memory_engine.h"
+
+#include <utility>
+
+#include "core/status_macros.h"
+#include "storage/storage_util.h"
+
+namespace dynamo {
+
+using internal::DataKey;
+using internal::HintKey;
+
+absl::StatusOr<std::unique_ptr<MemoryEngine>> MemoryEngine::Create(const StorageLimits& limits) {
+  return std::make_unique<MemoryEngine>(limits);
+}
+
+absl::StatusOr<SiblingSet> MemoryEngine::Get(std::string_view key) {
+  DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, limits_));
+  auto it = data_.find(DataKey(key));
+  if (it == data_.end()) return SiblingSet();
+  return it->second;
+}
+
+absl::StatusOr<SiblingSet> MemoryEngine::Put(std::string_view key, const SiblingSet& incoming,
+                                             const WriteOptions& /*options*/) {
+  DYNAMO_RETURN_IF_ERROR(internal::ValidateSiblings(key, incoming, limits_));
+  std::string data_key = DataKey(key);
+  auto it = data_.find(data_key);
+  SiblingSet stored = it == data_.end() ? SiblingSet() : it->second;
+  DYNAMO_ASSIGN_OR_RETURN(bool changed,
+                          internal::MergeWithinLimit(key, stored, incoming, limits_));
+  if (changed && !stored.empty()) {
+    if (it == data_.end()) {
+      data_.emplace(std::move(data_key), stored);
+    } else {
+      it->second = stored;
+    }
+  }
+  return stored;
+}
+
+absl::Status MemoryEngine::ReapTombstones(std::string_view key, const SiblingSet& tombstones) {
+  DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, limits_));
+  auto it = data_.find(DataKey(key));
+  if (it == data_.end()) return absl::OkStatus();
+  internal::RemoveReapedTombstones(it->second, tombstones);
+  if (it->second.empty()) data_.erase(it);
+  return absl::OkStatus();
+}
+
+absl::Status MemoryEngine::Erase(std::string_view key) {
+  DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, limits_));
+  data_.erase(DataKey(key));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ScanResult> MemoryEngine::Scan(const TokenRange& range, std::string_view cursor,
+                                              const ScanLimits& limits) {
+  DYNAMO_ASSIGN_OR_RETURN(std::vector<internal::ScanSegment> segments,
+                          internal::PlanScan(range, cursor));
+  internal::ScanCollector<KeyEntry> collector(limits);
+  for (const internal::ScanSegment& segment : segments) {
+    auto it = segment.start_exclusive ? data_.upper_bound(segment.start)
+                                      : data_.lower_bound(segment.start);
+    for (; it != data_.end() && segment.InSegment(it->first); ++it) {
+      std::string_view key = internal::UserKeyOfDataKey(it->first);
+      uint64_t bytes = internal::ApproxEntryBytes(key, it->second);
+      if (!collector.HasRoom(bytes)) break;
+      collector.Add(it->first, bytes, KeyEntry{std::string(key), it->second});
+    }
+    if (collector.full()) break;
+  }
+  ScanResult result;
+  result.resume_cursor = collector.ResumeCursor();
+  result.entries = collector.TakeEntries();
+  return result;
+}
+
+absl::Status MemoryEngine::PutHint(NodeId owner, std::string_view key,
+                                   const SiblingSet& siblings) {
+  DYNAMO_RETURN_IF_ERROR(internal::ValidateSiblings(key, siblings, limits_));
+  std::string hint_key = HintKey(owner, key);
+  auto it = hints_.find(hint_key);
+  SiblingSet stored = it == hints_.end() ? SiblingSet() : it->second;
+  DYNAMO_ASSIGN_OR_RETURN(bool changed,
+                          internal::MergeWithinLimit(key, stored, siblings, limits_));
+  if (!changed || stored.empty()) return absl::OkStatus();
+  if (it == hints_.end()) {
+    hint_usage_.count += 1;
+    hint_usage_.bytes += internal::ApproxEntryBytes(key, stored);
+    hints_.emplace(std::move(hint_key), std::move(stored));
+  } else {
+    hint_usage_.bytes -= internal::ApproxEntryBytes(key, it->second);
+    hint_usage_.bytes += internal::ApproxEntryBytes(key, stored);
+    it->second = std::move(stored);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<HintScanResult> MemoryEngine::ScanHints(std::string_view cursor,
+                                                       const ScanLimits& limits) {
+  internal::ScanCollector<HintEntry> collector(limits);
+  auto it = cursor.empty() ? hints_.begin() : hints_.upper_bound(cursor);
+  for (; it != hints_.end(); ++it) {
+    std::string_view key = internal::UserKeyOfHintKey(it->first);
+    uint64_t bytes = internal::ApproxEntryBytes(key, it->second);
+    if (!collector.HasRoom(bytes)) break;
+    collector.Add(it->first, bytes,
+                  HintEntry{internal::OwnerOfHintKey(it->first), std::string(key), it->second});
+  }
+  HintScanResult result;
+  result.resume_cursor = collector.ResumeCursor();
+  result.entries = collector.TakeEntries();
+  return result;
+}
+
+absl::Status MemoryEngine::DeleteHint(NodeId owner, std::string_view key,
+                                      const SiblingSet& delivered) {
+  DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, limits_));
+  auto it = hints_.find(HintKey(owner, key));
+  if (it == hints_.end()) return absl::OkStatus();
+  uint64_t old_bytes = internal::ApproxEntryBytes(key, it->second);
+  if (!internal::RemoveDelivered(it->second, delivered)) return absl::OkStatus();
+  hint_usage_.bytes -= old_bytes;
+  if (it->second.empty()) {
+    hint_usage_.count -= 1;
+    hints_.erase(it);
+  } else {
+    hint_usage_.bytes += internal::ApproxEntryBytes(key, it->second);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<HintUsage> MemoryEngine::GetHintUsage() { return hint_usage_; }
+
+absl::Status MemoryEngine::PutMetadata(std::string_view name, std::string_view value) {
+  DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(name, limits_));
+  if (value.size() > limits_.value_bytes_max) {
+    return absl::InvalidArgumentError("metadata value exceeds value_bytes_max");
+  }
+  metadata_.insert_or_assign(std::string(name), std::string(value));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<std::string>> MemoryEngine::GetMetadata(std::string_view name) {
+  auto it = metadata_.find(name);
+  if (it == metadata_.end()) return std::optional<std::string>();
+  return std::optional<std::string>(it->second);
+}
+
+absl::StatusOr<std::optional<NodeIdentity>> MemoryEngine::GetIdentity() { return identity_; }
+
+absl::Status MemoryEngine::PutIdentity(const NodeIdentity& identity) {
+  identity_ = identity;
+  return absl::OkStatus();
+}
+
+}  // namespace dynamo

@@ -1,0 +1,458 @@
+// Conformance suite of the StorageEngine contract (storage_engine.h), run
+// against MemoryEngine and LmdbEngine in each durability mode, so both
+// engines behave identically wherever the contract speaks.
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "storage/storage_test_util.h"
+
+namespace dynamo::testing {
+namespace {
+
+#define ENGINE_TYPES MemoryFactory, LmdbSyncFactory, LmdbNoSyncFactory, LmdbBufferedFactory
+
+const WriteOptions kWrite;
+
+TEMPLATE_TEST_CASE("Put applies the reconciliation rules", "[storage]", ENGINE_TYPES) {
+  TestType factory;
+  auto engine = factory.Open();
+  REQUIRE(engine != nullptr);
+
+  auto got = engine->Get("k");
+  REQUIRE(got.ok());
+  CHECK(got->empty());
+
+  Version v1 = MakeVersion(1, 1);
+  auto put = engine->Put("k", {v1}, kWrite);
+  REQUIRE(put.ok());
+  CHECK(*put == SiblingSet{v1});
+
+  // A version descending from v1 replaces it.
+  Version v2 = MakeVersion(1, 2, Clock({{1, 1}}));
+  put = engine->Put("k", {v2}, kWrite);
+  REQUIRE(put.ok());
+  CHECK(*put == SiblingSet{v2});
+
+  // A dominated version is dropped.
+  put = engine->Put("k", {v1}, kWrite);
+  REQUIRE(put.ok());
+  CHECK(*put == SiblingSet{v2});
+
+  // A concurrent version is kept beside it.
+  Version w1 = MakeVersion(2, 1);
+  put = engine->Put("k", {w1}, kWrite);
+  REQUIRE(put.ok());
+  CHECK(put->size() == 2);
+  got = engine->Get("k");
+  REQUIRE(got.ok());
+  CHECK(*got == SiblingSet{v2, w1});
+
+  // A write that saw both replaces both.
+  Version v3 = MakeVersion(1, 3, Clock({{1, 2}, {2, 1}}));
+  put = engine->Put("k", {v3}, kWrite);
+  REQUIRE(put.ok());
+  CHECK(*put == SiblingSet{v3});
+  got = engine->Get("k");
+  REQUIRE(got.ok());
+  CHECK(*got == SiblingSet{v3});
+  CHECK(got->front().value == v3.value);
+  CHECK(got->front().dot.timestamp_us == v3.dot.timestamp_us);
+
+  // Other keys are untouched.
+  got = engine->Get("other");
+  REQUIRE(got.ok());
+  CHECK(got->empty());
+}
+
+TEMPLATE_TEST_CASE("siblings_max refuses the put and writes nothing", "[storage]",
+                   ENGINE_TYPES) {
+  TestType factory;
+  factory.limits.siblings_max = 3;
+  auto engine = factory.Open();
+  REQUIRE(engine != nullptr);
+  for (ActorId a = 1; a <= 3; ++a) REQUIRE(engine->Put("k", {MakeVersion(a, 1)}, kWrite).ok());
+  auto put = engine->Put("k", {MakeVersion(4, 1)}, kWrite);
+  CHECK(put.status().code() == absl::StatusCode::kFailedPrecondition);
+  // Several incoming versions at once: all or nothing.
+  put = engine->Put("k2", {MakeVersion(1, 1), MakeVersion(2, 1), MakeVersion(3, 1),
+                           MakeVersion(4, 1)},
+                    kWrite);
+  CHECK(put.status().code() == absl::StatusCode::kFailedPrecondition);
+  auto got = engine->Get("k");
+  REQUIRE(got.ok());
+  CHECK(got->size() == 3);
+  got = engine->Get("k2");
+  REQUIRE(got.ok());
+  CHECK(got->empty());
+  // A version replacing them all is still accepted.
+  put = engine->Put("k", {MakeVersion(5, 1, Clock({{1, 1}, {2, 1}, {3, 1}}))}, kWrite);
+  REQUIRE(put.ok());
+  CHECK(put->size() == 1);
+}
+
+TEMPLATE_TEST_CASE("Keys and values over the limits are invalid arguments", "[storage]",
+                   ENGINE_TYPES) {
+  TestType factory;
+  factory.limits.value_bytes_max = 100;
+  auto engine = factory.Open();
+  REQUIRE(engine != nullptr);
+  const std::string long_key(factory.limits.key_bytes_max + 1, 'k');
+  const std::string max_key(factory.limits.key_bytes_max, 'k');
+  CHECK(engine->Put(long_key, {MakeVersion(1, 1)}, kWrite).status().code() ==
+        absl::StatusCode::kInvalidArgument);
+  CHECK(engine->Get(long_key).status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK(engine->PutHint(7, long_key, {MakeVersion(1, 1)}).code() ==
+        absl::StatusCode::kInvalidArgument);
+  CHECK(engine->Put(max_key, {MakeVersion(1, 1)}, kWrite).ok());
+
+  CHECK(engine->Put("k", {MakeVersion(1, 1, {}, std::string(101, 'x'))}, kWrite)
+            .status()
+            .code() == absl::StatusCode::kInvalidArgument);
+  CHECK(engine->PutHint(7, "k", {MakeVersion(1, 1, {}, std::string(101, 'x'))}).code() ==
+        absl::StatusCode::kInvalidArgument);
+  CHECK(engine->Put("k", {MakeVersion(1, 1, {}, std::string(100, 'x'))}, kWrite).ok());
+  auto got = engine->Get("k");
+  REQUIRE(got.ok());
+  REQUIRE(got->size() == 1);
+  CHECK(got->front().value == std::string(100, 'x'));
+}
+
+TEMPLATE_TEST_CASE("Tombstones are kept until reaped", "[storage]", ENGINE_TYPES) {
+  TestType factory;
+  auto engine = factory.Open();
+  REQUIRE(engine != nullptr);
+  Version value = MakeVersion(1, 1);
+  Version tomb = MakeVersion(2, 1, {}, "", /*tombstone=*/true);
+  REQUIRE(engine->Put("k", {value, tomb}, kWrite).ok());
+  auto got = engine->Get("k");
+  REQUIRE(got.ok());
+  CHECK(got->size() == 2);
+
+  // Non-tombstones in the list are ignored; unknown tombstones change nothing.
+  REQUIRE(engine->ReapTombstones("k", {value, MakeVersion(3, 1, {}, "", true)}).ok());
+  got = engine->Get("k");
+  REQUIRE(got.ok());
+  CHECK(got->size() == 2);
+
+  REQUIRE(engine->ReapTombstones("k", {tomb}).ok());
+  got = engine->Get("k");
+  REQUIRE(got.ok());
+  CHECK(*got == SiblingSet{value});
+
+  // A key holding only a tombstone disappears once it is reaped.
+  Version delete_all = MakeVersion(1, 2, Clock({{1, 1}}), "", true);
+  REQUIRE(engine->Put("k", {delete_all}, kWrite).ok());
+  got = engine->Get("k");
+  REQUIRE(got.ok());
+  CHECK(*got == SiblingSet{delete_all});
+  REQUIRE(engine->ReapTombstones("k", {delete_all}).ok());
+  got = engine->Get("k");
+  REQUIRE(got.ok());
+  CHECK(got->empty());
+  auto scan = engine->Scan(TokenRange{}, "", ScanLimits());
+  REQUIRE(scan.ok());
+  CHECK(scan->entries.empty());
+  REQUIRE(engine->ReapTombstones("missing", {delete_all}).ok());
+}
+
+TEMPLATE_TEST_CASE("Erase removes every version", "[storage]", ENGINE_TYPES) {
+  TestType factory;
+  auto engine = factory.Open();
+  REQUIRE(engine != nullptr);
+  REQUIRE(engine->Put("a", {MakeVersion(1, 1), MakeVersion(2, 1)}, kWrite).ok());
+  REQUIRE(engine->Put("b", {MakeVersion(1, 2)}, kWrite).ok());
+  REQUIRE(engine->Erase("a").ok());
+  REQUIRE(engine->Erase("never-written").ok());
+  auto got = engine->Get("a");
+  REQUIRE(got.ok());
+  CHECK(got->empty());
+  auto scan = engine->Scan(TokenRange{}, "", ScanLimits());
+  REQUIRE(scan.ok());
+  REQUIRE(scan->entries.size() == 1);
+  CHECK(scan->entries[0].key == "b");
+  REQUIRE(engine->Flush().ok());
+  got = engine->Get("a");
+  REQUIRE(got.ok());
+  CHECK(got->empty());
+}
+
+// Scans every page of `range` and checks each page keeps its limits.
+template <typename Engine>
+std::vector<KeyEntry> ScanAll(Engine& engine, const TokenRange& range, const ScanLimits& limits) {
+  std::vector<KeyEntry> all;
+  std::string cursor;
+  for (int page = 0; page < 100000; ++page) {
+    auto result = engine.Scan(range, cursor, limits);
+    REQUIRE(result.ok());
+    CHECK(result->entries.size() <= limits.entries_max);
+    for (auto& e : result->entries) all.push_back(std::move(e));
+    if (result->resume_cursor.empty()) return all;
+    CHECK(!result->entries.empty());
+    cursor = result->resume_cursor;
+  }
+  FAIL("scan did not terminate");
+  return all;
+}
+
+TEMPLATE_TEST_CASE("Scans by token range match brute force (seed 7)", "[storage]",
+                   ENGINE_TYPES) {
+  TestType factory;
+  auto engine = factory.Open();
+  REQUIRE(engine != nullptr);
+  std::mt19937_64 rng(7);
+  // key -> value, the model.
+  std::map<std::string, std::string> model;
+  const int kKeys = TestType::kLmdb ? 300 : 600;
+  for (int i = 0; i < kKeys; ++i) {
+    std::string key = "key" + std::to_string(rng() % 100000);
+    std::string value(rng() % 200, static_cast<char>('a' + rng() % 26));
+    Version v = MakeVersion(1 + rng() % 5, 1 + i, {}, value);
+    // Each write dominates whatever was there.
+    auto stored = engine->Get(key);
+    REQUIRE(stored.ok());
+    v.context = MergedClock(*stored);
+    REQUIRE(engine->Put(key, {v}, kWrite).ok());
+    model[key] = v.value;
+  }
+  // Erase a few, so the buffered engine has deletions pending too.
+  for (int i = 0; i < 20; ++i) {
+    auto it = model.begin();
+    std::advance(it, static_cast<long>(rng() % model.size()));
+    REQUIRE(engine->Erase(it->first).ok());
+    model.erase(it);
+  }
+
+  // Brute force: the keys of `range` in ring order from the start of the
+  // arc (ties by key); the whole ring is scanned from token 0.
+  auto expected_keys = [&](const TokenRange& range) {
+    std::vector<std::pair<Token, std::string>> keys;
+    const Token origin = range.begin == range.end ? Token(0) : range.begin + 1;
+    for (const auto& [key, value] : model) {
+      if (range.Contains(KeyToken(key))) keys.emplace_back(KeyToken(key) - origin, key);
+    }
+    std::sort(keys.begin(), keys.end());
+    std::vector<std::string> out;
+    for (auto& [token, key] : keys) out.push_back(key);
+    return out;
+  };
+
+  std::vector<TokenRange> ranges = {
+      TokenRange{},                                    // whole ring
+      TokenRange{12345, 12345},                        // whole ring, begin == end != 0
+      TokenRange{0, absl::Uint128Max()},               // all but token 0
+      TokenRange{absl::Uint128Max(), 0},               // wraps: only token 0
+      TokenRange{absl::Uint128Max() / 2, absl::Uint128Max() / 4},  // wraps, most of the ring
+  };
+  // Ranges whose ends are exactly keys' tokens: begin excluded, end included.
+  auto key_at = [&](size_t i) {
+    auto it = model.begin();
+    std::advance(it, static_cast<long>(i % model.size()));
+    return KeyToken(it->first);
+  };
+  ranges.push_back(TokenRange{key_at(3), key_at(50)});
+  ranges.push_back(TokenRange{key_at(50), key_at(3)});
+  for (int i = 0; i < 20; ++i) {
+    Token a = absl::MakeUint128(rng(), rng()), b = absl::MakeUint128(rng(), rng());
+    ranges.push_back(TokenRange{a, b});
+  }
+
+  for (const TokenRange& range : ranges) {
+    INFO("range (" << TokenToString(range.begin) << ", " << TokenToString(range.end) << "]");
+    std::vector<std::string> want = expected_keys(range);
+    for (ScanLimits limits : {ScanLimits(), ScanLimits{7, 1 << 20}, ScanLimits{1000, 700},
+                              ScanLimits{1, 1}}) {
+      std::vector<KeyEntry> got = ScanAll(*engine, range, limits);
+      std::vector<std::string> got_keys;
+      for (const KeyEntry& e : got) {
+        got_keys.push_back(e.key);
+        REQUIRE(e.siblings.size() == 1);
+        CHECK(e.siblings[0].value == model.at(e.key));
+      }
+      CHECK(got_keys == want);
+    }
+  }
+
+  // A cursor from another range is refused.
+  auto bad = engine->Scan(TokenRange{5, 10}, std::string(16, '\xff') + "x", ScanLimits());
+  CHECK(bad.status().code() == absl::StatusCode::kInvalidArgument);
+  bad = engine->Scan(TokenRange{}, "short", ScanLimits());
+  CHECK(bad.status().code() == absl::StatusCode::kInvalidArgument);
+}
+
+TEMPLATE_TEST_CASE("Hints merge, scan in (owner, token, key) order and delete", "[storage]",
+                   ENGINE_TYPES) {
+  TestType factory;
+  auto engine = factory.Open();
+  REQUIRE(engine != nullptr);
+  auto usage = engine->GetHintUsage();
+  REQUIRE(usage.ok());
+  CHECK(usage->count == 0);
+  CHECK(usage->bytes == 0);
+
+  std::set<std::tuple<NodeId, Token, std::string>> want;
+  for (int i = 0; i < 40; ++i) {
+    NodeId owner = 1 + i % 3;
+    std::string key = "hint" + std::to_string(i);
+    REQUIRE(engine->PutHint(owner, key, {MakeVersion(9, 1 + i)}).ok());
+    want.emplace(owner, KeyToken(key), key);
+  }
+  usage = engine->GetHintUsage();
+  REQUIRE(usage.ok());
+  CHECK(usage->count == 40);
+  CHECK(usage->bytes > 0);
+
+  std::vector<std::tuple<NodeId, Token, std::string>> got;
+  std::string cursor;
+  do {
+    auto page = engine->ScanHints(cursor, ScanLimits{6, 1 << 20});
+    REQUIRE(page.ok());
+    CHECK(page->entries.size() <= 6);
+    for (const HintEntry& e : page->entries) got.emplace_back(e.owner, KeyToken(e.key), e.key);
+    cursor = page->resume_cursor;
+  } while (!cursor.empty());
+  CHECK(got == std::vector<std::tuple<NodeId, Token, std::string>>(want.begin(), want.end()));
+
+  // A hint delivered while a concurrent version arrived keeps that version.
+  Version first = MakeVersion(1, 1), concurrent = MakeVersion(2, 1);
+  REQUIRE(engine->PutHint(5, "h", {first}).ok());
+  REQUIRE(engine->PutHint(5, "h", {concurrent}).ok());
+  REQUIRE(engine->DeleteHint(5, "h", {first}).ok());
+  auto page = engine->ScanHints("", ScanLimits{1000, 1 << 20});
+  REQUIRE(page.ok());
+  auto it = std::find_if(page->entries.begin(), page->entries.end(),
+                         [](const HintEntry& e) { return e.owner == 5; });
+  REQUIRE(it != page->entries.end());
+  CHECK(it->siblings == SiblingSet{concurrent});
+  // A newer version merged in since delivery replaces the delivered one and stays.
+  Version newer = MakeVersion(2, 2, Clock({{2, 1}}));
+  REQUIRE(engine->PutHint(5, "h", {newer}).ok());
+  REQUIRE(engine->DeleteHint(5, "h", {concurrent}).ok());
+  page = engine->ScanHints("", ScanLimits{1000, 1 << 20});
+  REQUIRE(page.ok());
+  it = std::find_if(page->entries.begin(), page->entries.end(),
+                    [](const HintEntry& e) { return e.owner == 5; });
+  REQUIRE(it != page->entries.end());
+  CHECK(it->siblings == SiblingSet{newer});
+  REQUIRE(engine->DeleteHint(5, "h", {newer}).ok());
+  // Delivering everything empties the namespace and its usage.
+  for (const auto& [owner, token, key] : want) {
+    auto hint = engine->ScanHints("", ScanLimits{1, 1 << 20});
+    REQUIRE(hint.ok());
+    REQUIRE(hint->entries.size() == 1);
+    CHECK(hint->entries[0].key == key);
+    REQUIRE(engine->DeleteHint(owner, key, hint->entries[0].siblings).ok());
+  }
+  REQUIRE(engine->DeleteHint(77, "absent", {first}).ok());
+  usage = engine->GetHintUsage();
+  REQUIRE(usage.ok());
+  CHECK(usage->count == 0);
+  CHECK(usage->bytes == 0);
+  page = engine->ScanHints("", ScanLimits());
+  REQUIRE(page.ok());
+  CHECK(page->entries.empty());
+  CHECK(page->resume_cursor.empty());
+  // Hints do not show up as data.
+  auto scan = engine->Scan(TokenRange{}, "", ScanLimits());
+  REQUIRE(scan.ok());
+  CHECK(scan->entries.empty());
+}
+
+TEMPLATE_TEST_CASE("Metadata and identity", "[storage]", ENGINE_TYPES) {
+  TestType factory;
+  auto engine = factory.Open();
+  REQUIRE(engine != nullptr);
+  auto meta = engine->GetMetadata("ring");
+  REQUIRE(meta.ok());
+  CHECK(!meta->has_value());
+  REQUIRE(engine->PutMetadata("ring", "state-1").ok());
+  REQUIRE(engine->PutMetadata("ring", std::string("state\0-2", 8)).ok());
+  REQUIRE(engine->PutMetadata(std::string("\0format", 7), "mine").ok());
+  meta = engine->GetMetadata("ring");
+  REQUIRE(meta.ok());
+  CHECK(meta->value() == std::string("state\0-2", 8));
+  meta = engine->GetMetadata(std::string("\0format", 7));
+  REQUIRE(meta.ok());
+  CHECK(meta->value() == "mine");
+
+  auto id = engine->GetIdentity();
+  REQUIRE(id.ok());
+  CHECK(!id->has_value());
+  NodeIdentity identity{42, 3, 0xdeadbeefcafeULL};
+  REQUIRE(engine->PutIdentity(identity).ok());
+  id = engine->GetIdentity();
+  REQUIRE(id.ok());
+  CHECK(id->value() == identity);
+}
+
+TEMPLATE_TEST_CASE("Everything survives closing and reopening", "[storage]", ENGINE_TYPES) {
+  TestType factory;
+  Version v = MakeVersion(1, 1, Clock({{3, 4}}), "persisted");
+  Version w = MakeVersion(2, 5, {}, "", true);
+  NodeIdentity identity{7, 1, 99};
+  HintUsage usage_before;
+  {
+    auto engine = factory.Open();
+    REQUIRE(engine != nullptr);
+    REQUIRE(engine->Put("k", {v, w}, kWrite).ok());
+    for (int i = 0; i < 20; ++i) {
+      REQUIRE(engine->Put("n" + std::to_string(i), {MakeVersion(1, 2 + i)}, kWrite).ok());
+    }
+    REQUIRE(engine->PutHint(3, "hk", {v}).ok());
+    REQUIRE(engine->PutMetadata("m", "meta").ok());
+    REQUIRE(engine->PutIdentity(identity).ok());
+    usage_before = *engine->GetHintUsage();
+    // No Flush(): closing the engine writes out a buffer.
+  }
+  auto engine = factory.Open();
+  REQUIRE(engine != nullptr);
+  auto got = engine->Get("k");
+  REQUIRE(got.ok());
+  CHECK(*got == SiblingSet{v, w});
+  CHECK(got->front().context.entries() == v.context.entries());
+  auto scan = engine->Scan(TokenRange{}, "", ScanLimits());
+  REQUIRE(scan.ok());
+  CHECK(scan->entries.size() == 21);
+  auto hints = engine->ScanHints("", ScanLimits());
+  REQUIRE(hints.ok());
+  REQUIRE(hints->entries.size() == 1);
+  CHECK(hints->entries[0].owner == 3);
+  CHECK(hints->entries[0].siblings == SiblingSet{v});
+  auto usage = engine->GetHintUsage();
+  REQUIRE(usage.ok());
+  CHECK(usage->count == usage_before.count);
+  CHECK(usage->bytes == usage_before.bytes);
+  CHECK(engine->GetMetadata("m")->value() == "meta");
+  CHECK(engine->GetIdentity()->value() == identity);
+}
+
+TEMPLATE_TEST_CASE("Durable writes and Flush succeed", "[storage]", ENGINE_TYPES) {
+  TestType factory;
+  auto engine = factory.Open();
+  REQUIRE(engine != nullptr);
+  WriteOptions durable;
+  durable.durable = true;
+  REQUIRE(engine->Put("a", {MakeVersion(1, 1)}, kWrite).ok());
+  auto put = engine->Put("b", {MakeVersion(1, 2)}, durable);
+  REQUIRE(put.ok());
+  CHECK(put->size() == 1);
+  REQUIRE(engine->Flush().ok());
+  REQUIRE(engine->Flush().ok());
+  CHECK(engine->Get("a")->size() == 1);
+  CHECK(engine->Get("b")->size() == 1);
+}
+
+TEST_CASE("MemoryEngine is small when empty", "[storage]") {
+  CHECK(sizeof(MemoryEngine) <= 320);
+  auto engine = MemoryEngine::Create();
+  REQUIRE(engine.ok());
+  CHECK((*engine)->key_count() == 0);
+}
+
+}  // namespace
+}  // namespace dynamo::testing
