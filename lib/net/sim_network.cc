@@ -222,7 +222,8 @@ void SimNetwork::RunFor(absl::Duration duration) {
   const int64_t end = AddSaturating(now_ns_, DurationNs(duration));
   int64_t t;
   while (NextLive(&t) && t <= end) Step();
-  if (end > now_ns_) now_ns_ = end;
+  // An infinite duration runs everything but leaves the clock usable.
+  if (end > now_ns_ && end != kNeverNs) now_ns_ = end;
 }
 
 bool SimNetwork::RunUntil(const std::function<bool()>& predicate, absl::Duration limit) {

@@ -507,23 +507,35 @@ uint64_t RunScenario(uint64_t seed, const std::vector<NodeId>& add_order) {
   std::map<NodeId, Runtime*> rts;
   for (NodeId id : add_order) rts[id] = &net.AddNode(id);
   std::vector<std::unique_ptr<Pinger>> pingers;
-  std::vector<std::unique_ptr<Ponger>> pongers;
+  std::map<NodeId, std::unique_ptr<Ponger>> pongers;
   // Odd ids ping the next even id; node behaviour also draws from its Rng.
   for (auto& [id, rt] : rts) {
     if (id % 2 == 1 && rts.contains(id + 1)) {
       pingers.push_back(std::make_unique<Pinger>(*rt, id + 1, 20 + rt->Rng()() % 10));
     } else {
-      pongers.push_back(std::make_unique<Ponger>(*rt));
+      pongers[id] = std::make_unique<Ponger>(*rt);
     }
   }
   for (auto& p : pingers) p->Start();
-  net.Schedule(absl::Milliseconds(30), [&] { net.Partition({{1, 2}, {3, 4}}); });
-  net.Schedule(absl::Milliseconds(80), [&] { net.HealAll(); });
+  // A fault schedule: a partition, and node 4 crashing and restarting with a
+  // new node object, as the Simulation owner does it.
+  net.Schedule(absl::Milliseconds(2), [&] { net.Partition({{1, 3, 5}, {2, 4, 6}}); });
+  net.Schedule(absl::Milliseconds(10), [&] {
+    net.Crash(4);
+    pongers[4].reset();
+  });
+  net.Schedule(absl::Milliseconds(40), [&] {
+    net.Restart(4);
+    pongers[4] = std::make_unique<Ponger>(*rts[4]);
+  });
+  net.Schedule(absl::Milliseconds(60), [&] { net.HealAll(); });
   net.RunUntil(
       [&] {
         return std::all_of(pingers.begin(), pingers.end(), [](auto& p) { return p->done(); });
       },
       absl::Seconds(10));
+  CHECK(net.Now() > SimNetwork::Epoch() + absl::Milliseconds(60));  // the faults mattered
+  CHECK(net.link_stats(1, 2).dropped_partition + net.link_stats(3, 4).dropped_down > 0);
   for (auto& p : pingers) CHECK(p->done());
   return net.TraceDigest();
 }
