@@ -169,6 +169,47 @@ TEST_CASE("SimNetwork delivers with exact counters and times", "[net]") {
   CheckConservation(net);
 }
 
+TEST_CASE("SimNetwork certain loss and certain duplication count exactly", "[net]") {
+  NetworkOptions o = ConstantLatency(absl::Milliseconds(1));
+  o.loss_probability = 1.0;
+  SimNetwork net(3, o);
+  Runtime& a = net.AddNode(1);
+  Runtime& b = net.AddNode(2);
+  int got = 0;
+  b.transport().SetReceiveHandler([&](NodeId, std::string_view) { ++got; });
+  for (int i = 0; i < 10; ++i) REQUIRE(a.transport().Send(2, "lost").ok());
+  CHECK(net.pending_events() == 0);
+  o.loss_probability = 0.0;
+  o.duplicate_probability = 1.0;
+  net.SetOptions(o);
+  for (int i = 0; i < 10; ++i) REQUIRE(a.transport().Send(2, "twice").ok());
+  net.RunFor(absl::Milliseconds(5));
+  CHECK(got == 20);
+  LinkStats l = net.link_stats(1, 2);
+  CHECK(l.sent == 20);
+  CHECK(l.dropped_loss == 10);
+  CHECK(l.duplicated == 10);
+  CHECK(l.delivered == 20);
+  CHECK(l.bytes_sent == 10 * 4 + 10 * 5);
+  CHECK(l.bytes_delivered == 20 * 5);
+  CHECK(net.node_stats(1).messages_dropped == 10);
+  CheckConservation(net);
+}
+
+TEST_CASE("SimNetwork lists nodes in AddNode order and links sorted by id", "[net]") {
+  SimNetwork net(4);
+  Runtime& n5 = net.AddNode(5);
+  Runtime& n3 = net.AddNode(3);
+  Runtime& n9 = net.AddNode(9);
+  CHECK(net.nodes() == std::vector<NodeId>{5, 3, 9});
+  REQUIRE(n9.transport().Send(3, "a").ok());
+  REQUIRE(n3.transport().Send(5, "b").ok());
+  REQUIRE(n5.transport().Send(3, "c").ok());
+  std::vector<std::pair<NodeId, NodeId>> order;
+  for (const LinkEntry& e : net.links()) order.emplace_back(e.from, e.to);
+  CHECK(order == std::vector<std::pair<NodeId, NodeId>>{{3, 5}, {5, 3}, {9, 3}});
+}
+
 TEST_CASE("SimNetwork Send errors: size, unknown node", "[net]") {
   NetworkOptions o;
   o.message_bytes_max = 100;
