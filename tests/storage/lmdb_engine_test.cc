@@ -1,0 +1,224 @@
+// LmdbEngine behaviour beyond the shared contract: refusing corrupt and
+// foreign files, reporting undecodable records, growing the map, and the
+// write buffer of paper section 6.1 (what is and is not on disk after a
+// process dies).
+#include <fcntl.h>
+#include <lmdb.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <random>
+#include <string>
+
+#include "storage/storage_util.h"
+#include "storage/storage_test_util.h"
+
+namespace dynamo::testing {
+namespace {
+
+LmdbOptions OptionsAt(const TempDir& dir, LmdbOptions::Durability durability) {
+  LmdbOptions options;
+  options.path = dir.path() + "/db";
+  options.durability = durability;
+  options.map_bytes_initial = size_t{1} << 20;
+  return options;
+}
+
+void WriteFile(const std::string& path, const std::string& bytes) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  REQUIRE(fd >= 0);
+  REQUIRE(write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()));
+  close(fd);
+}
+
+// Puts one raw record into a named database of a closed environment.
+void RawPut(const std::string& path, const char* db, const std::string& key,
+            const std::string& value) {
+  MDB_env* env = nullptr;
+  REQUIRE(mdb_env_create(&env) == 0);
+  mdb_env_set_maxdbs(env, 8);
+  REQUIRE(mdb_env_open(env, path.c_str(), 0, 0644) == 0);
+  MDB_txn* txn = nullptr;
+  REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
+  MDB_dbi dbi;
+  REQUIRE(mdb_dbi_open(txn, db, MDB_CREATE, &dbi) == 0);
+  MDB_val k{key.size(), const_cast<char*>(key.data())};
+  MDB_val v{value.size(), const_cast<char*>(value.data())};
+  REQUIRE(mdb_put(txn, dbi, &k, &v, 0) == 0);
+  REQUIRE(mdb_txn_commit(txn) == 0);
+  mdb_env_close(env);
+}
+
+TEST_CASE("LmdbEngine refuses a garbage data.mdb with kDataLoss", "[storage][lmdb]") {
+  TempDir dir;
+  LmdbOptions options = OptionsAt(dir, LmdbOptions::Durability::kSync);
+  REQUIRE(mkdir(options.path.c_str(), 0755) == 0);
+  std::mt19937_64 rng(11);
+  std::string garbage(64 * 1024, '\0');
+  for (char& c : garbage) c = static_cast<char>(rng());
+  WriteFile(options.path + "/data.mdb", garbage);
+  auto engine = LmdbEngine::Open(options);
+  REQUIRE(!engine.ok());
+  CHECK(engine.status().code() == absl::StatusCode::kDataLoss);
+  CHECK(std::string(engine.status().message()).find(options.path) != std::string::npos);
+}
+
+TEST_CASE("LmdbEngine refuses a valid LMDB file it did not write", "[storage][lmdb]") {
+  TempDir dir;
+  LmdbOptions options = OptionsAt(dir, LmdbOptions::Durability::kSync);
+  REQUIRE(mkdir(options.path.c_str(), 0755) == 0);
+  SECTION("records in the main database") { RawPut(options.path, nullptr, "foo", "bar"); }
+  SECTION("our database names but no format record") {
+    for (const char* db : {"data", "hints", "meta", "identity"}) RawPut(options.path, db, "x", "y");
+  }
+  auto engine = LmdbEngine::Open(options);
+  REQUIRE(!engine.ok());
+  CHECK(engine.status().code() == absl::StatusCode::kDataLoss);
+}
+
+TEST_CASE("LmdbEngine reports an undecodable record as kDataLoss naming the key",
+          "[storage][lmdb]") {
+  TempDir dir;
+  LmdbOptions options = OptionsAt(dir, LmdbOptions::Durability::kSync);
+  {
+    auto engine = LmdbEngine::Open(options);
+    REQUIRE(engine.ok());
+    REQUIRE((*engine)->Put("good", {MakeVersion(1, 1)}, WriteOptions()).ok());
+  }
+  RawPut(options.path, "data", internal::DataKey("broken-key"), "\x01\x05garbage");
+  auto engine = LmdbEngine::Open(options);
+  REQUIRE(engine.ok());
+  auto got = (*engine)->Get("broken-key");
+  REQUIRE(!got.ok());
+  CHECK(got.status().code() == absl::StatusCode::kDataLoss);
+  CHECK(std::string(got.status().message()).find("broken-key") != std::string::npos);
+  auto put = (*engine)->Put("broken-key", {MakeVersion(1, 1)}, WriteOptions());
+  CHECK(put.status().code() == absl::StatusCode::kDataLoss);
+  auto scan = (*engine)->Scan(TokenRange{}, "", ScanLimits());
+  CHECK(scan.status().code() == absl::StatusCode::kDataLoss);
+  // Other keys stay readable.
+  auto good = (*engine)->Get("good");
+  REQUIRE(good.ok());
+  CHECK(good->size() == 1);
+}
+
+TEST_CASE("LmdbEngine grows its map instead of failing writes", "[storage][lmdb]") {
+  TempDir dir;
+  LmdbOptions options = OptionsAt(dir, LmdbOptions::Durability::kNoSync);
+  options.map_bytes_initial = size_t{256} << 10;
+  auto engine = LmdbEngine::Open(options);
+  REQUIRE(engine.ok());
+  const size_t initial = (*engine)->map_bytes();
+  const std::string value(16 * 1024, 'v');
+  for (int i = 0; i < 400; ++i) {  // about 6.4 MiB
+    auto put = (*engine)->Put("big" + std::to_string(i), {MakeVersion(1, 1 + i, {}, value)},
+                              WriteOptions());
+    REQUIRE(put.ok());
+  }
+  CHECK((*engine)->map_bytes() > initial);
+  auto scan = (*engine)->Scan(TokenRange{}, "", ScanLimits{1000, size_t{64} << 20});
+  REQUIRE(scan.ok());
+  CHECK(scan->entries.size() == 400);
+}
+
+TEST_CASE("LmdbEngine map growth stops at map_bytes_max", "[storage][lmdb]") {
+  TempDir dir;
+  LmdbOptions options = OptionsAt(dir, LmdbOptions::Durability::kNoSync);
+  options.map_bytes_initial = size_t{256} << 10;
+  options.map_bytes_max = size_t{512} << 10;
+  auto engine = LmdbEngine::Open(options);
+  REQUIRE(engine.ok());
+  absl::Status last;
+  for (int i = 0; i < 100 && last.ok(); ++i) {
+    last = (*engine)->Put("big" + std::to_string(i),
+                          {MakeVersion(1, 1 + i, {}, std::string(16 * 1024, 'v'))}, WriteOptions())
+               .status();
+  }
+  CHECK(last.code() == absl::StatusCode::kResourceExhausted);
+}
+
+TEST_CASE("LmdbEngine write buffer: visible at once, flushed when full or asked",
+          "[storage][lmdb]") {
+  TempDir dir;
+  LmdbOptions options = OptionsAt(dir, LmdbOptions::Durability::kBuffered);
+  options.write_buffer_objects_max = 3;
+  auto engine = LmdbEngine::Open(options);
+  REQUIRE(engine.ok());
+  LmdbEngine& e = **engine;
+  REQUIRE(e.Put("a", {MakeVersion(1, 1)}, WriteOptions()).ok());
+  REQUIRE(e.Put("a", {MakeVersion(2, 1)}, WriteOptions()).ok());  // same key: one object
+  REQUIRE(e.Put("b", {MakeVersion(1, 2)}, WriteOptions()).ok());
+  CHECK(e.buffered_objects() == 2);
+  CHECK(e.Get("a")->size() == 2);
+  REQUIRE(e.Put("c", {MakeVersion(1, 3)}, WriteOptions()).ok());
+  CHECK(e.buffered_objects() == 3);
+  REQUIRE(e.Put("d", {MakeVersion(1, 4)}, WriteOptions()).ok());  // full: flushes a, b, c
+  CHECK(e.buffered_objects() == 1);
+  auto scan = e.Scan(TokenRange{}, "", ScanLimits());
+  REQUIRE(scan.ok());
+  CHECK(scan->entries.size() == 4);
+  REQUIRE(e.Flush().ok());
+  CHECK(e.buffered_objects() == 0);
+  WriteOptions durable;
+  durable.durable = true;
+  REQUIRE(e.Put("e", {MakeVersion(1, 5)}, WriteOptions()).ok());
+  REQUIRE(e.Put("f", {MakeVersion(1, 6)}, durable).ok());
+  CHECK(e.buffered_objects() == 0);
+}
+
+// Runs `body` in a child process that then dies without any cleanup (as on
+// SIGKILL: no destructors, no buffer flush), and waits for it.
+template <typename Body>
+void RunAndDie(Body body) {
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    _exit(body() ? 0 : 1);
+  }
+  int wstatus = 0;
+  REQUIRE(waitpid(pid, &wstatus, 0) == pid);
+  REQUIRE(WIFEXITED(wstatus));
+  REQUIRE(WEXITSTATUS(wstatus) == 0);
+}
+
+TEST_CASE("LmdbEngine write buffer: a crash loses only unflushed, non-durable writes",
+          "[storage][lmdb]") {
+  TempDir dir;
+  LmdbOptions options = OptionsAt(dir, LmdbOptions::Durability::kBuffered);
+  RunAndDie([&] {
+    auto engine = LmdbEngine::Open(options);
+    if (!engine.ok()) return false;
+    WriteOptions durable;
+    durable.durable = true;
+    bool ok = (*engine)->Put("buffered-then-flushed", {MakeVersion(1, 1)}, WriteOptions()).ok() &&
+              (*engine)->Put("durable", {MakeVersion(1, 2)}, durable).ok() &&
+              (*engine)->Put("only-buffered", {MakeVersion(1, 3)}, WriteOptions()).ok() &&
+              (*engine)->Get("only-buffered")->size() == 1;
+    // Leak the engine: the process dies as if killed, buffer unflushed.
+    (void)engine->release();
+    return ok;
+  });
+  auto engine = LmdbEngine::Open(options);
+  REQUIRE(engine.ok());
+  CHECK((*engine)->Get("buffered-then-flushed")->size() == 1);
+  CHECK((*engine)->Get("durable")->size() == 1);
+  CHECK((*engine)->Get("only-buffered")->empty());
+}
+
+TEST_CASE("LmdbEngine rejects unusable options", "[storage][lmdb]") {
+  TempDir dir;
+  LmdbOptions options = OptionsAt(dir, LmdbOptions::Durability::kSync);
+  options.path = "";
+  CHECK(LmdbEngine::Open(options).status().code() == absl::StatusCode::kInvalidArgument);
+  options = OptionsAt(dir, LmdbOptions::Durability::kSync);
+  options.limits.key_bytes_max = 1000;
+  CHECK(LmdbEngine::Open(options).status().code() == absl::StatusCode::kInvalidArgument);
+  options = OptionsAt(dir, LmdbOptions::Durability::kSync);
+  options.path = dir.path() + "/missing-parent/db";
+  CHECK(LmdbEngine::Open(options).status().code() == absl::StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace dynamo::testing
