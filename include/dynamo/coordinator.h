@@ -109,8 +109,9 @@ class Coordinator {
   void Read(std::string_view bucket, std::string_view key, uint32_t hops, GetCallback done);
   void Write(const BucketOptions& bucket, std::string_view key, const Context& context,
              std::string value, bool tombstone, uint32_t hops, PutCallback done);
-  void Forward(NodeId to, internal::ClientRequest request, GetCallback get_done,
-               PutCallback put_done, ConflictPolicy policy);
+  void Forward(std::vector<NodeId> candidates, internal::ClientRequest request,
+               GetCallback get_done, PutCallback put_done, ConflictPolicy policy);
+  void ForwardAttempt(uint64_t id);
   void StartGet(const BucketOptions& bucket, std::string skey, std::vector<NodeId> owners,
                 GetCallback done);
   void FinishGet(GetOp& op, absl::Status status);

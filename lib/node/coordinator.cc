@@ -59,6 +59,10 @@ struct Coordinator::GetOp {
 };
 
 struct Coordinator::ForwardOp {
+  internal::ClientRequest request;  // kept to retry on another replica
+  std::vector<NodeId> candidates;   // replicas not tried yet, in preference order
+  NodeId target = kNoNode;
+  TimerId attempt_timer = kNoTimer;
   ClientOp op = ClientOp::kGet;
   ConflictPolicy policy = ConflictPolicy::kKeepSiblings;
   GetCallback get_done;
@@ -109,7 +113,10 @@ Coordinator::~Coordinator() {
     env_.runtime->Cancel(op->deadline);
     env_.runtime->Cancel(op->replica_timer);
   }
-  for (auto& [id, op] : forwards_) env_.runtime->Cancel(op->deadline);
+  for (auto& [id, op] : forwards_) {
+    env_.runtime->Cancel(op->deadline);
+    env_.runtime->Cancel(op->attempt_timer);
+  }
 }
 
 size_t Coordinator::requests_in_flight() const {
@@ -201,14 +208,13 @@ void Coordinator::Read(std::string_view bucket_name, std::string_view key, uint3
       done(absl::UnavailableError("get was forwarded too many times"));
       return;
     }
-    for (NodeId o : owners) {
-      if (env_.failure_detector->IsReachable(o)) {
-        Forward(o, std::move(request), std::move(done), nullptr, bucket->policy);
-        return;
-      }
+    if (std::none_of(owners.begin(), owners.end(),
+                     [this](NodeId o) { return env_.failure_detector->IsReachable(o); })) {
+      env_.metrics->gets_failed++;
+      done(absl::UnavailableError("no replica of the key is reachable to forward the get to"));
+      return;
     }
-    env_.metrics->gets_failed++;
-    done(absl::UnavailableError("no replica of the key is reachable to forward the get to"));
+    Forward(std::move(owners), std::move(request), std::move(done), nullptr, bucket->policy);
     return;
   }
   StartGet(*bucket, std::move(skey), std::move(owners), std::move(done));
@@ -402,15 +408,14 @@ void Coordinator::Write(const BucketOptions& bucket, std::string_view key, const
       done(absl::UnavailableError("put was forwarded too many times"));
       return;
     }
-    NodeId target = kNoNode;
-    if (Contains(owners, context.coordinator) && context.coordinator != self() &&
-        env_.failure_detector->IsReachable(context.coordinator)) {
-      target = context.coordinator;
+    std::vector<NodeId> candidates;
+    if (Contains(owners, context.coordinator)) candidates.push_back(context.coordinator);
+    for (NodeId o : owners) {
+      if (o != context.coordinator) candidates.push_back(o);
     }
-    for (size_t i = 0; target == kNoNode && i < owners.size(); ++i) {
-      if (owners[i] != self() && env_.failure_detector->IsReachable(owners[i])) target = owners[i];
-    }
-    if (target == kNoNode) {
+    if (std::none_of(candidates.begin(), candidates.end(), [this](NodeId o) {
+          return o != self() && env_.failure_detector->IsReachable(o);
+        })) {
       env_.metrics->puts_failed++;
       done(absl::UnavailableError("no replica of the key is reachable to forward the put to"));
       return;
@@ -422,7 +427,7 @@ void Coordinator::Write(const BucketOptions& bucket, std::string_view key, const
     request.context = context.Encode();
     request.value = std::move(value);
     request.hops = hops + 1;
-    Forward(target, std::move(request), nullptr, std::move(done), bucket.policy);
+    Forward(std::move(candidates), std::move(request), nullptr, std::move(done), bucket.policy);
     return;
   }
 
@@ -531,6 +536,14 @@ void Coordinator::OnPutReplicaTimeout(uint64_t id) {
     env_.metrics->hinted_writes_sent++;
     Send(fallback, EncodeMessage(ReplicaPut{id, op.skey, {op.version}, owner, false}));
   }
+  // Stand-ins can be unreachable too: keep trying the next ones, one replica
+  // timeout at a time, until the deadline or the candidates run out.
+  bool waiting = std::any_of(op.targets.begin(), op.targets.end(),
+                             [](const PutOp::Target& t) { return !t.replied && !t.replaced; });
+  if (waiting && !op.fallbacks.empty()) {
+    op.replica_timer = env_.runtime->Schedule(env_.options->replica_timeout,
+                                              [this, id] { OnPutReplicaTimeout(id); });
+  }
   MaybeRetirePut(id);
 }
 
@@ -582,11 +595,12 @@ bool Coordinator::OnReplicaPutReply(NodeId from, const ReplicaPutReply& reply) {
 
 // ---------------------------------------------------------------- forwarding
 
-void Coordinator::Forward(NodeId to, ClientRequest request, GetCallback get_done,
-                          PutCallback put_done, ConflictPolicy policy) {
+void Coordinator::Forward(std::vector<NodeId> candidates, ClientRequest request,
+                          GetCallback get_done, PutCallback put_done, ConflictPolicy policy) {
   auto op = std::make_unique<ForwardOp>();
   uint64_t id = NextRequestId();
   request.request_id = id;
+  op->candidates = std::move(candidates);
   op->op = request.op;
   op->policy = policy;
   op->get_done = std::move(get_done);
@@ -596,6 +610,7 @@ void Coordinator::Forward(NodeId to, ClientRequest request, GetCallback get_done
     if (it == forwards_.end()) return;
     std::unique_ptr<ForwardOp> f = std::move(it->second);
     forwards_.erase(it);
+    env_.runtime->Cancel(f->attempt_timer);
     absl::Status status =
         absl::DeadlineExceededError("the coordinating replica did not answer before the deadline");
     if (f->op == ClientOp::kGet) {
@@ -606,9 +621,31 @@ void Coordinator::Forward(NodeId to, ClientRequest request, GetCallback get_done
       f->put_done(status);
     }
   });
+  op->request = std::move(request);
   forwards_.emplace(id, std::move(op));
   env_.metrics->requests_forwarded++;
-  Send(to, EncodeMessage(request));
+  ForwardAttempt(id);
+}
+
+void Coordinator::ForwardAttempt(uint64_t id) {
+  auto it = forwards_.find(id);
+  if (it == forwards_.end()) return;
+  ForwardOp& f = *it->second;
+  f.attempt_timer = kNoTimer;
+  if (f.target != kNoNode) env_.failure_detector->OnTimeout(f.target, env_.runtime->Now());
+  f.target = kNoNode;
+  while (!f.candidates.empty() && f.target == kNoNode) {
+    NodeId next = f.candidates.front();
+    f.candidates.erase(f.candidates.begin());
+    if (next != self() && env_.failure_detector->IsReachable(next)) f.target = next;
+  }
+  if (f.target == kNoNode) return;  // the deadline reports the failure
+  Send(f.target, EncodeMessage(f.request));
+  // The replica may itself need a replica timeout to assemble a sloppy
+  // quorum; silence for twice that means it is unreachable, so try the next
+  // one. A late answer from the first still completes the request (same id).
+  f.attempt_timer =
+      env_.runtime->Schedule(2 * env_.options->replica_timeout, [this, id] { ForwardAttempt(id); });
 }
 
 bool Coordinator::OnClientReply(NodeId /*from*/, const ClientReply& reply) {
@@ -617,6 +654,7 @@ bool Coordinator::OnClientReply(NodeId /*from*/, const ClientReply& reply) {
   std::unique_ptr<ForwardOp> f = std::move(it->second);
   forwards_.erase(it);
   env_.runtime->Cancel(f->deadline);
+  env_.runtime->Cancel(f->attempt_timer);
   absl::Status status = StatusFromWire(reply.code, reply.error);
   if (f->op == ClientOp::kGet) {
     if (!status.ok()) {
