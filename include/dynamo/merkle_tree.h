@@ -14,7 +14,9 @@
 // a key can be added, changed or removed in any order, and the same set of
 // (key, version) pairs always gives the same tree. Because KeyHash mixes the
 // key with its version bytes through XXH3-64, an accidental cancellation of
-// two differences has probability 2^-64.
+// two differences has probability 2^-64. The flip side of XOR: structured
+// per-key values (say, the same delta applied to two keys) cancel exactly, so
+// callers must pass KeyHash values, never hand-made ones.
 //
 // MerkleDiff runs the comparison as an exchange of messages: the local side
 // asks for the remote hashes of a batch of (level, index) nodes, descends into
