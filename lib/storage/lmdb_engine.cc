@@ -162,7 +162,8 @@ class LmdbEngine::Impl {
     MDB_val k = Val(stored_key), v;
     int rc = mdb_get(txn, dbi, &k, &v);
     if (rc == MDB_NOTFOUND) return SiblingSet();
-    DYNAMO_RETURN_IF_ERROR(Check(e, rc, absl::StrCat("get ", what)));
+    // The message is built only on failure: this is the hot read path.
+    if (rc != 0) return Check(e, rc, absl::StrCat("get ", what));
     return Decode(e, View(v), user_key, what);
   }
 
@@ -185,12 +186,14 @@ class LmdbEngine::Impl {
     MDB_val k = Val(stored_key);
     if (siblings.empty()) {
       int rc = mdb_del(txn, dbi, &k, nullptr);
-      if (rc == MDB_NOTFOUND) return absl::OkStatus();
+      if (rc == MDB_NOTFOUND || rc == 0) return absl::OkStatus();
       return Check(e, rc, absl::StrCat("delete ", what));
     }
     std::string bytes = internal::EncodeSiblingSet(siblings);
     MDB_val v = Val(bytes);
-    return Check(e, mdb_put(txn, dbi, &k, &v, 0), absl::StrCat("put ", what));
+    int rc = mdb_put(txn, dbi, &k, &v, 0);
+    if (rc == 0) return absl::OkStatus();
+    return Check(e, rc, absl::StrCat("put ", what));
   }
 
   // Forces committed writes to disk (kNoSync; harmless otherwise).
