@@ -29,7 +29,10 @@ Ring MakeRing(PartitionStrategy strategy, size_t nodes, size_t tokens, size_t pa
 std::vector<Token> RandomTokens(size_t count) {
   std::mt19937_64 rng(42);
   std::vector<Token> tokens(count);
-  for (Token& t : tokens) t = absl::MakeUint128(rng(), rng());
+  for (Token& t : tokens) {
+    const uint64_t high = rng();  // sequenced: argument order is unspecified
+    t = absl::MakeUint128(high, rng());
+  }
   return tokens;
 }
 

@@ -174,9 +174,10 @@ TEST_CASE("MerkleTree leaves tile its range") {
     }
     CHECK(prev_end == range.end);
     for (int i = 0; i < 2000; ++i) {
-      Token t = range.begin + 1 + (absl::MakeUint128(rng(), rng()) % (range.end - range.begin == 0
-                                                                          ? ~absl::uint128(0)
-                                                                          : range.end - range.begin));
+      const uint64_t high = rng();  // sequenced: argument order is unspecified
+      const Token random = absl::MakeUint128(high, rng());
+      const Token size = range.end - range.begin;
+      Token t = range.begin + 1 + random % (size == 0 ? ~absl::uint128(0) : size);
       REQUIRE(range.Contains(t));
       CHECK(tree->LeafRange(tree->LeafOf(t)).Contains(t));
     }

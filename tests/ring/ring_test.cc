@@ -11,7 +11,12 @@
 namespace dynamo {
 namespace {
 
-Token RandomTokenFrom(std::mt19937_64& rng) { return absl::MakeUint128(rng(), rng()); }
+// The two draws are sequenced explicitly: the evaluation order of function
+// arguments differs between compilers (GCC and Clang drew different tokens).
+Token RandomTokenFrom(std::mt19937_64& rng) {
+  const uint64_t high = rng();
+  return absl::MakeUint128(high, rng());
+}
 
 RingOptions Options(PartitionStrategy strategy, size_t t = 64, size_t q = 1024,
                     uint64_t seed = 7) {
