@@ -80,6 +80,11 @@ absl::Status Decoder::GetVarint(uint64_t* v) {
     }
     result |= static_cast<uint64_t>(byte & 0x7f) << (7 * i);
     if ((byte & 0x80) == 0) {
+      // One encoding per number: a padded varint ("0x80 0x00" for 0) is
+      // rejected so that decoding then encoding gives back the same bytes.
+      if (byte == 0 && i > 0) {
+        return absl::InvalidArgumentError(absl::StrCat("overlong varint at offset ", pos_));
+      }
       *v = result;
       return absl::OkStatus();
     }

@@ -1,0 +1,86 @@
+#include "node/messages.h"
+
+#include <catch2/catch.hpp>
+#include <random>
+
+#include "dynamo/context.h"
+
+namespace dynamo::internal {
+namespace {
+
+TEST_CASE("Every message type round-trips through the codec") {
+  Version v;
+  v.dot = Dot{7, 3, 1234};
+  v.context.Observe(5, 2, 99);
+  v.value = "value";
+  std::vector<Message> messages = {
+      ReplicaPut{1, "b\0k", {v}, 9, true},
+      ReplicaPutReply{2, 14, "unavailable"},
+      ReplicaGet{3, "key"},
+      ReplicaGetReply{4, 0, "", {v}},
+      ClientRequest{5, ClientOp::kDelete, "bucket", "key", "ctx", "", 1},
+      ClientReply{6, 0, "", {v}, 3, 2},
+      Ping{7},
+      Pong{8},
+      RingRequest{9},
+      RingReply{10, "ring bytes"},
+  };
+  for (const Message& m : messages) {
+    std::string bytes = EncodeMessage(m);
+    auto decoded = DecodeMessage(bytes);
+    INFO("type " << m.index());
+    REQUIRE(decoded.ok());
+    CHECK(decoded->index() == m.index());
+    CHECK(EncodeMessage(*decoded) == bytes);
+  }
+}
+
+TEST_CASE("Malformed frames give errors naming the problem") {
+  std::string good = EncodeMessage(Ping{1});
+  std::string bad_version = good;
+  bad_version[0] = 99;
+  auto r = DecodeMessage(bad_version);
+  REQUIRE_FALSE(r.ok());
+  CHECK(std::string(r.status().message()).find("protocol version 99") != std::string::npos);
+  std::string bad_type = good;
+  bad_type[1] = 77;
+  r = DecodeMessage(bad_type);
+  REQUIRE_FALSE(r.ok());
+  CHECK(std::string(r.status().message()).find("message type 77") != std::string::npos);
+  r = DecodeMessage(good + "junk");
+  REQUIRE_FALSE(r.ok());
+  CHECK(std::string(r.status().message()).find("trailing") != std::string::npos);
+  CHECK_FALSE(DecodeMessage("").ok());
+}
+
+TEST_CASE("Random bytes never crash the decoder (seed 99)") {
+  std::mt19937_64 rng(99);
+  std::string seed_frame = EncodeMessage(ClientRequest{5, ClientOp::kPut, "b", "k", "", "v", 0});
+  int accepted = 0;
+  for (int i = 0; i < 20000; ++i) {
+    std::string bytes = seed_frame;
+    int flips = 1 + static_cast<int>(rng() % 4);
+    for (int f = 0; f < flips; ++f) bytes[rng() % bytes.size()] = static_cast<char>(rng());
+    if (rng() % 3 == 0) bytes.resize(rng() % bytes.size());
+    auto r = DecodeMessage(bytes);
+    if (r.ok()) {
+      ++accepted;
+      CHECK(EncodeMessage(*r) == bytes);  // accepted frames are canonical
+    }
+  }
+  CHECK(accepted < 20000);
+}
+
+TEST_CASE("Context encodes and rejects foreign bytes") {
+  Context c;
+  c.clock.Observe(3, 4, 5);
+  c.coordinator = 2;
+  auto d = Context::Decode(c.Encode());
+  REQUIRE(d.ok());
+  CHECK(d->clock == c.clock);
+  CHECK(d->coordinator == 2);
+  CHECK(Context::Decode("not a context").status().code() == absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace dynamo::internal
