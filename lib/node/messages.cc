@@ -57,6 +57,45 @@ struct EncodeVisitor {
     e.PutVarint(m.request_id);
     e.PutBytes(m.ring);
   }
+  void operator()(const GossipDigest& m) {
+    e.PutVarint(m.versions.size());
+    for (const auto& [id, version] : m.versions) {
+      e.PutVarint(id);
+      e.PutVarint(version);
+    }
+  }
+  void operator()(const GossipEntries& m) {
+    e.PutBytes(m.entries);
+    e.PutVarint(m.wanted.size());
+    for (NodeId id : m.wanted) e.PutVarint(id);
+  }
+  void operator()(const JoinRequest& m) {
+    e.PutVarint(m.request_id);
+    e.PutBytes(m.entry);
+  }
+  void operator()(const JoinReply& m) {
+    e.PutVarint(m.request_id);
+    e.PutVarint(static_cast<uint64_t>(m.code));
+    e.PutBytes(m.error);
+    e.PutBytes(m.entries);
+  }
+  void operator()(const TransferRequest& m) {
+    e.PutVarint(m.request_id);
+    e.PutToken(m.begin);
+    e.PutToken(m.end);
+    e.PutBytes(m.cursor);
+  }
+  void operator()(const TransferBatch& m) {
+    e.PutVarint(m.request_id);
+    e.PutVarint(static_cast<uint64_t>(m.code));
+    e.PutBytes(m.error);
+    e.PutVarint(m.entries.size());
+    for (const auto& [key, siblings] : m.entries) {
+      e.PutBytes(key);
+      e.PutSiblings(siblings);
+    }
+    e.PutBytes(m.next_cursor);
+  }
 };
 
 constexpr size_t kErrorBytesMax = 4096;
@@ -126,6 +165,59 @@ absl::Status DecodeBody(Decoder& d, RingRequest& m) { return d.GetVarint(&m.requ
 absl::Status DecodeBody(Decoder& d, RingReply& m) {
   DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.request_id));
   return d.GetString(&m.ring, kRingBytesMax, "ring");
+}
+
+constexpr size_t kMembersMax = 1 << 14;
+constexpr size_t kMembershipBytesMax = 16 << 20;
+constexpr size_t kTransferEntriesMax = 1 << 14;
+constexpr size_t kCursorBytesMax = 1024;
+
+absl::Status DecodeBody(Decoder& d, GossipDigest& m) {
+  uint64_t n;
+  DYNAMO_RETURN_IF_ERROR(d.GetCount(&n, kMembersMax, 2, "gossip digest entry"));
+  m.versions.resize(n);
+  for (auto& [id, version] : m.versions) {
+    DYNAMO_RETURN_IF_ERROR(d.GetVarint(&id));
+    DYNAMO_RETURN_IF_ERROR(d.GetVarint(&version));
+  }
+  return absl::OkStatus();
+}
+absl::Status DecodeBody(Decoder& d, GossipEntries& m) {
+  DYNAMO_RETURN_IF_ERROR(d.GetString(&m.entries, kMembershipBytesMax, "membership entries"));
+  uint64_t n;
+  DYNAMO_RETURN_IF_ERROR(d.GetCount(&n, kMembersMax, 1, "wanted member"));
+  m.wanted.resize(n);
+  for (NodeId& id : m.wanted) DYNAMO_RETURN_IF_ERROR(d.GetVarint(&id));
+  return absl::OkStatus();
+}
+absl::Status DecodeBody(Decoder& d, JoinRequest& m) {
+  DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.request_id));
+  return d.GetString(&m.entry, kMembershipBytesMax, "member entry");
+}
+absl::Status DecodeBody(Decoder& d, JoinReply& m) {
+  DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.request_id));
+  DYNAMO_RETURN_IF_ERROR(GetCode(d, &m.code));
+  DYNAMO_RETURN_IF_ERROR(d.GetString(&m.error, kErrorBytesMax, "error message"));
+  return d.GetString(&m.entries, kMembershipBytesMax, "membership entries");
+}
+absl::Status DecodeBody(Decoder& d, TransferRequest& m) {
+  DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.request_id));
+  DYNAMO_RETURN_IF_ERROR(d.GetToken(&m.begin));
+  DYNAMO_RETURN_IF_ERROR(d.GetToken(&m.end));
+  return d.GetString(&m.cursor, kCursorBytesMax, "transfer cursor");
+}
+absl::Status DecodeBody(Decoder& d, TransferBatch& m) {
+  DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.request_id));
+  DYNAMO_RETURN_IF_ERROR(GetCode(d, &m.code));
+  DYNAMO_RETURN_IF_ERROR(d.GetString(&m.error, kErrorBytesMax, "error message"));
+  uint64_t n;
+  DYNAMO_RETURN_IF_ERROR(d.GetCount(&n, kTransferEntriesMax, 2, "transfer entry"));
+  m.entries.resize(n);
+  for (auto& [key, siblings] : m.entries) {
+    DYNAMO_RETURN_IF_ERROR(d.GetString(&key, d.limits().key_bytes_max, "key"));
+    DYNAMO_RETURN_IF_ERROR(d.GetSiblings(&siblings));
+  }
+  return d.GetString(&m.next_cursor, kCursorBytesMax, "transfer cursor");
 }
 
 template <size_t I>

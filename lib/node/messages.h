@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -92,8 +93,51 @@ struct RingReply {
   std::string ring;  // EncodeRing()
 };
 
+// Membership gossip (paper 4.8), push-pull: the initiator sends the version
+// of every member entry it knows; the peer answers with the entries where it
+// is newer and names those where the initiator is newer; the initiator then
+// sends those. Only what differs crosses the network.
+struct GossipDigest {
+  std::vector<std::pair<NodeId, uint64_t>> versions;  // member id -> entry version
+};
+struct GossipEntries {
+  std::string entries;          // EncodeMemberEntries()
+  std::vector<NodeId> wanted;   // entries the receiver should send back
+};
+
+// An explicit join (paper 4.8: "an administrator uses a command line tool
+// or a browser to connect to a Dynamo node and issue a membership change").
+struct JoinRequest {
+  uint64_t request_id = 0;
+  std::string entry;  // the joiner's EncodeMemberEntries() of one entry
+};
+struct JoinReply {
+  uint64_t request_id = 0;
+  int code = 0;
+  std::string error;
+  std::string entries;  // the whole membership, for the joiner to start from
+};
+
+// Ownership transfer (paper 4.9): a node that gains a token range pulls it
+// from a current owner in bounded, resumable batches.
+struct TransferRequest {
+  uint64_t request_id = 0;
+  Token begin = 0;
+  Token end = 0;
+  std::string cursor;  // empty: from the start of the range
+};
+struct TransferBatch {
+  uint64_t request_id = 0;
+  int code = 0;
+  std::string error;
+  std::vector<std::pair<std::string, SiblingSet>> entries;
+  std::string next_cursor;  // empty: the range is exhausted
+};
+
 using Message = std::variant<ReplicaPut, ReplicaPutReply, ReplicaGet, ReplicaGetReply,
-                             ClientRequest, ClientReply, Ping, Pong, RingRequest, RingReply>;
+                             ClientRequest, ClientReply, Ping, Pong, RingRequest, RingReply,
+                             GossipDigest, GossipEntries, JoinRequest, JoinReply,
+                             TransferRequest, TransferBatch>;
 
 std::string EncodeMessage(const Message& message);
 absl::StatusOr<Message> DecodeMessage(std::string_view bytes,
