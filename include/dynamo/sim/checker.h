@@ -1,0 +1,120 @@
+// Checkers: the invariants a Dynamo cluster promises, checked against a
+// recorded History (history.h) and against the replicas' disks of a
+// Simulation. Each returns a CheckReport: pass/fail, the violations found
+// (bounded, each naming the operations or replicas involved) and counters.
+//
+//   CheckSetFull       Jepsen's set-full for the kSet workload: every element
+//                      whose add was acknowledged is in the final reads
+//                      ("lost" otherwise); elements present in the final
+//                      reads that no put ever carried are "never written";
+//                      "stale" counts acknowledged elements missing from a
+//                      successful read that began after the add completed
+//                      (allowed: sloppy quorums read stale replicas).
+//                      Passes when lost == 0 and never_written == 0.
+//   CheckRegister      For the kRegister workload: every acknowledged put
+//                      survives in the final reads as a sibling unless the
+//                      context of another put whose version exists covers
+//                      its dot (it was knowingly overwritten); no final
+//                      sibling carries a value no put wrote.
+//   CheckReadAntichain Every successful read returns an antichain: no
+//                      returned version Descends another.
+//   CheckReadLatest    For fault-free runs with R + W > N: a read that
+//                      overlaps no put of its key returns the value of the
+//                      latest acknowledged put of that key, and no value that
+//                      put's context covered.
+//   ReplicaMonitor     Samples every replica's stored siblings over time:
+//                      stored sets are antichains, a replica's merged clock
+//                      for a key never goes backwards, and a version a
+//                      replica dropped as dominated never comes back to it
+//                      (a wiped disk starts a new history; call OnWipe).
+//   CheckConvergence   After faults stop and hinted handoff quiesces: no
+//                      hints are left and every owner of every key (its
+//                      preference list of N) stores the same versions.
+//
+// Thread-safety: none; plain functions over values and the simulation.
+#ifndef DYNAMO_SIM_CHECKER_H_
+#define DYNAMO_SIM_CHECKER_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dynamo/sim/history.h"
+#include "dynamo/sim/simulation.h"
+
+namespace dynamo::sim {
+
+struct CheckReport {
+  std::string name;
+  bool ok = true;
+  // Human-readable violations; at most violations_max are kept, the rest
+  // are only counted in violations_total.
+  std::vector<std::string> violations;
+  size_t violations_total = 0;
+  std::map<std::string, uint64_t> counters;  // ordered: printing is stable
+
+  static constexpr size_t violations_max = 20;
+  void Fail(std::string violation);
+  // "name: OK (a=1 b=2)" or "name: FAILED (...)\n  violation\n  ...".
+  std::string ToString() const;
+};
+
+// Element lists of the set workload: "a,b,c" <-> {a, b, c}.
+std::set<std::string> ParseElements(const std::string& value);
+std::string JoinElements(const std::set<std::string>& elements);
+
+CheckReport CheckSetFull(const History& history);
+CheckReport CheckRegister(const History& history);
+CheckReport CheckReadAntichain(const History& history);
+CheckReport CheckReadLatest(const History& history);
+
+// Samples replica state for the causality checks. Keys are the workload's
+// keys in `bucket`.
+class ReplicaMonitor {
+ public:
+  ReplicaMonitor(Simulation* sim, std::string bucket, std::vector<std::string> keys);
+  // Pending sampling events become no-ops once the monitor is gone.
+  ~ReplicaMonitor();
+  ReplicaMonitor(const ReplicaMonitor&) = delete;
+  ReplicaMonitor& operator=(const ReplicaMonitor&) = delete;
+  // Reads every node's disk for every key (crashed nodes too: their disks
+  // persist) and checks the new state against the previous sample.
+  void Sample();
+  // The node's disk was wiped: its next sample starts a new history.
+  void OnWipe(NodeId node);
+  // Samples every `interval` of simulated time until Stop().
+  void SampleEvery(absl::Duration interval);
+  void Stop() { sampling_ = false; }
+  const CheckReport& report() const { return report_; }
+
+ private:
+  struct ReplicaKey {
+    VectorClock clock;
+    std::set<std::pair<ActorId, uint64_t>> present;
+    std::set<std::pair<ActorId, uint64_t>> dropped;  // dominated and gone
+  };
+  void Tick(absl::Duration interval);
+
+  Simulation* sim_;
+  std::string bucket_;
+  std::vector<std::string> keys_;
+  std::map<std::pair<NodeId, std::string>, ReplicaKey> state_;
+  bool sampling_ = false;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  CheckReport report_;
+};
+
+// Checks that no node holds hints and that every key's N owners (on the
+// simulation's initial ring) store identical sibling sets (compared by dot
+// and value). `keys` are bucket-relative names.
+CheckReport CheckConvergence(Simulation& sim, const std::string& bucket,
+                             const std::vector<std::string>& keys, size_t n);
+
+}  // namespace dynamo::sim
+
+#endif  // DYNAMO_SIM_CHECKER_H_

@@ -1,0 +1,162 @@
+// Scenario: one complete randomized simulation test, the unit that ctest
+// runs for a fixed seed, that sim_soak runs for random seeds, and that the
+// Jepsen last-write-wins experiment runs per bucket policy.
+//
+//   1. build a cluster (Simulation) and a workload (workload.h) of clients;
+//   2. run the workload while a FaultSchedule injects faults, swarm style:
+//      each seed turns each kind of fault on or off and picks its strength
+//      (FaultPlan::Swarm), so different seeds stress different mixes;
+//   3. stop the faults: heal the network, restart every crashed node, set
+//      the network back to its base options; stop the workload;
+//   4. wait for hinted handoff to quiesce (no hints left), bounded by
+//      ScenarioOptions::handoff_quiesce_max;
+//   5. read every key once through the cluster (read repair), wait
+//      convergence_wait, and run every checker (checker.h).
+//
+// What is promised, and therefore checked (docs/design.md "sim-checker"):
+//   - with sibling-keeping buckets and W >= 2, at most one node's disk wiped
+//     per run (FaultPlan::wipes_max = 1) and any number of crashes with the
+//     disk kept, partitions, loss, duplication, reordering, latency spikes
+//     and clock skew: no acknowledged write is lost (set-full, register);
+//   - reads and replicas hold antichains; replica clocks never go back; a
+//     dominated version never returns;
+//   - after the faults stop, within handoff_quiesce_max + the final reads +
+//     convergence_wait of simulated time, no hints remain and every key's N
+//     owners store identical versions;
+//   - with no faults and R + W > N, each read that overlaps no put of its key
+//     returns exactly the latest acknowledged, not overwritten, values.
+// Not covered: membership changes (joins/leaves) under load, because
+// membership is not built yet; anti-entropy (not built), which is why the
+// final read of every key is what repairs replicas that missed writes.
+//
+// Thread-safety: none; a scenario runs on the calling thread.
+#ifndef DYNAMO_SIM_SCENARIO_H_
+#define DYNAMO_SIM_SCENARIO_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/time/time.h"
+#include "dynamo/options.h"
+#include "dynamo/sim/checker.h"
+#include "dynamo/sim/history.h"
+#include "dynamo/sim/sim_network.h"
+#include "dynamo/sim/simulation.h"
+#include "dynamo/sim/workload.h"
+
+namespace dynamo::sim {
+
+// Which faults a run injects and how strongly. Probabilities apply while a
+// "network weather" episode is on; the schedule switches episodes on and off.
+struct FaultPlan {
+  double loss_probability = 0;       // 0: off
+  double duplicate_probability = 0;
+  double reorder_probability = 0;
+  absl::Duration spike_latency_mean = absl::ZeroDuration();  // latency spikes; 0: off
+  bool partitions = false;           // symmetric splits into two groups
+  bool one_way_partitions = false;   // BlockLink of random directed links
+  bool crashes = false;              // crash and restart, disk kept
+  size_t wipes_max = 0;              // crashes that wipe the disk (at most this many)
+  size_t nodes_down_max = 1;         // crashed at once
+  absl::Duration clock_skew_max = absl::ZeroDuration();  // offsets in [-max, max]; 0: off
+  // Mean time between fault events (each event starts or ends one fault).
+  absl::Duration event_interval_mean = absl::Milliseconds(300);
+
+  // No faults at all.
+  static FaultPlan None() { return FaultPlan(); }
+  // Everything on at moderate strength, with one wipe.
+  static FaultPlan All();
+  // Swarm testing: each fault kind on with probability 1/2, strength drawn
+  // at random; at most one wipe. Decided by `seed` alone.
+  static FaultPlan Swarm(uint64_t seed);
+  bool any() const;
+  std::string ToString() const;
+};
+
+// Applies a FaultPlan to a running Simulation on virtual time: every
+// ~event_interval_mean it starts or ends one fault chosen at random among
+// the enabled ones. Crashes with a wiped disk are reported to `on_wipe`.
+class FaultSchedule {
+ public:
+  FaultSchedule(Simulation* sim, FaultPlan plan, uint64_t seed,
+                absl::AnyInvocable<void(NodeId)> on_wipe = nullptr);
+  ~FaultSchedule();
+  FaultSchedule(const FaultSchedule&) = delete;
+  FaultSchedule& operator=(const FaultSchedule&) = delete;
+
+  // Begins injecting (schedules the first event).
+  void Start();
+  // Stops injecting and undoes every fault: heals the network, restores the
+  // base network options, restarts crashed nodes (clock skews stay: a
+  // skewed clock is not a fault that heals). Returns the first Restart error.
+  absl::Status StopAndHeal();
+
+  size_t events() const { return events_; }
+  size_t wipes() const { return wipes_; }
+  // One line per event, for a failure report.
+  const std::vector<std::string>& log() const { return log_; }
+
+ private:
+  void Tick();
+  void Event();
+  void Note(std::string what);
+
+  Simulation* sim_;
+  FaultPlan plan_;
+  std::mt19937_64 rng_;
+  absl::AnyInvocable<void(NodeId)> on_wipe_;
+  NetworkOptions base_;
+  bool running_ = false;
+  size_t events_ = 0;
+  size_t wipes_ = 0;
+  std::vector<NodeId> down_;
+  std::vector<std::string> log_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+struct ScenarioOptions {
+  uint64_t seed = 1;
+  size_t nodes = 5;
+  BucketOptions bucket;  // (3,2,2), sibling-keeping by default
+  WorkloadOptions workload;
+  // Faults: FaultPlan::Swarm(seed) when swarm is true, else `faults`.
+  bool swarm = true;
+  FaultPlan faults;
+  absl::Duration warmup = absl::Milliseconds(500);  // clients fetch the ring
+  absl::Duration fault_duration = absl::Seconds(8);
+  absl::Duration handoff_quiesce_max = absl::Seconds(30);
+  absl::Duration convergence_wait = absl::Seconds(2);
+  absl::Duration sample_interval = absl::Milliseconds(50);
+  // Also run CheckReadLatest (meaningful only without faults and R+W>N).
+  bool check_read_latest = false;
+  // Keep the first operations of the history in the result (for reports).
+  bool keep_history_dump = true;
+};
+
+struct ScenarioResult {
+  uint64_t seed = 0;
+  bool ok = true;
+  std::string setup_error;  // non-empty if the run could not be built or finish
+  FaultPlan plan;
+  uint64_t trace_digest = 0;
+  uint64_t history_digest = 0;
+  absl::Duration quiesce_time;  // from StopAndHeal until no hints were left
+  std::vector<CheckReport> reports;
+  std::string history_summary;
+  std::string history_dump;  // the first operations, if keep_history_dump
+  std::vector<std::string> fault_log;
+
+  const CheckReport* Find(const std::string& name) const;
+  std::string ToString() const;
+};
+
+ScenarioResult RunScenario(const ScenarioOptions& options);
+
+}  // namespace dynamo::sim
+
+#endif  // DYNAMO_SIM_SCENARIO_H_
