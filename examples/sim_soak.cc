@@ -22,29 +22,11 @@
 
 namespace {
 
-using dynamo::sim::FaultPlan;
 using dynamo::sim::RunScenario;
 using dynamo::sim::ScenarioOptions;
 using dynamo::sim::ScenarioResult;
-using dynamo::sim::WorkloadKind;
 
-// The one place that turns a seed into a scenario, so a printed seed
-// replays exactly.
-ScenarioOptions OptionsForSeed(uint64_t seed) {
-  ScenarioOptions o;
-  o.seed = seed;
-  o.workload.kind = seed % 2 == 1 ? WorkloadKind::kSet : WorkloadKind::kRegister;
-  o.workload.keys = 4 + seed % 13;
-  o.workload.clients = 2 + seed % 4;
-  o.workload.distribution = (seed / 2) % 2 == 0 ? dynamo::sim::KeyDistribution::kUniform
-                                                 : dynamo::sim::KeyDistribution::kZipfian;
-  if (seed % 8 == 0) {
-    o.swarm = false;
-    o.faults = FaultPlan::None();
-    o.check_read_latest = true;
-  }
-  return o;
-}
+ScenarioOptions OptionsForSeed(uint64_t seed) { return dynamo::sim::SoakOptions(seed); }
 
 bool Flag(const char* arg, const char* name, std::string* value) {
   size_t n = std::strlen(name);

@@ -256,6 +256,22 @@ std::string ScenarioResult::ToString() const {
   return out;
 }
 
+ScenarioOptions SoakOptions(uint64_t seed) {
+  ScenarioOptions o;
+  o.seed = seed;
+  o.workload.kind = seed % 2 == 1 ? WorkloadKind::kSet : WorkloadKind::kRegister;
+  o.workload.keys = 4 + seed % 13;
+  o.workload.clients = 2 + seed % 4;
+  o.workload.distribution =
+      (seed / 2) % 2 == 0 ? KeyDistribution::kUniform : KeyDistribution::kZipfian;
+  if (seed % 8 == 0) {
+    o.swarm = false;
+    o.faults = FaultPlan::None();
+    o.check_read_latest = true;
+  }
+  return o;
+}
+
 ScenarioResult RunScenario(const ScenarioOptions& options) {
   ScenarioResult result;
   result.seed = options.seed;

@@ -157,6 +157,13 @@ struct ScenarioResult {
 
 ScenarioResult RunScenario(const ScenarioOptions& options);
 
+// The scenario sim_soak and the seeded tests run for `seed`: odd seeds the
+// set workload, even seeds the register; keys, clients and key law vary with
+// the seed; every eighth seed runs without faults and checks read-latest;
+// the others get FaultPlan::Swarm(seed). One function, so that a seed found
+// by the soak replays identically as a test.
+ScenarioOptions SoakOptions(uint64_t seed);
+
 }  // namespace dynamo::sim
 
 #endif  // DYNAMO_SIM_SCENARIO_H_
