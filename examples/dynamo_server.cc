@@ -1,0 +1,274 @@
+// dynamo-server: one node of a real libdynamo cluster. The unchanged Node runs
+// on a TcpRuntime (peers over authenticated TCP, one event-loop thread) with
+// an LmdbEngine in its data directory, and a Redis-protocol (RESP2) client
+// port on the same loop, so redis-cli and Redis client libraries work.
+//
+// Membership is static until gossip lands: every server is given the full
+// member list (--peers) and builds the same Ring (strategy 3, members added
+// in id order), so all agree on every preference list.
+//
+//   dynamo-server --id 1 --client 127.0.0.1:6381
+//     --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003
+//     --data-dir /var/lib/dynamo/1 --secret-file /etc/dynamo/secret
+//
+// Flags may also come from --config FILE: one "name = value" per line (names
+// as the flags without "--"), '#' starts a comment; flags given on the
+// command line win. SIGTERM/SIGINT shut down cleanly (the storage is
+// flushed); a restart with the same data directory resumes the node.
+#include <algorithm>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "dynamo/lmdb_engine.h"
+#include "dynamo/node.h"
+#include "dynamo/ring.h"
+#include "dynamo/tcp/tcp_runtime.h"
+#include "tcp/resp_server.h"
+
+namespace {
+
+using dynamo::Endpoint;
+
+constexpr const char* kUsage = R"(usage: dynamo-server --id N --peers ID=HOST:PORT,... --data-dir DIR [options]
+  --id N                 this node's id (> 0), one of --peers
+  --listen HOST:PORT     peer address (default: this node's entry in --peers)
+  --client HOST:PORT     Redis-protocol client port (default 127.0.0.1:6379)
+  --peers LIST           every member: ID=HOST:PORT,... (static membership)
+  --data-dir DIR         LMDB directory (created if missing)
+  --n --r --w            the default bucket's N, R, W (default 3, 2, 2)
+  --policy P             siblings (default) or lww
+  --durability D         sync (default), nosync or buffered (paper 6.1)
+  --secret S | --secret-file F | env DYNAMO_CLUSTER_SECRET   shared cluster secret
+  --cluster-name NAME    (default "dynamo")
+  --request-timeout-ms T (default 1000)
+  --ports-file F         write "PEER_PORT CLIENT_PORT" once listening (for port 0)
+  --config FILE          read "name = value" lines; command-line flags win
+)";
+
+int Fail(const std::string& message) {
+  std::cerr << "dynamo-server: " << message << "\n";
+  return 2;
+}
+
+absl::Status ReadConfig(const std::string& path, std::map<std::string, std::string>* flags) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read config file ", path));
+  std::string line;
+  size_t lineno = 0;
+  while (std::getline(in, line) && lineno < 10000) {
+    ++lineno;
+    std::string_view l = line;
+    if (size_t hash = l.find('#'); hash != std::string_view::npos) l = l.substr(0, hash);
+    std::string trimmed(absl::StripAsciiWhitespace(std::string(l)));
+    if (trimmed.empty()) continue;
+    size_t eq = trimmed.find('=');
+    if (eq == std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ":", lineno, ": expected name = value"));
+    }
+    std::string name(absl::StripAsciiWhitespace(trimmed.substr(0, eq)));
+    std::string value(absl::StripAsciiWhitespace(trimmed.substr(eq + 1)));
+    flags->emplace(name, value);  // command-line values, already present, win
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> SizeFlag(const std::map<std::string, std::string>& f, const std::string& n,
+                                size_t def) {
+  auto it = f.find(n);
+  if (it == f.end()) return def;
+  size_t v = 0;
+  if (!absl::SimpleAtoi(it->second, &v)) {
+    return absl::InvalidArgumentError(absl::StrCat("--", n, ": '", it->second, "' is not a number"));
+  }
+  return v;
+}
+
+int Main(int argc, char** argv) {
+  std::map<std::string, std::string> flags;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "-h" || a == "--help") {
+      std::cout << kUsage;
+      return 0;
+    }
+    if (a.rfind("--", 0) != 0) return Fail(absl::StrCat("unexpected argument '", a, "'\n", kUsage));
+    a = a.substr(2);
+    if (size_t eq = a.find('='); eq != std::string::npos) {
+      flags[a.substr(0, eq)] = a.substr(eq + 1);
+    } else if (i + 1 < argc) {
+      flags[a] = argv[++i];
+    } else {
+      return Fail(absl::StrCat("--", a, " needs a value"));
+    }
+  }
+  if (flags.count("config")) {
+    if (absl::Status s = ReadConfig(flags["config"], &flags); !s.ok()) return Fail(s.ToString());
+  }
+  static const char* kKnown[] = {"id", "listen", "client", "peers", "data-dir", "n", "r", "w",
+                                 "policy", "durability", "secret", "secret-file", "cluster-name",
+                                 "request-timeout-ms", "ports-file", "config"};
+  for (const auto& [name, value] : flags) {
+    if (std::find(std::begin(kKnown), std::end(kKnown), name) == std::end(kKnown)) {
+      return Fail(absl::StrCat("unknown flag --", name, "\n", kUsage));
+    }
+  }
+
+  dynamo::NodeId self = 0;
+  if (!flags.count("id") || !absl::SimpleAtoi(flags["id"], &self) || self == 0) {
+    return Fail(absl::StrCat("--id must be a positive number\n", kUsage));
+  }
+  if (!flags.count("data-dir")) return Fail("--data-dir is required");
+  if (!flags.count("peers")) return Fail("--peers is required (static membership)");
+
+  dynamo::TcpRuntimeOptions topt;
+  topt.self = self;
+  std::vector<std::string> entries = absl::StrSplit(flags["peers"], ',', absl::SkipEmpty());
+  for (const std::string& entry : entries) {
+    std::vector<std::string> kv = absl::StrSplit(entry, absl::MaxSplits('=', 1));
+    dynamo::NodeId id = 0;
+    if (kv.size() != 2 || !absl::SimpleAtoi(kv[0], &id) || id == 0) {
+      return Fail(absl::StrCat("--peers: '", entry, "' is not ID=HOST:PORT"));
+    }
+    absl::StatusOr<Endpoint> ep = Endpoint::Parse(kv[1]);
+    if (!ep.ok()) return Fail(ep.status().ToString());
+    if (!topt.peers.emplace(id, *ep).second) return Fail(absl::StrCat("--peers: id ", id, " twice"));
+  }
+  if (!topt.peers.count(self)) return Fail(absl::StrCat("--peers does not list --id ", self));
+  topt.listen = topt.peers[self];
+  if (flags.count("listen")) {
+    absl::StatusOr<Endpoint> ep = Endpoint::Parse(flags["listen"]);
+    if (!ep.ok()) return Fail(ep.status().ToString());
+    topt.listen = *ep;
+  }
+  if (flags.count("cluster-name")) topt.cluster_name = flags["cluster-name"];
+  if (flags.count("secret")) {
+    topt.cluster_secret = flags["secret"];
+  } else if (flags.count("secret-file")) {
+    std::ifstream in(flags["secret-file"]);
+    if (!in) return Fail(absl::StrCat("cannot read --secret-file ", flags["secret-file"]));
+    std::getline(in, topt.cluster_secret);
+  } else if (const char* env = std::getenv("DYNAMO_CLUSTER_SECRET")) {
+    topt.cluster_secret = env;
+  }
+  if (topt.cluster_secret.empty()) {
+    return Fail("a cluster secret is required: --secret, --secret-file or DYNAMO_CLUSTER_SECRET");
+  }
+
+  dynamo::NodeOptions nopt;
+  dynamo::BucketOptions& bucket = nopt.buckets[0];
+  absl::StatusOr<size_t> n = SizeFlag(flags, "n", 3), r = SizeFlag(flags, "r", 2),
+                         w = SizeFlag(flags, "w", 2),
+                         timeout_ms = SizeFlag(flags, "request-timeout-ms", 1000);
+  for (const auto* s : {&n, &r, &w, &timeout_ms}) {
+    if (!s->ok()) return Fail(s->status().ToString());
+  }
+  bucket.n = *n;
+  bucket.r = *r;
+  bucket.w = *w;
+  nopt.request_timeout = absl::Milliseconds(static_cast<int64_t>(*timeout_ms));
+  if (flags.count("policy")) {
+    if (flags["policy"] == "lww") {
+      bucket.policy = dynamo::ConflictPolicy::kLastWriteWins;
+    } else if (flags["policy"] != "siblings") {
+      return Fail("--policy must be siblings or lww");
+    }
+  }
+
+  dynamo::LmdbOptions lopt;
+  lopt.path = flags["data-dir"];
+  std::string durability = flags.count("durability") ? flags["durability"] : "sync";
+  if (durability == "sync") {
+    lopt.durability = dynamo::LmdbOptions::Durability::kSync;
+  } else if (durability == "nosync") {
+    lopt.durability = dynamo::LmdbOptions::Durability::kNoSync;
+  } else if (durability == "buffered") {
+    lopt.durability = dynamo::LmdbOptions::Durability::kBuffered;
+  } else {
+    return Fail("--durability must be sync, nosync or buffered");
+  }
+  absl::StatusOr<Endpoint> client_ep =
+      Endpoint::Parse(flags.count("client") ? flags["client"] : "127.0.0.1:6379");
+  if (!client_ep.ok()) return Fail(client_ep.status().ToString());
+
+  // The static ring: every server adds the same ids in the same order.
+  dynamo::Ring ring{dynamo::RingOptions()};
+  for (const auto& [id, ep] : topt.peers) {  // std::map: sorted by id
+    dynamo::RingMember m;
+    m.id = id;
+    if (absl::Status s = ring.AddNode(m); !s.ok()) return Fail(s.ToString());
+  }
+
+  absl::StatusOr<std::unique_ptr<dynamo::LmdbEngine>> storage = dynamo::LmdbEngine::Open(lopt);
+  if (!storage.ok()) return Fail(storage.status().ToString());
+  absl::StatusOr<std::unique_ptr<dynamo::TcpRuntime>> runtime =
+      dynamo::TcpRuntime::Create(topt);
+  if (!runtime.ok()) return Fail(runtime.status().ToString());
+  absl::StatusOr<std::unique_ptr<dynamo::Node>> node =
+      dynamo::Node::Create(nopt, runtime->get(), storage->get(), std::move(ring));
+  if (!node.ok()) return Fail(node.status().ToString());
+  dynamo::internal::RespServerOptions ropt;
+  ropt.listen = *client_ep;
+  ropt.bucket = bucket.name;
+  absl::StatusOr<std::unique_ptr<dynamo::internal::RespServer>> resp =
+      dynamo::internal::RespServer::Create(ropt, (*runtime)->io_context(), node->get(),
+                                           runtime->get());
+  if (!resp.ok()) return Fail(resp.status().ToString());
+
+  bool stopping = false;
+  asio::signal_set signals((*runtime)->io_context(), SIGINT, SIGTERM);
+  signals.async_wait([&](const asio::error_code& e, int signo) {
+    if (e) return;
+    std::cerr << "dynamo-server: node " << self << ": signal " << signo << ", shutting down\n";
+    stopping = true;
+    (*resp)->Close();
+    (*runtime)->Stop();
+  });
+
+  if (flags.count("ports-file")) {
+    std::string tmp = flags["ports-file"] + ".tmp";
+    {
+      std::ofstream out(tmp);
+      out << (*runtime)->peer_port() << " " << (*resp)->port() << "\n";
+    }
+    std::rename(tmp.c_str(), flags["ports-file"].c_str());  // readers never see half a file
+  }
+  std::cerr << "dynamo-server: node " << self << " actor " << (*node)->identity().actor
+            << " peers on " << topt.listen.host << ":" << (*runtime)->peer_port()
+            << ", clients on " << client_ep->host << ":" << (*resp)->port() << ", N=" << bucket.n
+            << " R=" << bucket.r << " W=" << bucket.w << ", " << topt.peers.size()
+            << " static members\n";
+
+  absl::Status run = (*runtime)->Run();
+  // Order: stop serving clients, drop the node (its pending requests end),
+  // flush what the engine buffered, then close storage and the runtime.
+  resp->reset();
+  node->reset();
+  absl::Status flushed = (*storage)->Flush();
+  if (!run.ok()) return Fail(run.ToString());
+  if (!flushed.ok()) return Fail(absl::StrCat("flush on shutdown: ", flushed.ToString()));
+  std::cerr << "dynamo-server: node " << self << " stopped" << (stopping ? "" : " (loop ended)")
+            << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "dynamo-server: fatal: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,168 @@
+#include "tcp/resp.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace dynamo::internal {
+
+namespace {
+
+// Reads a decimal integer line ("123\r\n") starting at pos. Returns false on
+// malformed input; sets *complete=false when the line has not fully arrived.
+bool ReadIntLine(std::string_view in, size_t* pos, long long* v, bool* complete) {
+  size_t end = in.find("\r\n", *pos);
+  if (end == std::string_view::npos) {
+    *complete = false;
+    // A length line longer than 20 digits is garbage, not a partial line.
+    return in.size() - *pos <= 21;
+  }
+  std::string_view digits = in.substr(*pos, end - *pos);
+  if (digits.empty() || digits.size() > 20) return false;
+  bool negative = digits[0] == '-';
+  if (negative) digits.remove_prefix(1);
+  if (digits.empty()) return false;
+  long long value = 0;
+  for (char c : digits) {
+    if (c < '0' || c > '9') return false;
+    if (value > (1LL << 50)) return false;
+    value = value * 10 + (c - '0');
+  }
+  *v = negative ? -value : value;
+  *pos = end + 2;
+  *complete = true;
+  return true;
+}
+
+absl::Status Protocol(std::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat("Protocol error: ", std::string(what)));
+}
+
+}  // namespace
+
+absl::StatusOr<std::optional<std::vector<std::string>>> ParseRespCommand(std::string_view in,
+                                                                         const RespLimits& limits,
+                                                                         size_t* consumed) {
+  using Result = std::optional<std::vector<std::string>>;
+  if (in.empty()) return Result();
+  if (in[0] != '*') {
+    // Inline command: space-separated words up to a newline.
+    size_t end = in.find('\n');
+    if (end == std::string_view::npos) {
+      if (in.size() > limits.inline_bytes_max) return Protocol("too big inline request");
+      return Result();
+    }
+    if (end > limits.inline_bytes_max) return Protocol("too big inline request");
+    std::string_view line = in.substr(0, end);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    std::vector<std::string> args;
+    size_t i = 0;
+    while (i < line.size()) {
+      while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+      size_t start = i;
+      while (i < line.size() && line[i] != ' ' && line[i] != '\t') ++i;
+      if (i > start) {
+        if (args.size() >= limits.args_max) return Protocol("too many arguments");
+        args.emplace_back(line.substr(start, i - start));
+      }
+    }
+    *consumed = end + 1;
+    return Result(std::move(args));  // may be empty: a blank line, ignored by the caller
+  }
+  size_t pos = 1;
+  long long count = 0;
+  bool complete = false;
+  if (!ReadIntLine(in, &pos, &count, &complete)) return Protocol("invalid multibulk length");
+  if (!complete) return Result();
+  if (count < 0) {  // a null array: nothing to run
+    *consumed = pos;
+    return Result(std::vector<std::string>());
+  }
+  if (static_cast<unsigned long long>(count) > limits.args_max) {
+    return Protocol("invalid multibulk length");
+  }
+  // First walk the lengths without copying, so a partial request costs no
+  // allocation however often it is re-parsed.
+  size_t total = 0;
+  std::vector<std::pair<size_t, size_t>> spans;
+  spans.reserve(static_cast<size_t>(count));
+  for (long long i = 0; i < count; ++i) {
+    if (pos >= in.size()) return Result();
+    if (in[pos] != '$') {
+      return Protocol(absl::StrCat("expected '$', got '", std::string(1, in[pos]), "'"));
+    }
+    ++pos;
+    long long len = 0;
+    if (!ReadIntLine(in, &pos, &len, &complete)) return Protocol("invalid bulk length");
+    if (!complete) return Result();
+    if (len < 0 || static_cast<unsigned long long>(len) > limits.bulk_bytes_max) {
+      return Protocol("invalid bulk length");
+    }
+    total += static_cast<size_t>(len);
+    if (total > limits.command_bytes_max) return Protocol("request too large");
+    if (in.size() - pos < static_cast<size_t>(len) + 2) return Result();
+    if (in[pos + len] != '\r' || in[pos + len + 1] != '\n') {
+      return Protocol("bulk string not terminated by CRLF");
+    }
+    spans.emplace_back(pos, static_cast<size_t>(len));
+    pos += static_cast<size_t>(len) + 2;
+  }
+  std::vector<std::string> args;
+  args.reserve(spans.size());
+  for (const auto& [start, len] : spans) args.emplace_back(in.substr(start, len));
+  *consumed = pos;
+  return Result(std::move(args));
+}
+
+void AppendSimple(std::string* out, std::string_view s) {
+  out->push_back('+');
+  out->append(s.data(), s.size());
+  out->append("\r\n");
+}
+
+void AppendError(std::string* out, std::string_view s) {
+  out->push_back('-');
+  for (char c : s) out->push_back(c == '\r' || c == '\n' ? ' ' : c);
+  out->append("\r\n");
+}
+
+void AppendInteger(std::string* out, long long v) { absl::StrAppend(out, ":", v, "\r\n"); }
+
+void AppendBulk(std::string* out, std::string_view s) {
+  absl::StrAppend(out, "$", s.size(), "\r\n");
+  out->append(s.data(), s.size());
+  out->append("\r\n");
+}
+
+void AppendNull(std::string* out) { out->append("$-1\r\n"); }
+
+void AppendArrayHeader(std::string* out, size_t n) { absl::StrAppend(out, "*", n, "\r\n"); }
+
+std::string HexEncode(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out.push_back(kDigits[c >> 4]);
+    out.push_back(kDigits[c & 15]);
+  }
+  return out;
+}
+
+std::optional<std::string> HexDecode(std::string_view hex) {
+  if (hex.size() % 2 != 0) return std::nullopt;
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  out.reserve(hex.size() / 2);
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    int hi = nibble(hex[i]), lo = nibble(hex[i + 1]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out.push_back(static_cast<char>(hi << 4 | lo));
+  }
+  return out;
+}
+
+}  // namespace dynamo::internal

@@ -1,0 +1,640 @@
+#include "dynamo/tcp/tcp_runtime.h"
+
+#ifndef ASIO_STANDALONE
+#define ASIO_STANDALONE
+#endif
+#ifndef ASIO_NO_DEPRECATED
+#define ASIO_NO_DEPRECATED
+#endif
+
+#include <algorithm>
+#include <asio.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <deque>
+#include <exception>
+#include <random>
+#include <set>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "tcp/frame.h"
+
+namespace dynamo {
+
+using asio::ip::tcp;
+using internal::FrameHeader;
+using internal::FrameType;
+
+std::string Endpoint::ToString() const {
+  if (host.find(':') != std::string::npos) return absl::StrCat("[", host, "]:", port);
+  return absl::StrCat(host, ":", port);
+}
+
+absl::StatusOr<Endpoint> Endpoint::Parse(std::string_view text) {
+  size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("address '", std::string(text),
+                                                   "' is not host:port"));
+  }
+  Endpoint ep;
+  std::string_view host = text.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  ep.host = std::string(host);
+  uint32_t port = 0;
+  if (!absl::SimpleAtoi(std::string(text.substr(colon + 1)), &port) || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("address '", std::string(text),
+                                                   "' has an invalid port"));
+  }
+  ep.port = static_cast<uint16_t>(port);
+  return ep;
+}
+
+namespace {
+
+std::chrono::nanoseconds ToChrono(absl::Duration d) {
+  if (d < absl::ZeroDuration()) return std::chrono::nanoseconds(0);
+  return absl::ToChronoNanoseconds(d);
+}
+
+// Reads one frame: the header, then a payload of at most `payload_max`
+// bytes. `done(error, header, payload)`; on error the header is unspecified.
+// `buffers` must outlive the read (it lives in the connection object that
+// the handler keeps alive).
+struct FrameBuffers {
+  FrameHeader header;
+  std::string payload;
+};
+
+template <typename Done>
+void ReadFrame(tcp::socket& socket, FrameBuffers& buf, size_t payload_max, Done done) {
+  asio::async_read(
+      socket, asio::buffer(buf.header),
+      [&socket, &buf, payload_max, done = std::move(done)](const asio::error_code& ec,
+                                                           size_t) mutable {
+        if (ec) {
+          done(absl::UnavailableError(absl::StrCat("read: ", ec.message())),
+               internal::ParsedHeader{});
+          return;
+        }
+        absl::StatusOr<internal::ParsedHeader> h =
+            internal::ParseFrameHeader(buf.header, payload_max);
+        if (!h.ok()) {
+          done(h.status(), internal::ParsedHeader{});
+          return;
+        }
+        buf.payload.resize(h->payload_bytes);
+        internal::ParsedHeader parsed = *h;
+        asio::async_read(socket, asio::buffer(buf.payload),
+                         [parsed, done = std::move(done)](const asio::error_code& ec2,
+                                                          size_t) mutable {
+                           if (ec2) {
+                             done(absl::UnavailableError(absl::StrCat("read: ", ec2.message())),
+                                  parsed);
+                             return;
+                           }
+                           done(absl::OkStatus(), parsed);
+                         });
+      });
+}
+
+}  // namespace
+
+class TcpRuntime::Impl {
+ public:
+  // One TCP connection, in either direction. Handlers hold a shared_ptr so
+  // the object outlives every pending operation on it.
+  struct Conn {
+    explicit Conn(asio::io_context& io) : socket(io), timer(io) {}
+    tcp::socket socket;
+    asio::steady_timer timer;  // connect / handshake deadline
+    FrameBuffers in;
+    std::string out;  // a handshake frame being written
+    std::string my_nonce;
+    NodeId peer = kNoNode;
+    bool closed = false;
+    void Close() {
+      if (closed) return;
+      closed = true;
+      asio::error_code ignored;
+      socket.shutdown(tcp::socket::shutdown_both, ignored);
+      socket.close(ignored);
+      timer.cancel();
+    }
+  };
+
+  // The outbound side towards one peer.
+  struct Peer {
+    explicit Peer(asio::io_context& io) : redial_timer(io) {}
+    NodeId id = kNoNode;
+    Endpoint endpoint;
+    std::shared_ptr<Conn> conn;  // dialling, handshaking or ready
+    bool ready = false;
+    bool writing = false;
+    bool redial_pending = false;
+    std::deque<std::string> queue;
+    size_t queue_bytes = 0;  // queued + being written
+    std::vector<std::string> batch;
+    std::vector<FrameHeader> batch_headers;
+    absl::Duration backoff;
+    asio::steady_timer redial_timer;
+  };
+
+  struct Timer {
+    std::unique_ptr<asio::steady_timer> timer;
+    absl::AnyInvocable<void()> callback;
+  };
+
+  Impl(TcpRuntime* owner, const TcpRuntimeOptions& options)
+      : owner_(owner), options_(options), acceptor_(io_) {
+    std::random_device rd;
+    std::seed_seq seq{rd(), rd(), rd(), rd(), rd(), rd(), rd(), rd()};
+    rng_.seed(seq);
+  }
+
+  ~Impl() {
+    asio::error_code ignored;
+    acceptor_.close(ignored);
+    for (auto& [id, peer] : peers_) {
+      if (peer->conn) peer->conn->Close();
+    }
+    for (const auto& conn : inbound_) conn->Close();
+    inbound_.clear();
+    timers_.clear();
+    peers_.clear();
+  }
+
+  absl::Status Init() {
+    asio::error_code ec;
+    asio::ip::address address = asio::ip::make_address(options_.listen.host, ec);
+    if (ec) {
+      return absl::InvalidArgumentError(absl::StrCat("listen address '", options_.listen.host,
+                                                     "' is not a numeric IP address"));
+    }
+    tcp::endpoint ep(address, options_.listen.port);
+    acceptor_.open(ep.protocol(), ec);
+    if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(ep, ec);
+    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot listen on ", options_.listen.ToString(), ": ", ec.message()));
+    }
+    for (const auto& [id, endpoint] : options_.peers) {
+      if (id == options_.self) continue;
+      if (id == kNoNode) return absl::InvalidArgumentError("peer with node id 0");
+      auto peer = std::make_unique<Peer>(io_);
+      peer->id = id;
+      peer->endpoint = endpoint;
+      peer->backoff = options_.reconnect_backoff_min;
+      peers_.emplace(id, std::move(peer));
+    }
+    Accept();
+    for (auto& [id, peer] : peers_) Dial(*peer);
+    return absl::OkStatus();
+  }
+
+  // ---------------------------------------------------------------- timers
+
+  TimerId Schedule(absl::Duration delay, absl::AnyInvocable<void()> callback) {
+    TimerId id = ++timer_counter_;
+    if (timers_.size() >= options_.timers_max) {
+      // Never expected with sane limits; a dropped timer is visible.
+      metrics_.timers_refused++;
+      return id;
+    }
+    auto timer = std::make_unique<asio::steady_timer>(io_, ToChrono(delay));
+    timer->async_wait([this, id](const asio::error_code&) {
+      auto it = timers_.find(id);
+      if (it == timers_.end()) return;  // cancelled
+      absl::AnyInvocable<void()> callback = std::move(it->second.callback);
+      timers_.erase(it);
+      callback();
+    });
+    timers_.emplace(id, Timer{std::move(timer), std::move(callback)});
+    return id;
+  }
+
+  void Cancel(TimerId id) {
+    if (id == kNoTimer) return;
+    timers_.erase(id);  // the timer's destructor cancels its wait
+  }
+
+  // ---------------------------------------------------------------- outbound
+
+  absl::Status Send(NodeId to, std::string message) {
+    if (message.size() > options_.frame_bytes_max) {
+      return absl::InvalidArgumentError(absl::StrCat("message of ", message.size(),
+                                                     " bytes exceeds frame_bytes_max ",
+                                                     options_.frame_bytes_max));
+    }
+    auto it = peers_.find(to);
+    if (it == peers_.end()) {
+      return absl::NotFoundError(absl::StrCat("node ", to, " is not a known peer of node ",
+                                              options_.self));
+    }
+    Peer& peer = *it->second;
+    if (peer.queue.size() + peer.batch.size() >= options_.peer_queue_messages_max ||
+        peer.queue_bytes + message.size() > options_.peer_queue_bytes_max) {
+      metrics_.dropped_queue_full++;
+      return absl::ResourceExhaustedError(
+          absl::StrCat("outgoing queue to node ", to, " is full (", peer.queue.size(),
+                       " messages, ", peer.queue_bytes, " bytes)"));
+    }
+    peer.queue_bytes += message.size();
+    peer.queue.push_back(std::move(message));
+    if (peer.ready && !peer.writing) WriteBatch(peer);
+    return absl::OkStatus();
+  }
+
+  void Dial(Peer& peer) {
+    auto conn = std::make_shared<Conn>(io_);
+    peer.conn = conn;
+    peer.ready = false;
+    asio::error_code ec;
+    asio::ip::address address = asio::ip::make_address(peer.endpoint.host, ec);
+    if (ec) {
+      // Names are resolved synchronously here: a config error, retried with
+      // backoff like an unreachable peer.
+      tcp::resolver resolver(io_);
+      auto results = resolver.resolve(peer.endpoint.host, std::to_string(peer.endpoint.port), ec);
+      if (ec || results.empty()) {
+        PeerFailed(peer, conn);
+        return;
+      }
+      address = results.begin()->endpoint().address();
+    }
+    tcp::endpoint ep(address, peer.endpoint.port);
+    conn->timer.expires_after(ToChrono(options_.connect_timeout + options_.handshake_timeout));
+    conn->timer.async_wait([conn](const asio::error_code& e) {
+      if (!e) conn->Close();  // deadline: the pending operation fails
+    });
+    Peer* p = &peer;
+    conn->socket.async_connect(ep, [this, p, conn](const asio::error_code& e) {
+      if (e || conn->closed) {
+        PeerFailed(*p, conn);
+        return;
+      }
+      asio::error_code ignored;
+      conn->socket.set_option(tcp::no_delay(true), ignored);
+      ReadFrame(conn->socket, conn->in, internal::kHandshakeFrameBytesMax,
+                [this, p, conn](absl::Status s, internal::ParsedHeader h) {
+                  if (s.ok() && h.type != FrameType::kChallenge) {
+                    s = absl::InvalidArgumentError("expected a challenge frame");
+                  }
+                  absl::StatusOr<internal::Challenge> c =
+                      s.ok() ? internal::DecodeChallenge(conn->in.payload)
+                             : absl::StatusOr<internal::Challenge>(s);
+                  if (c.ok() && (c->cluster != options_.cluster_name || c->node != p->id)) {
+                    c = absl::PermissionDeniedError("peer is of another cluster or node id");
+                  }
+                  if (!c.ok()) {
+                    if (!conn->closed) metrics_.handshakes_failed++;
+                    PeerFailed(*p, conn);
+                    return;
+                  }
+                  OnChallenge(*p, conn, *c);
+                });
+    });
+  }
+
+  void OnChallenge(Peer& peer, const std::shared_ptr<Conn>& conn, const internal::Challenge& c) {
+    conn->my_nonce = internal::RandomNonce();
+    internal::Hello hello;
+    hello.cluster = options_.cluster_name;
+    hello.node = options_.self;
+    hello.nonce = conn->my_nonce;
+    hello.mac = internal::HandshakeMac(options_.cluster_secret, 'C', options_.cluster_name, peer.id,
+                                       options_.self, c.nonce, conn->my_nonce);
+    std::string acceptor_nonce = c.nonce;
+    conn->out = internal::EncodeFrame(FrameType::kHello, internal::EncodeHello(hello));
+    Peer* p = &peer;
+    asio::async_write(conn->socket, asio::buffer(conn->out), [this, p, conn, acceptor_nonce](
+                                                                 const asio::error_code& e, size_t) {
+      if (e) {
+        PeerFailed(*p, conn);
+        return;
+      }
+      ReadFrame(conn->socket, conn->in, internal::kHandshakeFrameBytesMax,
+                [this, p, conn, acceptor_nonce](absl::Status s, internal::ParsedHeader h) {
+                  if (s.ok() && h.type != FrameType::kWelcome) {
+                    s = absl::InvalidArgumentError("expected a welcome frame");
+                  }
+                  if (s.ok()) {
+                    std::string expected = internal::HandshakeMac(
+                        options_.cluster_secret, 'S', options_.cluster_name, p->id, options_.self,
+                        acceptor_nonce, conn->my_nonce);
+                    if (!internal::MacEqual(expected, conn->in.payload)) {
+                      s = absl::PermissionDeniedError("peer failed to prove the cluster secret");
+                    }
+                  }
+                  if (!s.ok()) {
+                    if (!conn->closed) metrics_.handshakes_failed++;
+                    PeerFailed(*p, conn);
+                    return;
+                  }
+                  conn->timer.cancel();
+                  p->ready = true;
+                  p->backoff = options_.reconnect_backoff_min;
+                  metrics_.connects_ok++;
+                  // Peers never send on our outbound connection; a read that
+                  // completes means it closed (or misbehaves).
+                  WatchOutbound(*p, conn);
+                  if (!p->writing && !p->queue.empty()) WriteBatch(*p);
+                });
+    });
+  }
+
+  void WatchOutbound(Peer& peer, const std::shared_ptr<Conn>& conn) {
+    Peer* p = &peer;
+    conn->socket.async_read_some(asio::buffer(conn->in.header),
+                                 [this, p, conn](const asio::error_code&, size_t) {
+                                   PeerFailed(*p, conn);
+                                 });
+  }
+
+  void WriteBatch(Peer& peer) {
+    peer.writing = true;
+    peer.batch.clear();
+    peer.batch_headers.clear();
+    while (!peer.queue.empty() && peer.batch.size() < options_.write_batch_messages_max) {
+      peer.batch.push_back(std::move(peer.queue.front()));
+      peer.queue.pop_front();
+    }
+    std::vector<asio::const_buffer> buffers;
+    buffers.reserve(peer.batch.size() * 2);
+    peer.batch_headers.reserve(peer.batch.size());
+    for (const std::string& m : peer.batch) {
+      peer.batch_headers.push_back(internal::EncodeFrameHeader(FrameType::kData, m.size()));
+    }
+    for (size_t i = 0; i < peer.batch.size(); ++i) {
+      buffers.push_back(asio::buffer(peer.batch_headers[i]));
+      buffers.push_back(asio::buffer(peer.batch[i]));
+    }
+    Peer* p = &peer;
+    std::shared_ptr<Conn> conn = peer.conn;
+    asio::async_write(conn->socket, buffers, [this, p, conn](const asio::error_code& e, size_t n) {
+      if (p->conn != conn) return;  // a failure already reset the peer
+      p->writing = false;
+      if (e) {
+        PeerFailed(*p, conn);
+        return;
+      }
+      metrics_.messages_sent += p->batch.size();
+      metrics_.bytes_sent += n;
+      for (const std::string& m : p->batch) p->queue_bytes -= m.size();
+      p->batch.clear();
+      if (!p->queue.empty()) WriteBatch(*p);
+    });
+  }
+
+  // The connection `conn` to `peer` failed (or the dial did). Drops what was
+  // queued and redials after a backoff. Stale calls (from an older
+  // connection) are ignored.
+  void PeerFailed(Peer& peer, const std::shared_ptr<Conn>& conn) {
+    if (peer.conn != conn) return;
+    if (!peer.ready) metrics_.connects_failed++;
+    conn->Close();
+    peer.conn.reset();
+    peer.ready = false;
+    peer.writing = false;
+    metrics_.dropped_disconnected += peer.queue.size() + peer.batch.size();
+    peer.queue.clear();
+    peer.batch.clear();
+    peer.queue_bytes = 0;
+    if (stopping_) return;
+    peer.redial_pending = true;
+    peer.redial_timer.expires_after(ToChrono(peer.backoff));
+    peer.backoff = std::min(peer.backoff * 2, options_.reconnect_backoff_max);
+    Peer* p = &peer;
+    peer.redial_timer.async_wait([this, p](const asio::error_code& e) {
+      if (e) return;
+      p->redial_pending = false;
+      Dial(*p);
+    });
+  }
+
+  // ---------------------------------------------------------------- inbound
+
+  void Accept() {
+    acceptor_.async_accept([this](const asio::error_code& e, tcp::socket socket) {
+      if (e == asio::error::operation_aborted || !acceptor_.is_open()) return;
+      if (!e) {
+        if (inbound_.size() >= options_.inbound_connections_max) {
+          metrics_.inbound_refused_limit++;
+          asio::error_code ignored;
+          socket.close(ignored);
+        } else {
+          metrics_.inbound_accepted++;
+          auto conn = std::make_shared<Conn>(io_);
+          conn->socket = std::move(socket);
+          inbound_.insert(conn);
+          StartInbound(conn);
+        }
+      }
+      Accept();
+    });
+  }
+
+  void CloseInbound(const std::shared_ptr<Conn>& conn) {
+    conn->Close();
+    inbound_.erase(conn);
+  }
+
+  void StartInbound(const std::shared_ptr<Conn>& conn) {
+    asio::error_code ignored;
+    conn->socket.set_option(tcp::no_delay(true), ignored);
+    conn->timer.expires_after(ToChrono(options_.handshake_timeout));
+    conn->timer.async_wait([this, conn](const asio::error_code& e) {
+      if (e) return;
+      metrics_.handshakes_failed++;
+      CloseInbound(conn);
+    });
+    conn->my_nonce = internal::RandomNonce();
+    internal::Challenge c{options_.cluster_name, options_.self, conn->my_nonce};
+    conn->out = internal::EncodeFrame(FrameType::kChallenge, internal::EncodeChallenge(c));
+    asio::async_write(conn->socket, asio::buffer(conn->out),
+                      [this, conn](const asio::error_code& e, size_t) {
+                        if (e) {
+                          CloseInbound(conn);
+                          return;
+                        }
+                        ReadFrame(conn->socket, conn->in, internal::kHandshakeFrameBytesMax,
+                                  [this, conn](absl::Status s, internal::ParsedHeader h) {
+                                    OnHello(conn, std::move(s), h);
+                                  });
+                      });
+  }
+
+  void OnHello(const std::shared_ptr<Conn>& conn, absl::Status s, internal::ParsedHeader h) {
+    if (conn->closed) return;
+    if (s.ok() && h.type != FrameType::kHello) {
+      s = absl::InvalidArgumentError("expected a hello frame");
+    }
+    absl::StatusOr<internal::Hello> hello =
+        s.ok() ? internal::DecodeHello(conn->in.payload) : absl::StatusOr<internal::Hello>(s);
+    if (hello.ok()) {
+      std::string expected =
+          internal::HandshakeMac(options_.cluster_secret, 'C', options_.cluster_name,
+                                 options_.self, hello->node, conn->my_nonce, hello->nonce);
+      if (hello->cluster != options_.cluster_name || peers_.count(hello->node) == 0 ||
+          !internal::MacEqual(expected, hello->mac)) {
+        hello = absl::PermissionDeniedError("hello: wrong cluster, unknown node or bad mac");
+      }
+    }
+    if (!hello.ok()) {
+      if (absl::IsInvalidArgument(hello.status())) metrics_.frames_malformed++;
+      metrics_.handshakes_failed++;
+      CloseInbound(conn);
+      return;
+    }
+    conn->peer = hello->node;
+    conn->out = internal::EncodeFrame(
+        FrameType::kWelcome,
+        internal::HandshakeMac(options_.cluster_secret, 'S', options_.cluster_name, options_.self,
+                               hello->node, conn->my_nonce, hello->nonce));
+    asio::async_write(conn->socket, asio::buffer(conn->out),
+                      [this, conn](const asio::error_code& e, size_t) {
+                        if (e) {
+                          CloseInbound(conn);
+                          return;
+                        }
+                        conn->timer.cancel();
+                        ReadData(conn);
+                      });
+  }
+
+  void ReadData(const std::shared_ptr<Conn>& conn) {
+    ReadFrame(conn->socket, conn->in, options_.frame_bytes_max,
+              [this, conn](absl::Status s, internal::ParsedHeader h) {
+                if (conn->closed) return;
+                if (s.ok() && h.type != FrameType::kData) {
+                  s = absl::InvalidArgumentError("expected a data frame");
+                }
+                if (!s.ok()) {
+                  if (absl::IsInvalidArgument(s)) metrics_.frames_malformed++;
+                  CloseInbound(conn);
+                  return;
+                }
+                metrics_.messages_received++;
+                metrics_.bytes_received += internal::kFrameHeaderBytes + h.payload_bytes;
+                if (handler_) {
+                  // A copy: the handler may replace itself (a node being
+                  // destroyed) while it runs.
+                  ReceiveHandler handler = handler_;
+                  handler(conn->peer, conn->in.payload);
+                } else {
+                  metrics_.dropped_no_handler++;
+                }
+                if (conn->closed) return;
+                // Keep big buffers from lingering on idle connections.
+                if (conn->in.payload.capacity() > (size_t{64} << 10)) {
+                  std::string().swap(conn->in.payload);
+                }
+                ReadData(conn);
+              });
+  }
+
+  TcpRuntime* owner_;
+  const TcpRuntimeOptions& options_;
+  asio::io_context io_;  // first: destroyed last, after everything using it
+  tcp::acceptor acceptor_;
+  std::mt19937_64 rng_;
+  std::map<TimerId, Timer> timers_;
+  TimerId timer_counter_ = 0;
+  std::map<NodeId, std::unique_ptr<Peer>> peers_;
+  std::set<std::shared_ptr<Conn>> inbound_;
+  ReceiveHandler handler_;
+  TcpTransportMetrics metrics_;
+  bool stopping_ = false;
+};
+
+TcpRuntime::TcpRuntime(TcpRuntimeOptions options) : options_(std::move(options)) {}
+
+TcpRuntime::~TcpRuntime() { impl_.reset(); }
+
+absl::StatusOr<std::unique_ptr<TcpRuntime>> TcpRuntime::Create(TcpRuntimeOptions options) {
+  if (options.self == kNoNode) return absl::InvalidArgumentError("tcp runtime: self id is 0");
+  if (options.cluster_secret.empty()) {
+    return absl::InvalidArgumentError("tcp runtime: cluster_secret is empty");
+  }
+  if (options.cluster_name.size() > internal::kClusterNameBytesMax) {
+    return absl::InvalidArgumentError("tcp runtime: cluster_name too long");
+  }
+  if (options.frame_bytes_max == 0 || options.frame_bytes_max > (size_t{1} << 31)) {
+    return absl::InvalidArgumentError("tcp runtime: frame_bytes_max must be in [1, 2^31]");
+  }
+  if (options.peer_queue_messages_max == 0 || options.write_batch_messages_max == 0) {
+    return absl::InvalidArgumentError("tcp runtime: queue limits must be positive");
+  }
+  std::unique_ptr<TcpRuntime> runtime(new TcpRuntime(std::move(options)));
+  try {
+    runtime->impl_ = std::make_unique<Impl>(runtime.get(), runtime->options_);
+    absl::Status s = runtime->impl_->Init();
+    if (!s.ok()) return s;
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("tcp runtime: ", e.what()));
+  }
+  return runtime;
+}
+
+absl::Status TcpRuntime::Run() {
+  try {
+    impl_->stopping_ = false;
+    impl_->io_.restart();
+    auto guard = asio::make_work_guard(impl_->io_);
+    impl_->io_.run();
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("tcp runtime event loop: ", e.what()));
+  }
+  return absl::OkStatus();
+}
+
+void TcpRuntime::Stop() { impl_->io_.stop(); }
+
+void TcpRuntime::Post(absl::AnyInvocable<void()> fn) {
+  asio::post(impl_->io_, [fn = std::move(fn)]() mutable { fn(); });
+}
+
+Executor TcpRuntime::executor() {
+  return [this](absl::AnyInvocable<void()> fn) { Post(std::move(fn)); };
+}
+
+asio::io_context& TcpRuntime::io_context() { return impl_->io_; }
+
+uint16_t TcpRuntime::peer_port() const {
+  asio::error_code ec;
+  tcp::endpoint ep = impl_->acceptor_.local_endpoint(ec);
+  return ec ? 0 : ep.port();
+}
+
+TimerId TcpRuntime::Schedule(absl::Duration delay, absl::AnyInvocable<void()> callback) {
+  return impl_->Schedule(delay, std::move(callback));
+}
+
+void TcpRuntime::Cancel(TimerId timer) { impl_->Cancel(timer); }
+
+absl::BitGenRef TcpRuntime::Rng() { return absl::BitGenRef(impl_->rng_); }
+
+absl::Status TcpRuntime::Send(NodeId to, std::string message) {
+  return impl_->Send(to, std::move(message));
+}
+
+void TcpRuntime::SetReceiveHandler(ReceiveHandler handler) { impl_->handler_ = std::move(handler); }
+
+const TcpTransportMetrics& TcpRuntime::metrics() const { return impl_->metrics_; }
+
+bool TcpRuntime::PeerConnected(NodeId peer) const {
+  auto it = impl_->peers_.find(peer);
+  return it != impl_->peers_.end() && it->second->ready;
+}
+
+size_t TcpRuntime::PeerQueueMessages(NodeId peer) const {
+  auto it = impl_->peers_.find(peer);
+  return it == impl_->peers_.end() ? 0 : it->second->queue.size();
+}
+
+}  // namespace dynamo

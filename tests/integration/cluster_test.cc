@@ -1,0 +1,404 @@
+// Multi-process tests of a real cluster: dynamo-server processes on
+// 127.0.0.1, talking TCP to each other, driven through their Redis-protocol
+// ports with a tiny RESP client. Every wait is bounded, and every child is
+// killed (SIGKILL) and reaped when a test ends, pass or fail.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "tcp/frame.h"
+#include "tcp/resp_client.h"
+
+namespace dynamo::internal {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A free loopback port: bind to port 0 and ask. Parallel runs could in
+// principle race for it; Cluster retries the whole start if a bind fails.
+uint16_t FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+std::unique_ptr<RespClient> Connect(uint16_t port) {
+  auto c = RespClient::Connect("127.0.0.1", port, absl::Seconds(5));
+  REQUIRE(c.ok());
+  return std::move(*c);
+}
+
+RespValue Cmd(uint16_t port, const std::vector<std::string>& args) {
+  auto c = Connect(port);
+  auto r = c->Command(args);
+  INFO(r.status().ToString());
+  REQUIRE(r.ok());
+  return *r;
+}
+
+// One INFO field as an integer (-1 if absent).
+long long InfoField(uint16_t port, const std::string& section, const std::string& field) {
+  RespValue v = Cmd(port, {"INFO", section});
+  std::vector<std::string> lines = absl::StrSplit(v.str, "\r\n");
+  for (const std::string& line : lines) {
+    if (line.rfind(field + ":", 0) == 0) {
+      long long x = -1;
+      if (absl::SimpleAtoi(line.substr(field.size() + 1), &x)) return x;
+    }
+  }
+  return -1;
+}
+
+// Polls `pred` every 50 ms for at most `limit`.
+template <typename Pred>
+bool WaitUntil(Pred pred, std::chrono::milliseconds limit) {
+  auto deadline = Clock::now() + limit;
+  while (Clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return pred();
+}
+
+struct ServerSpec {
+  NodeId id;
+  uint16_t peer_port;
+  uint16_t client_port;
+  std::string secret;
+  pid_t pid = -1;
+};
+
+class Cluster {
+ public:
+  Cluster(size_t nodes, size_t n, size_t r, size_t w) : n_(n), r_(r), w_(w) {
+    char tmpl[] = "/tmp/dynamo-integration-XXXXXX";
+    REQUIRE(mkdtemp(tmpl) != nullptr);
+    dir_ = tmpl;
+    for (size_t i = 0; i < nodes; ++i) {
+      servers_.push_back(ServerSpec{static_cast<NodeId>(i + 1), 0, 0, "test-secret"});
+    }
+  }
+  ~Cluster() {
+    for (ServerSpec& s : servers_) Kill(s.id, SIGKILL);
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+
+  ServerSpec& server(NodeId id) { return servers_[id - 1]; }
+  uint16_t client_port(NodeId id) { return server(id).client_port; }
+
+  // Starts every server and waits until each answers PING and is connected
+  // to its peers. Retries with new ports if a port was taken meanwhile.
+  void StartAll() {
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      for (ServerSpec& s : servers_) {
+        s.peer_port = FreePort();
+        s.client_port = FreePort();
+      }
+      for (ServerSpec& s : servers_) Start(s.id);
+      bool ok = true;
+      for (ServerSpec& s : servers_) ok = ok && WaitReady(s.id);
+      if (ok) return;
+      for (ServerSpec& s : servers_) Kill(s.id, SIGKILL);
+    }
+    FAIL("cluster did not start");
+  }
+
+  void Start(NodeId id) {
+    ServerSpec& s = server(id);
+    std::string peers;
+    for (const ServerSpec& p : servers_) {
+      absl::StrAppend(&peers, peers.empty() ? "" : ",", p.id, "=127.0.0.1:", p.peer_port);
+    }
+    std::vector<std::string> args = {
+        DYNAMO_SERVER_PATH, "--id", std::to_string(id), "--peers", peers,
+        "--client", absl::StrCat("127.0.0.1:", s.client_port),
+        "--data-dir", absl::StrCat(dir_, "/node", id), "--secret", s.secret,
+        "--n", std::to_string(n_), "--r", std::to_string(r_), "--w", std::to_string(w_),
+        "--durability", "nosync"};
+    std::string log = absl::StrCat(dir_, "/node", id, ".log");
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      FILE* f = freopen(log.c_str(), "a", stderr);
+      (void)f;
+      std::vector<char*> argv;
+      for (std::string& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    s.pid = pid;
+  }
+
+  bool Alive(NodeId id) {
+    ServerSpec& s = server(id);
+    if (s.pid <= 0) return false;
+    int status = 0;
+    if (waitpid(s.pid, &status, WNOHANG) == s.pid) {
+      s.pid = -1;
+      return false;
+    }
+    return true;
+  }
+
+  bool WaitReady(NodeId id) {
+    return WaitUntil(
+        [&] {
+          if (!Alive(id)) return false;
+          auto c = RespClient::Connect("127.0.0.1", client_port(id), absl::Seconds(2));
+          if (!c.ok()) return false;
+          auto r = (*c)->Command({"PING"});
+          return r.ok() && r->str == "PONG";
+        },
+        std::chrono::milliseconds(8000));
+  }
+
+  // Sends `sig` and reaps the process (SIGTERM: waits for a clean exit).
+  int Kill(NodeId id, int sig) {
+    ServerSpec& s = server(id);
+    if (s.pid <= 0) return -1;
+    kill(s.pid, sig);
+    int status = 0;
+    auto deadline = Clock::now() + std::chrono::seconds(10);
+    while (waitpid(s.pid, &status, WNOHANG) == 0) {
+      if (Clock::now() > deadline) {
+        kill(s.pid, SIGKILL);
+        waitpid(s.pid, &status, 0);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    s.pid = -1;
+    return status;
+  }
+
+  std::string Log(NodeId id) {
+    std::string path = absl::StrCat(dir_, "/node", id, ".log");
+    FILE* f = fopen(path.c_str(), "r");
+    if (f == nullptr) return "";
+    std::string out(8192, '\0');
+    out.resize(fread(out.data(), 1, out.size(), f));
+    fclose(f);
+    return out;
+  }
+
+ private:
+  size_t n_, r_, w_;
+  std::string dir_;
+  std::vector<ServerSpec> servers_;
+};
+
+TEST_CASE("a 3-node cluster serves SET/GET to a RESP client") {
+  Cluster cluster(3, 3, 2, 2);
+  cluster.StartAll();
+  for (int i = 0; i < 30; ++i) {
+    RespValue r = Cmd(cluster.client_port(1 + i % 3), {"SET", absl::StrCat("key", i),
+                                                       absl::StrCat("value", i)});
+    INFO(r.DebugString());
+    REQUIRE(r.str == "OK");
+  }
+  for (int i = 0; i < 30; ++i) {
+    RespValue r = Cmd(cluster.client_port(1 + (i + 1) % 3), {"GET", absl::StrCat("key", i)});
+    REQUIRE(r.type == RespValue::Type::kBulk);
+    REQUIRE(r.str == absl::StrCat("value", i));
+  }
+  // Overwrite: SET reads the context first, so no sibling appears.
+  REQUIRE(Cmd(cluster.client_port(2), {"SET", "key0", "new"}).str == "OK");
+  RespValue d = Cmd(cluster.client_port(3), {"DGET", "key0"});
+  REQUIRE(d.elements.size() == 2);
+  REQUIRE(d.elements[1].str == "new");
+
+  // Two blind writes make siblings; GET picks the same one everywhere.
+  REQUIRE(Cmd(cluster.client_port(1), {"DPUT", "cart", "", "apple"}).str == "OK");
+  REQUIRE(Cmd(cluster.client_port(2), {"DPUT", "cart", "", "pear"}).str == "OK");
+  RespValue siblings = Cmd(cluster.client_port(3), {"DGET", "cart"});
+  REQUIRE(siblings.elements.size() == 3);
+  std::string g1 = Cmd(cluster.client_port(1), {"GET", "cart"}).str;
+  REQUIRE(Cmd(cluster.client_port(2), {"GET", "cart"}).str == g1);
+  REQUIRE(Cmd(cluster.client_port(3), {"GET", "cart"}).str == g1);
+  // A put with the merged context resolves them.
+  REQUIRE(Cmd(cluster.client_port(1), {"DPUT", "cart", siblings.elements[0].str, "apple+pear"})
+              .str == "OK");
+  RespValue merged = Cmd(cluster.client_port(2), {"DGET", "cart"});
+  REQUIRE(merged.elements.size() == 2);
+  REQUIRE(merged.elements[1].str == "apple+pear");
+
+  RespValue mget = Cmd(cluster.client_port(1), {"MGET", "key1", "missing", "key2"});
+  REQUIRE(mget.elements.size() == 3);
+  REQUIRE(mget.elements[0].str == "value1");
+  REQUIRE(mget.elements[1].type == RespValue::Type::kNull);
+  REQUIRE(Cmd(cluster.client_port(1), {"EXISTS", "key1", "missing"}).integer == 1);
+  REQUIRE(Cmd(cluster.client_port(2), {"DEL", "key1", "missing"}).integer == 1);
+  REQUIRE(Cmd(cluster.client_port(3), {"GET", "key1"}).type == RespValue::Type::kNull);
+  REQUIRE(InfoField(cluster.client_port(1), "node", "node_id") == 1);
+  REQUIRE(Cmd(cluster.client_port(1), {"DYNAMO.JOIN", "4"}).is_error());
+
+  // Clean shutdown and restart from the data directory.
+  int status = cluster.Kill(2, SIGTERM);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  cluster.Start(2);
+  REQUIRE(cluster.WaitReady(2));
+  REQUIRE(Cmd(cluster.client_port(2), {"GET", "key5"}).str == "value5");
+}
+
+TEST_CASE("kill -9 of a node during W=2 writes; it restarts and receives its hints") {
+  // Four nodes so that a stand-in exists for the dead node's replicas.
+  Cluster cluster(4, 3, 2, 2);
+  cluster.StartAll();
+  int failures = 0;
+  for (int i = 0; i < 80; ++i) {
+    if (i == 20) cluster.Kill(4, SIGKILL);
+    auto c = Connect(cluster.client_port(1 + i % 3));
+    auto r = c->Command({"SET", absl::StrCat("k", i), absl::StrCat("v", i)});
+    REQUIRE(r.ok());
+    if (r->str != "OK") {
+      ++failures;
+      UNSCOPED_INFO("write " << i << ": " << r->DebugString());
+    }
+  }
+  CHECK(failures == 0);
+  long long hints = 0;
+  for (NodeId id = 1; id <= 3; ++id) {
+    hints += InfoField(cluster.client_port(id), "hints", "hints_stored");
+  }
+  REQUIRE(hints > 0);
+
+  cluster.Start(4);
+  REQUIRE(cluster.WaitReady(4));
+  bool delivered = WaitUntil(
+      [&] {
+        long long held = 0, done = 0;
+        for (NodeId id = 1; id <= 3; ++id) {
+          held += InfoField(cluster.client_port(id), "hints", "hints_held");
+          done += InfoField(cluster.client_port(id), "hints", "hints_delivered");
+        }
+        return held == 0 && done > 0;
+      },
+      std::chrono::milliseconds(20000));
+  REQUIRE(delivered);
+  REQUIRE(InfoField(cluster.client_port(4), "metrics", "replica_puts") > 0);
+  for (int i = 0; i < 80; ++i) {
+    RespValue r = Cmd(cluster.client_port(4), {"GET", absl::StrCat("k", i)});
+    REQUIRE(r.str == absl::StrCat("v", i));
+  }
+}
+
+TEST_CASE("garbage, truncated and oversize input on both ports leaves the node serving") {
+  Cluster cluster(3, 3, 2, 2);
+  cluster.StartAll();
+  REQUIRE(Cmd(cluster.client_port(1), {"SET", "before", "1"}).str == "OK");
+  std::mt19937_64 rng(42);
+  auto random_bytes = [&](size_t n) {
+    std::string s(n, '\0');
+    for (char& c : s) c = static_cast<char>(rng());
+    return s;
+  };
+  uint16_t peer_port = cluster.server(1).peer_port;
+
+  // Peer port: garbage; a valid header with a truncated payload; an
+  // oversize length; a hello with a wrong mac.
+  {
+    auto c = Connect(peer_port);
+    (void)c->SendRaw(random_bytes(4096));
+  }
+  {
+    auto c = Connect(peer_port);
+    std::string frame = EncodeFrame(FrameType::kHello, random_bytes(100));
+    (void)c->SendRaw(frame.substr(0, 40));
+  }
+  {
+    auto c = Connect(peer_port);
+    FrameHeader h = EncodeFrameHeader(FrameType::kData, 0);
+    h[6] = h[7] = h[8] = h[9] = static_cast<char>(0xff);
+    (void)c->SendRaw(std::string(h.data(), h.size()));
+  }
+  // Client port: protocol errors get a RESP error, then the connection closes.
+  for (std::string bad : {std::string("*abc\r\n"), std::string("*1\r\n$99999999999\r\n"),
+                          std::string("*1\r\n$3000000\r\n"), std::string("*2000000\r\n"),
+                          std::string("*1\r\n$3\r\nGETXX\r\n")}) {
+    auto c = Connect(cluster.client_port(1));
+    REQUIRE(c->SendRaw(bad).ok());
+    auto r = c->ReadReply();
+    INFO(bad);
+    REQUIRE(r.ok());
+    REQUIRE(r->is_error());
+    REQUIRE_FALSE(c->ReadReply().ok());  // closed
+  }
+  {
+    auto c = Connect(cluster.client_port(2));
+    (void)c->SendRaw(random_bytes(100000));
+  }
+  {
+    auto c = Connect(cluster.client_port(3));
+    (void)c->SendRaw("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100\r\nshort");  // truncated, then closed
+  }
+  {
+    // Wrong arity and unknown commands are errors that keep the connection.
+    auto c = Connect(cluster.client_port(1));
+    REQUIRE(c->Command({"GET"})->is_error());
+    REQUIRE(c->Command({"NOSUCH"})->is_error());
+    REQUIRE(c->Command({"DPUT", "k", "zz", "v"})->is_error());
+    REQUIRE(c->Command({"PING"})->str == "PONG");
+  }
+  for (NodeId id = 1; id <= 3; ++id) {
+    REQUIRE(cluster.Alive(id));
+    REQUIRE(Cmd(cluster.client_port(id), {"GET", "before"}).str == "1");
+  }
+  REQUIRE(Cmd(cluster.client_port(2), {"SET", "after", "2"}).str == "OK");
+  REQUIRE(Cmd(cluster.client_port(3), {"GET", "after"}).str == "2");
+  REQUIRE(InfoField(cluster.client_port(1), "transport", "frames_malformed") +
+              InfoField(cluster.client_port(1), "transport", "handshakes_failed") >=
+          3);
+}
+
+TEST_CASE("a peer with the wrong secret is refused") {
+  Cluster cluster(3, 2, 1, 1);
+  cluster.server(3).secret = "not-the-secret";
+  cluster.StartAll();
+  // Nodes 1 and 2 connect to each other; nobody accepts node 3 and node 3
+  // accepts nobody.
+  REQUIRE(WaitUntil(
+      [&] {
+        return InfoField(cluster.client_port(1), "transport", "handshakes_failed") > 0 &&
+               InfoField(cluster.client_port(3), "transport", "handshakes_failed") > 0;
+      },
+      std::chrono::milliseconds(5000)));
+  RespValue peers1 = Cmd(cluster.client_port(1), {"INFO", "peers"});
+  INFO(peers1.str);
+  REQUIRE(peers1.str.find("peer:2,connected=1") != std::string::npos);
+  REQUIRE(peers1.str.find("peer:3,connected=0") != std::string::npos);
+  RespValue peers3 = Cmd(cluster.client_port(3), {"INFO", "peers"});
+  REQUIRE(peers3.str.find("connected=1") == std::string::npos);
+  REQUIRE(InfoField(cluster.client_port(1), "transport", "messages_received") >= 0);
+  // Writes through node 3 cannot reach anyone: what it coordinates alone
+  // never lands on nodes 1 and 2.
+  (void)Cmd(cluster.client_port(3), {"DPUT", "intruder", "", "x"});
+  REQUIRE(Cmd(cluster.client_port(1), {"DGET", "intruder"}).elements.size() <= 1);
+}
+
+}  // namespace
+}  // namespace dynamo::internal
