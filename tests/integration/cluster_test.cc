@@ -120,6 +120,22 @@ class Cluster {
       for (ServerSpec& s : servers_) Start(s.id);
       bool ok = true;
       for (ServerSpec& s : servers_) ok = ok && WaitReady(s.id);
+      // Then until every node holds an authenticated connection to every
+      // peer that shares its secret, so tests do not race the first dials.
+      for (ServerSpec& s : servers_) {
+        for (ServerSpec& p : servers_) {
+          if (!ok || p.id == s.id || p.secret != s.secret) continue;
+          std::string want = absl::StrCat("peer:", p.id, ",connected=1");
+          ok = WaitUntil(
+              [&] {
+                auto c = RespClient::Connect("127.0.0.1", s.client_port, absl::Seconds(2));
+                if (!c.ok()) return false;
+                auto r = (*c)->Command({"INFO", "peers"});
+                return r.ok() && r->str.find(want) != std::string::npos;
+              },
+              std::chrono::milliseconds(8000));
+        }
+      }
       if (ok) return;
       for (ServerSpec& s : servers_) Kill(s.id, SIGKILL);
     }

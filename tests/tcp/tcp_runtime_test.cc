@@ -1,0 +1,238 @@
+// TcpRuntime in one process: two runtimes on their own loop threads over
+// loopback, the handshake's refusal of a wrong secret, bounded queues, and
+// BlockingNode driving a node on a TCP runtime from another thread.
+#include "dynamo/tcp/tcp_runtime.h"
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <future>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "dynamo/blocking.h"
+#include "dynamo/memory_engine.h"
+#include "dynamo/node.h"
+#include "dynamo/ring.h"
+
+namespace dynamo {
+namespace {
+
+// A runtime running its loop on a thread for the test's lifetime.
+class LoopThread {
+ public:
+  explicit LoopThread(TcpRuntime* rt) : rt_(rt), thread_([rt] { (void)rt->Run(); }) {}
+  ~LoopThread() {
+    rt_->Stop();
+    thread_.join();
+  }
+  // Runs `fn` on the loop and waits for its result.
+  template <typename F>
+  auto Call(F fn) -> decltype(fn()) {
+    std::promise<decltype(fn())> p;
+    auto f = p.get_future();
+    rt_->Post([&] { p.set_value(fn()); });
+    REQUIRE(f.wait_for(std::chrono::seconds(5)) == std::future_status::ready);
+    return f.get();
+  }
+
+ private:
+  TcpRuntime* rt_;
+  std::thread thread_;
+};
+
+template <typename Pred>
+bool WaitUntil(Pred pred) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return pred();
+}
+
+TcpRuntimeOptions Options(NodeId self, std::string secret) {
+  TcpRuntimeOptions o;
+  o.self = self;
+  o.cluster_secret = std::move(secret);
+  o.listen.port = 0;
+  return o;
+}
+
+// Two runtimes that know each other's (port-0-assigned) addresses: both are
+// created first, then their peer maps are filled in by recreating B... the
+// simplest correct way is to bind A, then B with A's port, then A again.
+struct Pair {
+  std::unique_ptr<TcpRuntime> a, b;
+};
+
+Pair MakePair(std::string secret_a, std::string secret_b) {
+  // Bind B first to learn its port, then A knowing B, then B again knowing
+  // A on a fresh port (the first B is dropped before it ever runs).
+  auto probe = TcpRuntime::Create(Options(2, secret_b));
+  REQUIRE(probe.ok());
+  uint16_t b_port = (*probe)->peer_port();
+  probe->reset();
+  TcpRuntimeOptions oa = Options(1, secret_a);
+  oa.peers[2] = Endpoint{"127.0.0.1", b_port};
+  auto a = TcpRuntime::Create(oa);
+  REQUIRE(a.ok());
+  TcpRuntimeOptions ob = Options(2, secret_b);
+  ob.listen.port = b_port;
+  ob.peers[1] = Endpoint{"127.0.0.1", (*a)->peer_port()};
+  auto b = TcpRuntime::Create(ob);
+  REQUIRE(b.ok());
+  return Pair{std::move(*a), std::move(*b)};
+}
+
+TEST_CASE("two TCP runtimes exchange messages in order, both ways") {
+  Pair p = MakePair("s", "s");
+  std::mutex mu;
+  std::vector<std::pair<NodeId, std::string>> got_a, got_b;
+  p.a->SetReceiveHandler([&](NodeId from, std::string_view m) {
+    std::lock_guard<std::mutex> l(mu);
+    got_a.emplace_back(from, std::string(m));
+  });
+  p.b->SetReceiveHandler([&](NodeId from, std::string_view m) {
+    std::lock_guard<std::mutex> l(mu);
+    got_b.emplace_back(from, std::string(m));
+  });
+  LoopThread la(p.a.get()), lb(p.b.get());
+  // A failed dial drops what was queued (by design), so wait for both
+  // connections: the first dial may have raced the peer's bind.
+  REQUIRE(WaitUntil([&] {
+    return la.Call([&] { return p.a->PeerConnected(2); }) &&
+           lb.Call([&] { return p.b->PeerConnected(1); });
+  }));
+  la.Call([&] {
+    for (int i = 0; i < 500; ++i) REQUIRE(p.a->Send(2, "m" + std::to_string(i)).ok());
+    REQUIRE(p.a->Send(2, std::string(200000, 'x')).ok());  // a large one
+    REQUIRE(absl::IsNotFound(p.a->Send(9, "who")));
+    REQUIRE(absl::IsInvalidArgument(p.a->Send(2, std::string(p.a->message_bytes_max() + 1, 'x'))));
+    return 0;
+  });
+  lb.Call([&] { return p.b->Send(1, "reply").ok(); });
+  REQUIRE(WaitUntil([&] {
+    std::lock_guard<std::mutex> l(mu);
+    return got_b.size() == 501 && got_a.size() == 1;
+  }));
+  std::lock_guard<std::mutex> l(mu);
+  for (int i = 0; i < 500; ++i) {
+    REQUIRE(got_b[i].first == 1);
+    REQUIRE(got_b[i].second == "m" + std::to_string(i));
+  }
+  REQUIRE(got_b[500].second.size() == 200000);
+  REQUIRE(got_a[0] == std::make_pair(NodeId{2}, std::string("reply")));
+}
+
+TEST_CASE("timers run in order on the loop and cancelled timers never run") {
+  auto rt = TcpRuntime::Create(Options(1, "s"));
+  REQUIRE(rt.ok());
+  std::mutex mu;
+  std::vector<int> fired;
+  LoopThread loop(rt->get());
+  loop.Call([&] {
+    (*rt)->Schedule(absl::Milliseconds(30), [&] { std::lock_guard<std::mutex> l(mu); fired.push_back(3); });
+    (*rt)->Schedule(absl::Milliseconds(10), [&] { std::lock_guard<std::mutex> l(mu); fired.push_back(2); });
+    (*rt)->Schedule(absl::ZeroDuration(), [&] { std::lock_guard<std::mutex> l(mu); fired.push_back(1); });
+    TimerId t = (*rt)->Schedule(absl::Milliseconds(5), [&] { std::lock_guard<std::mutex> l(mu); fired.push_back(99); });
+    (*rt)->Cancel(t);
+    (*rt)->Cancel(t);  // twice: a no-op
+    return 0;
+  });
+  REQUIRE(WaitUntil([&] { std::lock_guard<std::mutex> l(mu); return fired.size() == 3; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::lock_guard<std::mutex> l(mu);
+  REQUIRE(fired == std::vector<int>{1, 2, 3});
+}
+
+TEST_CASE("a runtime with the wrong secret is refused both ways") {
+  Pair p = MakePair("right", "wrong");
+  std::atomic<int> received{0};
+  p.a->SetReceiveHandler([&](NodeId, std::string_view) { received++; });
+  p.b->SetReceiveHandler([&](NodeId, std::string_view) { received++; });
+  LoopThread la(p.a.get()), lb(p.b.get());
+  REQUIRE(WaitUntil([&] {
+    return la.Call([&] { return p.a->metrics().handshakes_failed; }) > 0 &&
+           lb.Call([&] { return p.b->metrics().handshakes_failed; }) > 0;
+  }));
+  la.Call([&] { return p.a->Send(2, "hello?").ok(); });
+  lb.Call([&] { return p.b->Send(1, "let me in").ok(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  REQUIRE(received == 0);
+  REQUIRE_FALSE(la.Call([&] { return p.a->PeerConnected(2); }));
+  REQUIRE_FALSE(lb.Call([&] { return p.b->PeerConnected(1); }));
+}
+
+TEST_CASE("the outgoing queue to an unreachable peer is bounded") {
+  TcpRuntimeOptions o = Options(1, "s");
+  o.peers[2] = Endpoint{"127.0.0.1", 1};  // nothing listens on port 1
+  o.peer_queue_messages_max = 8;
+  auto rt = TcpRuntime::Create(o);
+  REQUIRE(rt.ok());
+  LoopThread loop(rt->get());
+  size_t refused = loop.Call([&] {
+    size_t n = 0;
+    for (int i = 0; i < 100; ++i) n += absl::IsResourceExhausted((*rt)->Send(2, "x")) ? 1 : 0;
+    return n;
+  });
+  REQUIRE(refused >= 92);
+  REQUIRE(loop.Call([&] { return (*rt)->PeerQueueMessages(2); }) <= 8);
+}
+
+TEST_CASE("Create rejects bad options") {
+  REQUIRE(absl::IsInvalidArgument(TcpRuntime::Create(Options(1, "")).status()));
+  REQUIRE(absl::IsInvalidArgument(TcpRuntime::Create(Options(0, "s")).status()));
+  TcpRuntimeOptions o = Options(1, "s");
+  o.listen.host = "not-an-ip";
+  REQUIRE_FALSE(TcpRuntime::Create(o).ok());
+  REQUIRE(Endpoint::Parse("127.0.0.1:80")->port == 80);
+  REQUIRE(Endpoint::Parse("[::1]:80")->host == "::1");
+  REQUIRE_FALSE(Endpoint::Parse("nohost").ok());
+  REQUIRE_FALSE(Endpoint::Parse("h:99999").ok());
+}
+
+TEST_CASE("BlockingNode drives a node on a TCP runtime from another thread") {
+  auto rt = TcpRuntime::Create(Options(1, "s"));
+  REQUIRE(rt.ok());
+  MemoryEngine storage;
+  Ring ring{RingOptions()};
+  RingMember m;
+  m.id = 1;
+  REQUIRE(ring.AddNode(m).ok());
+  NodeOptions options;
+  options.buckets[0].n = options.buckets[0].r = options.buckets[0].w = 1;
+  // Created before the loop runs: no other thread touches the runtime yet.
+  auto node = Node::Create(options, rt->get(), &storage, ring);
+  REQUIRE(node.ok());
+  {
+    LoopThread loop(rt->get());
+    BlockingNode blocking(node->get(), (*rt)->executor(), absl::Seconds(5));
+    REQUIRE(blocking.Put("default", "k", Context(), "v1").ok());
+    absl::StatusOr<GetResult> r = blocking.Get("default", "k");
+    REQUIRE(r.ok());
+    REQUIRE(r->values == std::vector<std::string>{"v1"});
+    REQUIRE(blocking.Put("default", "k", r->context, "v2").ok());
+    r = blocking.Get("default", "k");
+    REQUIRE(r->values == std::vector<std::string>{"v2"});
+    REQUIRE(blocking.Delete("default", "k", r->context).ok());
+    REQUIRE_FALSE(blocking.Get("default", "k")->found());
+    REQUIRE_FALSE(blocking.Put("no-such-bucket", "k", Context(), "v").ok());
+    uint64_t puts = 0;
+    REQUIRE(blocking.RunOnLoop([&](Node& n) { puts = n.metrics().puts_ok; }).ok());
+    REQUIRE(puts == 3);  // two puts and a delete
+  }
+  node->reset();  // the loop has stopped: safe on this thread
+}
+
+TEST_CASE("BlockingNode gives up after wait_max when the loop never runs the call") {
+  // An executor that drops the work: the caller must not hang.
+  std::vector<absl::AnyInvocable<void()>> parked;
+  BlockingNode blocking(nullptr, [&](absl::AnyInvocable<void()> fn) { parked.push_back(std::move(fn)); },
+                        absl::Milliseconds(50));
+  REQUIRE(absl::IsDeadlineExceeded(blocking.Get("default", "k").status()));
+  REQUIRE(absl::IsDeadlineExceeded(blocking.Put("default", "k", Context(), "v")));
+}
+
+}  // namespace
+}  // namespace dynamo
