@@ -96,6 +96,61 @@ struct EncodeVisitor {
     }
     e.PutBytes(m.next_cursor);
   }
+  void operator()(const MerkleRequest& m) {
+    e.PutVarint(m.request_id);
+    e.PutVarint(m.n);
+    e.PutToken(m.begin);
+    e.PutToken(m.end);
+    e.PutVarint(m.fanout);
+    e.PutVarint(m.depth);
+    e.PutVarint(m.nodes.size());
+    for (const auto& [level, index] : m.nodes) {
+      e.PutVarint(level);
+      e.PutVarint(index);
+    }
+  }
+  void operator()(const MerkleReply& m) {
+    e.PutVarint(m.request_id);
+    e.PutVarint(static_cast<uint64_t>(m.code));
+    e.PutBytes(m.error);
+    e.PutVarint(m.hashes.size());
+    for (uint64_t h : m.hashes) e.PutFixed64(h);
+  }
+  void PutEntries(const std::vector<std::pair<std::string, SiblingSet>>& entries) {
+    e.PutVarint(entries.size());
+    for (const auto& [key, siblings] : entries) {
+      e.PutBytes(key);
+      e.PutSiblings(siblings);
+    }
+  }
+  void operator()(const KeyExchange& m) {
+    e.PutVarint(m.request_id);
+    e.PutVarint(m.n);
+    e.PutToken(m.range_begin);
+    e.PutToken(m.range_end);
+    e.PutToken(m.begin);
+    e.PutToken(m.end);
+    PutEntries(m.entries);
+  }
+  void operator()(const KeyExchangeReply& m) {
+    e.PutVarint(m.request_id);
+    e.PutVarint(static_cast<uint64_t>(m.code));
+    e.PutBytes(m.error);
+    PutEntries(m.entries);
+  }
+  void operator()(const TombstoneCheck& m) {
+    e.PutVarint(m.request_id);
+    e.PutBytes(m.key);
+    e.PutSiblings(m.tombstones);
+  }
+  void operator()(const TombstoneCheckReply& m) {
+    e.PutVarint(m.request_id);
+    e.PutBool(m.holds);
+  }
+  void operator()(const TombstoneReap& m) {
+    e.PutBytes(m.key);
+    e.PutSiblings(m.tombstones);
+  }
 };
 
 constexpr size_t kErrorBytesMax = 4096;
@@ -218,6 +273,81 @@ absl::Status DecodeBody(Decoder& d, TransferBatch& m) {
     DYNAMO_RETURN_IF_ERROR(d.GetSiblings(&siblings));
   }
   return d.GetString(&m.next_cursor, kCursorBytesMax, "transfer cursor");
+}
+
+constexpr size_t kMerkleNodesMax = 1 << 16;
+constexpr size_t kExchangeEntriesMax = 1 << 14;
+
+absl::Status GetU32(Decoder& d, uint32_t* v, const char* what) {
+  uint64_t x;
+  DYNAMO_RETURN_IF_ERROR(d.GetVarint(&x));
+  if (x > UINT32_MAX) return absl::InvalidArgumentError(absl::StrCat(what, " ", x, " too large"));
+  *v = static_cast<uint32_t>(x);
+  return absl::OkStatus();
+}
+absl::Status GetEntries(Decoder& d, std::vector<std::pair<std::string, SiblingSet>>* entries) {
+  uint64_t n;
+  DYNAMO_RETURN_IF_ERROR(d.GetCount(&n, kExchangeEntriesMax, 2, "exchanged key"));
+  entries->resize(n);
+  for (auto& [key, siblings] : *entries) {
+    DYNAMO_RETURN_IF_ERROR(d.GetString(&key, d.limits().key_bytes_max, "key"));
+    DYNAMO_RETURN_IF_ERROR(d.GetSiblings(&siblings));
+  }
+  return absl::OkStatus();
+}
+absl::Status DecodeBody(Decoder& d, MerkleRequest& m) {
+  DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.request_id));
+  DYNAMO_RETURN_IF_ERROR(GetU32(d, &m.n, "replica count"));
+  DYNAMO_RETURN_IF_ERROR(d.GetToken(&m.begin));
+  DYNAMO_RETURN_IF_ERROR(d.GetToken(&m.end));
+  DYNAMO_RETURN_IF_ERROR(GetU32(d, &m.fanout, "merkle fanout"));
+  DYNAMO_RETURN_IF_ERROR(GetU32(d, &m.depth, "merkle depth"));
+  uint64_t n;
+  DYNAMO_RETURN_IF_ERROR(d.GetCount(&n, kMerkleNodesMax, 2, "merkle node"));
+  m.nodes.resize(n);
+  for (auto& [level, index] : m.nodes) {
+    DYNAMO_RETURN_IF_ERROR(GetU32(d, &level, "merkle level"));
+    DYNAMO_RETURN_IF_ERROR(d.GetVarint(&index));
+  }
+  return absl::OkStatus();
+}
+absl::Status DecodeBody(Decoder& d, MerkleReply& m) {
+  DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.request_id));
+  DYNAMO_RETURN_IF_ERROR(GetCode(d, &m.code));
+  DYNAMO_RETURN_IF_ERROR(d.GetString(&m.error, kErrorBytesMax, "error message"));
+  uint64_t n;
+  DYNAMO_RETURN_IF_ERROR(d.GetCount(&n, kMerkleNodesMax, 8, "merkle hash"));
+  m.hashes.resize(n);
+  for (uint64_t& h : m.hashes) DYNAMO_RETURN_IF_ERROR(d.GetFixed64(&h));
+  return absl::OkStatus();
+}
+absl::Status DecodeBody(Decoder& d, KeyExchange& m) {
+  DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.request_id));
+  DYNAMO_RETURN_IF_ERROR(GetU32(d, &m.n, "replica count"));
+  DYNAMO_RETURN_IF_ERROR(d.GetToken(&m.range_begin));
+  DYNAMO_RETURN_IF_ERROR(d.GetToken(&m.range_end));
+  DYNAMO_RETURN_IF_ERROR(d.GetToken(&m.begin));
+  DYNAMO_RETURN_IF_ERROR(d.GetToken(&m.end));
+  return GetEntries(d, &m.entries);
+}
+absl::Status DecodeBody(Decoder& d, KeyExchangeReply& m) {
+  DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.request_id));
+  DYNAMO_RETURN_IF_ERROR(GetCode(d, &m.code));
+  DYNAMO_RETURN_IF_ERROR(d.GetString(&m.error, kErrorBytesMax, "error message"));
+  return GetEntries(d, &m.entries);
+}
+absl::Status DecodeBody(Decoder& d, TombstoneCheck& m) {
+  DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.request_id));
+  DYNAMO_RETURN_IF_ERROR(d.GetString(&m.key, d.limits().key_bytes_max, "key"));
+  return d.GetSiblings(&m.tombstones);
+}
+absl::Status DecodeBody(Decoder& d, TombstoneCheckReply& m) {
+  DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.request_id));
+  return d.GetBool(&m.holds);
+}
+absl::Status DecodeBody(Decoder& d, TombstoneReap& m) {
+  DYNAMO_RETURN_IF_ERROR(d.GetString(&m.key, d.limits().key_bytes_max, "key"));
+  return d.GetSiblings(&m.tombstones);
 }
 
 template <size_t I>

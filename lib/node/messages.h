@@ -134,10 +134,64 @@ struct TransferBatch {
   std::string next_cursor;  // empty: the range is exhausted
 };
 
+// Anti-entropy (paper 4.7, lib/node/anti_entropy.h). The initiator of an
+// exchange names the Merkle tree by (n, range) and its shape, asks for the
+// hashes of a batch of nodes, descends where they differ, then trades the
+// keys of the differing leaves, one token sub-range per KeyExchange.
+struct MerkleRequest {
+  uint64_t request_id = 0;
+  uint32_t n = 0;  // the replica count whose tree is meant
+  Token begin = 0, end = 0;
+  uint32_t fanout = 0;
+  uint32_t depth = 0;
+  std::vector<std::pair<uint32_t, uint64_t>> nodes;  // (level, index)
+};
+struct MerkleReply {
+  uint64_t request_id = 0;
+  int code = 0;
+  std::string error;
+  std::vector<uint64_t> hashes;  // in request order
+};
+// The initiator's keys (with their sibling sets) in the sub-range
+// (begin, end] of the tree (n, range_begin, range_end); the peer merges them
+// and answers with every key of the sub-range whose set differs from what
+// the initiator sent.
+struct KeyExchange {
+  uint64_t request_id = 0;
+  uint32_t n = 0;
+  Token range_begin = 0, range_end = 0;
+  Token begin = 0, end = 0;
+  std::vector<std::pair<std::string, SiblingSet>> entries;
+};
+struct KeyExchangeReply {
+  uint64_t request_id = 0;
+  int code = 0;
+  std::string error;
+  std::vector<std::pair<std::string, SiblingSet>> entries;
+};
+// Tombstone reaping: does the receiver hold these tombstones (or versions
+// descending from all of them)? Then: reap them if the key holds exactly
+// these tombstones.
+struct TombstoneCheck {
+  uint64_t request_id = 0;
+  std::string key;
+  SiblingSet tombstones;
+};
+struct TombstoneCheckReply {
+  uint64_t request_id = 0;
+  bool holds = false;
+};
+struct TombstoneReap {
+  std::string key;
+  SiblingSet tombstones;
+};
+
 using Message = std::variant<ReplicaPut, ReplicaPutReply, ReplicaGet, ReplicaGetReply,
                              ClientRequest, ClientReply, Ping, Pong, RingRequest, RingReply,
                              GossipDigest, GossipEntries, JoinRequest, JoinReply,
-                             TransferRequest, TransferBatch>;
+                             TransferRequest, TransferBatch, MerkleRequest, MerkleReply,
+                             KeyExchange, KeyExchangeReply, TombstoneCheck,
+                             TombstoneCheckReply, TombstoneReap>;
 
 std::string EncodeMessage(const Message& message);
 absl::StatusOr<Message> DecodeMessage(std::string_view bytes,

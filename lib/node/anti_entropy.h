@@ -1,0 +1,221 @@
+// AntiEntropy: replica synchronization with Merkle trees (paper 4.7) and the
+// safe reaping of tombstones, for one node.
+//
+// Trees. The node keeps one MerkleTree per (n, elementary ring range) it
+// replicates, for every distinct replica count n among its buckets: a key of
+// a bucket with N = n goes into the tree of (n, the range holding its token),
+// so that two replicas of a range agree on which keys a tree covers even
+// when buckets have different N. Trees are updated on every local write
+// through ObservedStorage (below), which wraps the node's engine: it reads
+// the key's stored set before the write (for the old KeyHash) and the result
+// after it. On start and for every range whose replica set changed, the tree
+// is rebuilt by scanning storage in bounded batches on a timer; a range is
+// not exchanged until its tree is built. Writes during a rebuild update the
+// tree only for keys at or before the scan position (the scan sees the rest).
+//
+// Exchange. Every `anti_entropy_interval` each built range is compared with
+// one other replica (rotating through them, skipping the unreachable): the
+// initiator runs a MerkleDiff over MerkleRequest/MerkleReply messages, then
+// walks the differing leaves' token ranges in bounded sub-ranges
+// (KeyExchange): it sends its keys with their sibling sets, the peer merges
+// them with StorageEngine::Put (the syntactic reconciliation rules) and
+// answers with every key of the sub-range whose merged set differs from what
+// it was sent, which the initiator merges in turn. Merging is idempotent and
+// keeps concurrent versions, so duplicated, lost or reordered messages can
+// only make an exchange incomplete, never lose a version; an incomplete
+// exchange is finished by a later one.
+//
+// Tombstones. A sweep over the ranges this node is the first replica of
+// finds keys whose sibling set is only tombstones older than
+// `tombstone_reap_grace`. It asks every other replica whether it holds them
+// (or versions descending from all of them); if all n say yes, it tells each
+// to reap them and reaps locally, each replica only if its set is still
+// exactly those tombstones. A replica that does not answer blocks reaping.
+//
+// Admission. Starting an exchange, a rebuild batch or a sweep batch takes
+// one operation from the node's AdmissionController; messages of an exchange
+// already running take what is left but do not wait.
+//
+// Thread-safety: the owning node's thread only.
+#ifndef DYNAMO_NODE_ANTI_ENTROPY_H_
+#define DYNAMO_NODE_ANTI_ENTROPY_H_
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "dynamo/failure_detector.h"
+#include "dynamo/merkle_tree.h"
+#include "dynamo/metrics.h"
+#include "dynamo/options.h"
+#include "dynamo/ring.h"
+#include "dynamo/runtime.h"
+#include "dynamo/storage_engine.h"
+#include "node/admission.h"
+#include "node/messages.h"
+
+namespace dynamo::internal {
+
+class AntiEntropy;
+
+// The messages AntiEntropy::Handle takes (Node::OnMessage routes them).
+template <typename T>
+inline constexpr bool kIsAntiEntropyMessage =
+    std::is_same_v<T, MerkleRequest> || std::is_same_v<T, MerkleReply> ||
+    std::is_same_v<T, KeyExchange> || std::is_same_v<T, KeyExchangeReply> ||
+    std::is_same_v<T, TombstoneCheck> || std::is_same_v<T, TombstoneCheckReply> ||
+    std::is_same_v<T, TombstoneReap>;
+
+// The engine a Node actually uses: forwards to the engine it was given,
+// times foreground reads for admission control, and reports every change of
+// a key's stored set to AntiEntropy so its Merkle trees follow the data.
+class ObservedStorage : public StorageEngineWrapper {
+ public:
+  // Borrowed pointers; admission may be null (no latency samples).
+  ObservedStorage(StorageEngine* target, Runtime* runtime, AdmissionController* admission)
+      : StorageEngineWrapper(target), runtime_(runtime), admission_(admission) {}
+  void set_anti_entropy(AntiEntropy* anti_entropy) { anti_entropy_ = anti_entropy; }
+
+  absl::StatusOr<SiblingSet> Get(std::string_view key) override;
+  absl::StatusOr<SiblingSet> Put(std::string_view key, const SiblingSet& incoming,
+                                 const WriteOptions& options) override;
+  absl::Status ReapTombstones(std::string_view key, const SiblingSet& tombstones) override;
+  absl::Status Erase(std::string_view key) override;
+
+ private:
+  uint64_t HashBefore(std::string_view key, bool* tracked);
+  void Changed(std::string_view key, uint64_t old_hash, const SiblingSet& after);
+
+  Runtime* runtime_;
+  AdmissionController* admission_;
+  AntiEntropy* anti_entropy_ = nullptr;
+};
+
+struct AntiEntropyEnv {
+  Runtime* runtime = nullptr;
+  StorageEngine* storage = nullptr;  // the raw engine: scans and reads
+  StorageEngine* writer = nullptr;   // the ObservedStorage: merges and reaps
+  const Ring* ring = nullptr;
+  FailureDetector* failure_detector = nullptr;
+  const NodeOptions* options = nullptr;
+  NodeMetrics* metrics = nullptr;
+  AdmissionController* admission = nullptr;
+  uint64_t* request_id_counter = nullptr;
+};
+
+class AntiEntropy {
+ public:
+  explicit AntiEntropy(AntiEntropyEnv env);
+  ~AntiEntropy();  // cancels its timers
+  AntiEntropy(const AntiEntropy&) = delete;
+  AntiEntropy& operator=(const AntiEntropy&) = delete;
+
+  // Creates the trees for the current ring and starts the timers.
+  void Start();
+  // Keeps the trees of ranges whose replica set is unchanged, drops the
+  // others (aborting their exchanges) and rebuilds trees for new ranges.
+  void OnRingChanged(const Ring& ring);
+
+  // From ObservedStorage: is the key in a tree, and its change.
+  bool Tracks(std::string_view key) const;
+  void OnKeyChanged(std::string_view key, uint64_t old_hash, uint64_t new_hash);
+
+  // Messages (routed by Node::OnMessage).
+  void Handle(NodeId from, const MerkleRequest& m);
+  void Handle(NodeId from, const MerkleReply& m);
+  void Handle(NodeId from, const KeyExchange& m);
+  void Handle(NodeId from, const KeyExchangeReply& m);
+  void Handle(NodeId from, const TombstoneCheck& m);
+  void Handle(NodeId from, const TombstoneCheckReply& m);
+  void Handle(NodeId from, const TombstoneReap& m);
+
+  // Introspection for tests and operators.
+  size_t tree_count() const { return trees_.size(); }
+  size_t trees_built() const;
+  size_t exchanges_in_flight() const { return sessions_.size(); }
+  // Root hash of the tree (n, range containing `token`), or 0 if none.
+  uint64_t RootFor(uint32_t n, Token token) const;
+
+  // The replica count of a storage key's bucket; 0 for an unknown bucket.
+  uint32_t ReplicasOf(std::string_view storage_key) const;
+
+ private:
+  using TreeKey = std::pair<uint32_t, Token>;  // (n, range end)
+  struct RangeState {
+    uint32_t n = 0;
+    TokenRange range;
+    std::vector<NodeId> replicas;  // the range's first n nodes
+    MerkleTree tree;
+    bool built = false;
+    // Rebuild progress: the scan cursor and the last (offset, key) folded in.
+    std::string cursor;
+    bool scanned_any = false;
+    Token scanned_offset = 0;
+    std::string scanned_key;
+    absl::Time last_exchange = absl::InfinitePast();
+    size_t next_peer = 0;
+    bool exchanging = false;
+    std::string sweep_cursor;
+  };
+  struct Session {
+    TreeKey tree;
+    NodeId peer = kNoNode;
+    std::unique_ptr<MerkleDiff> diff;
+    std::deque<TokenRange> pending;  // sub-ranges still to exchange keys for
+    std::set<std::string> sent_keys;  // keys sent in the current KeyExchange
+    TimerId timeout = kNoTimer;
+  };
+  struct Reap {
+    std::string key;
+    SiblingSet tombstones;
+    std::set<NodeId> waiting;
+    TimerId timeout = kNoTimer;
+  };
+
+  RangeState* FindTree(uint32_t n, Token token);
+  const RangeState* FindTree(uint32_t n, Token token) const;
+  void ScheduleTick();
+  void Tick();
+  void ScheduleRebuild();
+  void RebuildBatch();
+  void StartExchanges();
+  void StartExchange(const TreeKey& key, RangeState& state, NodeId peer);
+  // Sends a message of session `id` under a fresh request id; returns it.
+  uint64_t SendInSession(uint64_t id, const Message& message);
+  void SendNextKeys(uint64_t id);
+  void FinishSession(uint64_t id, bool ok);
+  void Sweep();
+  void StartReap(const RangeState& state, std::string key, SiblingSet tombstones);
+  void ReapIfExactly(std::string_view key, const SiblingSet& tombstones);
+  void Send(NodeId to, const Message& message);
+  uint64_t NextRequestId() { return ++*env_.request_id_counter; }
+  absl::Time Now() { return env_.runtime->Now(); }
+  NodeId self() const { return env_.runtime->self(); }
+  // Takes one background operation from the admission budget.
+  bool Admit();
+  void ChargeOne();
+
+  AntiEntropyEnv env_;
+  std::map<TreeKey, RangeState> trees_;
+  std::map<uint64_t, Session> sessions_;  // by the request id awaited
+  std::map<uint64_t, Reap> reaps_;        // by request id
+  std::set<std::string> reaping_keys_;
+  TreeKey exchange_cursor_{0, 0};
+  TreeKey sweep_range_{0, 0};
+  absl::Time next_sweep_ = absl::InfinitePast();
+  TimerId tick_timer_ = kNoTimer;
+  TimerId rebuild_timer_ = kNoTimer;
+  bool started_ = false;
+};
+
+}  // namespace dynamo::internal
+
+#endif  // DYNAMO_NODE_ANTI_ENTROPY_H_
