@@ -281,7 +281,7 @@ TEST_CASE("a 3-node cluster serves SET/GET to a RESP client") {
   REQUIRE(Cmd(cluster.client_port(2), {"GET", "key5"}).str == "value5");
 }
 
-TEST_CASE("kill -9 of a node during W=2 writes; it restarts and receives its hints") {
+TEST_CASE("kill -9 of a node during W=2 writes, then it restarts and receives its hints") {
   // Four nodes so that a stand-in exists for the dead node's replicas.
   Cluster cluster(4, 3, 2, 2);
   cluster.StartAll();
