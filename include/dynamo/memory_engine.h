@@ -23,6 +23,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "dynamo/storage_engine.h"
@@ -68,7 +69,12 @@ class MemoryEngine final : public StorageEngine {
  private:
   StorageLimits limits_;
   // Keyed by TokenToBytes(KeyToken(key)) + key, so iteration is token order.
-  std::map<std::string, SiblingSet, std::less<>> data_;
+  using DataMap = std::map<std::string, SiblingSet, std::less<>>;
+  DataMap data_;
+  // Point lookups by plain key go through a hash index instead of the
+  // ordered map's string comparisons (the simulator's hot path). Only looked
+  // up, never iterated, so its per-process hash seed decides nothing.
+  absl::flat_hash_map<std::string, DataMap::iterator> index_;
   // Keyed by 8-byte big-endian owner + token bytes + key.
   std::map<std::string, SiblingSet, std::less<>> hints_;
   std::map<std::string, std::string, std::less<>> metadata_;

@@ -16,24 +16,24 @@ absl::StatusOr<std::unique_ptr<MemoryEngine>> MemoryEngine::Create(const Storage
 
 absl::StatusOr<SiblingSet> MemoryEngine::Get(std::string_view key) {
   DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, limits_));
-  auto it = data_.find(DataKey(key));
-  if (it == data_.end()) return SiblingSet();
-  return it->second;
+  auto found = index_.find(absl::string_view(key.data(), key.size()));
+  if (found == index_.end()) return SiblingSet();
+  return found->second->second;
 }
 
 absl::StatusOr<SiblingSet> MemoryEngine::Put(std::string_view key, const SiblingSet& incoming,
                                              const WriteOptions& /*options*/) {
   DYNAMO_RETURN_IF_ERROR(internal::ValidateSiblings(key, incoming, limits_));
-  std::string data_key = DataKey(key);
-  auto it = data_.find(data_key);
-  SiblingSet stored = it == data_.end() ? SiblingSet() : it->second;
+  auto found = index_.find(absl::string_view(key.data(), key.size()));
+  SiblingSet stored = found == index_.end() ? SiblingSet() : found->second->second;
   DYNAMO_ASSIGN_OR_RETURN(bool changed,
                           internal::MergeWithinLimit(key, stored, incoming, limits_));
   if (changed && !stored.empty()) {
-    if (it == data_.end()) {
-      data_.emplace(std::move(data_key), stored);
+    if (found == index_.end()) {
+      auto inserted = data_.emplace(DataKey(key), stored).first;
+      index_.emplace(std::string(key), inserted);
     } else {
-      it->second = stored;
+      found->second->second = stored;
     }
   }
   return stored;
@@ -41,16 +41,22 @@ absl::StatusOr<SiblingSet> MemoryEngine::Put(std::string_view key, const Sibling
 
 absl::Status MemoryEngine::ReapTombstones(std::string_view key, const SiblingSet& tombstones) {
   DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, limits_));
-  auto it = data_.find(DataKey(key));
-  if (it == data_.end()) return absl::OkStatus();
-  internal::RemoveReapedTombstones(it->second, tombstones);
-  if (it->second.empty()) data_.erase(it);
+  auto found = index_.find(absl::string_view(key.data(), key.size()));
+  if (found == index_.end()) return absl::OkStatus();
+  internal::RemoveReapedTombstones(found->second->second, tombstones);
+  if (found->second->second.empty()) {
+    data_.erase(found->second);
+    index_.erase(found);
+  }
   return absl::OkStatus();
 }
 
 absl::Status MemoryEngine::Erase(std::string_view key) {
   DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, limits_));
-  data_.erase(DataKey(key));
+  auto found = index_.find(absl::string_view(key.data(), key.size()));
+  if (found == index_.end()) return absl::OkStatus();
+  data_.erase(found->second);
+  index_.erase(found);
   return absl::OkStatus();
 }
 
