@@ -8,6 +8,7 @@
 #ifndef DYNAMO_FAILURE_DETECTOR_H_
 #define DYNAMO_FAILURE_DETECTOR_H_
 
+#include <deque>
 #include <map>
 #include <vector>
 
@@ -33,11 +34,27 @@ class FailureDetector {
   // When `peer` was last heard from (InfinitePast if never).
   absl::Time LastHeard(NodeId peer) const;
 
+  // The phi-accrual suspicion level (Hayashibara et al.; Cassandra): how
+  // unlikely it is, given the intervals at which `peer` was heard so far,
+  // that it is still alive after this long a silence, as -log10 of the
+  // probability under an exponential model. 0 with fewer than
+  // kPhiSamplesMin intervals.
+  double Phi(NodeId peer, absl::Time now) const;
+
+  // Marks unreachable every reachable peer whose phi exceeds `threshold`
+  // (Cassandra's default is 8). Returns how many were marked.
+  size_t SuspectByPhi(absl::Time now, double threshold);
+
+  static constexpr size_t kPhiSamplesMin = 3;
+  static constexpr size_t kPhiWindow = 100;  // intervals remembered per peer
+
  private:
   struct PeerState {
     bool reachable = true;
     absl::Time last_heard = absl::InfinitePast();
     absl::Time last_timeout = absl::InfinitePast();
+    std::deque<double> intervals_s;  // at most kPhiWindow
+    double intervals_sum_s = 0;
   };
   std::map<NodeId, PeerState> peers_;  // ordered: Unreachable() must not depend on hashing
 };

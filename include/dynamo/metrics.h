@@ -28,8 +28,35 @@ struct NodeMetrics {
   uint64_t hints_delivered = 0;          // acknowledged by their owner and deleted
   uint64_t hints_held = 0;               // currently stored (refreshed by handoff)
 
+  // Membership, gossip and ownership transfer (paper 4.8, 4.9).
+  uint64_t gossip_rounds = 0;
+  uint64_t membership_changes = 0;       // merges that changed the view
+  uint64_t transfers_started = 0;
+  uint64_t transfers_completed = 0;
+  uint64_t transfer_keys_received = 0;
+  uint64_t transfer_timeouts = 0;
+  uint64_t handoff_keys_sent = 0;        // keys pushed to their new owners
+  uint64_t keys_dropped = 0;             // erased after their owners confirmed them
+  uint64_t peers_suspected_by_phi = 0;
+
   uint64_t messages_malformed = 0;       // dropped: failed to decode
   uint64_t storage_errors = 0;
+
+  // Anti-entropy (paper 4.7), tombstone reaping, admission control (6.5).
+  uint64_t merkle_trees = 0;                     // trees kept (one per replicated range and N)
+  uint64_t merkle_trees_built = 0;               // of which fully built
+  uint64_t anti_entropy_exchanges_started = 0;
+  uint64_t anti_entropy_exchanges_completed = 0;
+  uint64_t anti_entropy_exchanges_failed = 0;    // peer refused, timed out or ring changed
+  uint64_t anti_entropy_rounds = 0;              // Merkle hash requests sent
+  uint64_t anti_entropy_bytes_sent = 0;          // encoded bytes of all anti-entropy messages
+  uint64_t anti_entropy_keys_sent = 0;
+  uint64_t anti_entropy_keys_received = 0;
+  uint64_t tombstones_reaped = 0;
+  uint64_t tombstone_reaps_blocked = 0;          // a replica silent or not holding them
+  uint64_t background_budget = 0;                // admission: operations per second now allowed
+  uint64_t background_read_p99_us = 0;           // foreground storage read p99 over the window
+  uint64_t background_ops_denied = 0;            // background steps deferred for lack of budget
 };
 
 }  // namespace dynamo

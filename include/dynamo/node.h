@@ -16,6 +16,7 @@
 #ifndef DYNAMO_NODE_H_
 #define DYNAMO_NODE_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -26,6 +27,7 @@
 #include "dynamo/context.h"
 #include "dynamo/coordinator.h"
 #include "dynamo/failure_detector.h"
+#include "dynamo/membership.h"
 #include "dynamo/metrics.h"
 #include "dynamo/options.h"
 #include "dynamo/ring.h"
@@ -33,6 +35,12 @@
 #include "dynamo/storage_engine.h"
 
 namespace dynamo {
+
+namespace internal {
+class AdmissionController;
+class AntiEntropy;
+class ObservedStorage;
+}  // namespace internal
 
 class Node {
  public:
@@ -58,9 +66,28 @@ class Node {
   void Delete(std::string_view bucket, std::string_view key, const Context& context,
               PutCallback done);
 
-  // Replaces the node's view of the ring (an operator-installed membership,
-  // until gossip distributes it).
+  // Replaces the node's view of the ring with a static one (every member
+  // up). For tests and embedders without gossip; membership changes made
+  // with Join/Leave/Remove replace it again.
   absl::Status SetRing(Ring ring);
+
+  // Membership administration (paper 4.8: joins and removals are explicit).
+  // Join: ask `seed`, any member, to add this node; it then pulls the ranges
+  // it will own and becomes up. `done` says whether the seed accepted.
+  void Join(NodeId seed, PutCallback done);
+  // Marks this node leaving: it hands its data to the new owners, then marks
+  // itself removed.
+  absl::Status Leave();
+  // Removes another node (e.g. a dead one) from the ring; the new owners of
+  // its ranges pull them from the remaining replicas. Failure detection
+  // never does this by itself.
+  absl::Status Remove(NodeId id);
+
+  const Membership& membership() const { return membership_; }
+  // The ring the cluster is moving to (equal to ring() when nothing moves).
+  const Ring& pending_ring() const { return pending_ring_; }
+  // Ownership transfers queued or running.
+  size_t transfers_pending() const { return transfers_.size(); }
 
   NodeId id() const { return runtime_->self(); }
   const NodeIdentity& identity() const { return identity_; }
@@ -72,6 +99,23 @@ class Node {
   size_t hint_deliveries_in_flight() const { return hint_deliveries_.size(); }
 
  private:
+  struct Transfer {
+    TokenRange range;
+    std::vector<NodeId> sources;  // every old owner; each is pulled fully
+    size_t source_index = 0;
+    size_t source_failures = 0;
+    size_t sources_done = 0;
+    std::string cursor;
+    uint64_t request_id = 0;  // 0 when no batch is outstanding
+    TimerId timer = kNoTimer;
+    bool for_join = false;
+  };
+  struct PushedKey {  // a key handed to its owners, dropped once all confirm
+    std::string key;
+    SiblingSet siblings;
+    size_t acks_needed = 0;
+    bool erase_when_confirmed = true;
+  };
   struct HintDelivery {
     NodeId owner;
     std::string key;
@@ -89,10 +133,39 @@ class Node {
   void ScheduleProbe();
   void ScheduleFlush();
 
+  // Membership and gossip.
+  absl::Status LoadMembership(const Ring& initial);
+  void OnMembershipChanged();
+  void UpdateOwnEntry(const std::function<void(MemberEntry&)>& change);
+  void ScheduleGossip();
+  void GossipRound();
+  void OnGossipDigest(NodeId from, const std::vector<std::pair<NodeId, uint64_t>>& digest);
+  void OnGossipEntries(NodeId from, std::string_view entries, const std::vector<NodeId>& wanted);
+  size_t ReplicationMax() const;
+
+  // Ownership transfer.
+  void EnqueueTransfers(const Ring& before, const Ring& after, bool for_join);
+  void PumpTransfers();
+  void OnTransferBatch(NodeId from, uint64_t request_id, int code,
+                       std::vector<std::pair<std::string, SiblingSet>>& entries,
+                       std::string next_cursor);
+  void OnTransferTimeout(uint64_t request_id);
+  void FinishTransferSource(Transfer& t, bool success);
+  void RetireTransfers();
+  void ScheduleCleanup();
+  void Sweep();
+  bool OnPushAck(NodeId from, uint64_t request_id, bool ok);
+  void RestartLeavePass();
+  void SettleOwnEntry();
+  void FinishLeave();
+
   NodeOptions options_;
   Runtime* runtime_;
   StorageEngine* storage_;
-  Ring ring_;
+  Ring ring_;          // serves requests: members up or leaving
+  Ring pending_ring_;  // where the cluster is moving: joiners in, leavers out
+  Membership membership_;
+  bool fresh_identity_ = false;  // identity created at this start (no data)
   NodeIdentity identity_;
   NodeMetrics metrics_;
   FailureDetector failure_detector_;
@@ -104,6 +177,29 @@ class Node {
   TimerId handoff_timer_ = kNoTimer;
   TimerId probe_timer_ = kNoTimer;
   TimerId flush_timer_ = kNoTimer;
+  TimerId gossip_timer_ = kNoTimer;
+  TimerId cleanup_timer_ = kNoTimer;
+  TimerId transfer_pump_timer_ = kNoTimer;
+  uint64_t gossip_round_ = 0;
+  std::map<uint64_t, std::pair<PutCallback, TimerId>> joins_;  // request id -> callback, timeout
+  TimerId settle_timer_ = kNoTimer;
+  std::vector<Transfer> transfers_;
+  bool join_transfers_enqueued_ = false;
+  // Sweep state: a cursor over this node's data, and keys pushed to their
+  // owners awaiting acknowledgements (request id -> index in pushed_).
+  std::string sweep_cursor_;
+  bool leave_pass_ = false;  // sweeping to hand everything over before removal
+  bool leave_final_batch_ = false;   // the current batch ends the pass
+  bool leave_batch_failed_ = false;  // an owner refused: the pass starts over
+  bool own_entry_settled_ = true;    // see OnMembershipChanged
+  std::map<uint64_t, size_t> push_requests_;
+  std::vector<PushedKey> pushed_;
+  uint64_t push_generation_ = 0;
+  // Anti-entropy and admission control (lib/node/anti_entropy.h, admission.h);
+  // storage_ points at observed_storage_ once started.
+  std::unique_ptr<internal::AdmissionController> admission_;
+  std::unique_ptr<internal::ObservedStorage> observed_storage_;
+  std::unique_ptr<internal::AntiEntropy> anti_entropy_;
 };
 
 }  // namespace dynamo

@@ -58,6 +58,62 @@ struct NodeOptions {
 
   // Write buffering (paper 6.1): how often buffered engine writes are flushed.
   absl::Duration storage_flush_interval = absl::Milliseconds(100);
+
+  // Membership and gossip (paper 4.8).
+  std::vector<uint64_t> seeds;  // node ids contacted besides random peers
+  std::string zone;             // this node's zone, announced when it joins
+  double weight = 1.0;          // this node's capacity relative to others
+  absl::Duration gossip_interval = absl::Seconds(1);
+  size_t seed_gossip_period_rounds = 3;  // every this many rounds, also gossip with a seed
+  double phi_threshold = 8;              // phi-accrual suspicion level (Cassandra's default)
+  absl::Duration join_timeout = absl::Seconds(5);
+
+  // Ownership transfer (paper 4.9): bounded, throttled, resumable batches.
+  size_t transfer_batch_entries = 256;
+  size_t transfer_batch_bytes = 1 << 20;
+  size_t transfers_in_flight_max = 2;
+  absl::Duration transfer_timeout = absl::Seconds(2);
+  absl::Duration transfer_batch_interval = absl::Milliseconds(10);  // throttle between batches
+  size_t transfer_attempts_max = 3;  // timeouts before a source is skipped
+  // Sweep handing off and dropping data this node no longer owns.
+  absl::Duration cleanup_interval = absl::Seconds(2);
+  size_t cleanup_batch_entries = 256;
+
+  // Hinted handoff can be switched off (tests of anti-entropy alone): hints
+  // are still stored but never delivered.
+  bool hinted_handoff_enabled = true;
+
+  // Anti-entropy with Merkle trees (paper 4.7; lib/node/anti_entropy.h).
+  bool anti_entropy_enabled = true;
+  absl::Duration anti_entropy_interval = absl::Seconds(10);  // each range exchanged about this often
+  size_t anti_entropy_exchanges_in_flight_max = 4;
+  absl::Duration anti_entropy_reply_timeout = absl::Seconds(1);
+  // One tree per replicated range: 16^2 = 256 leaves, ~2.2 KiB per tree.
+  size_t merkle_tree_fanout = 16;
+  int merkle_tree_depth = 2;
+  size_t merkle_request_nodes_max = 1024;  // hashes asked per message
+  size_t merkle_rebuild_batch_keys = 1000;  // keys scanned per rebuild step
+  absl::Duration merkle_rebuild_batch_interval = absl::Milliseconds(10);
+  size_t anti_entropy_exchange_keys_max = 1000;          // keys per exchange message
+  size_t anti_entropy_exchange_bytes_max = 512 << 10;    // approximate bytes per exchange message
+
+  // Tombstone reaping: only once every replica holds the tombstones, and
+  // only tombstones older than the grace (a bound on how late a stale copy,
+  // e.g. an undelivered hint, may still arrive).
+  bool tombstone_reaping_enabled = true;
+  absl::Duration tombstone_reap_grace = absl::Hours(1);
+  absl::Duration tombstone_sweep_interval = absl::Seconds(10);
+  size_t tombstone_sweep_batch_keys = 1000;
+  size_t tombstone_reaps_in_flight_max = 64;
+
+  // Admission control of background work (paper 6.5): the budget of
+  // background operations per second halves while the p99 of foreground
+  // storage reads over the window exceeds the threshold, and grows back by
+  // a tenth of the maximum per second once it is below.
+  absl::Duration admission_window = absl::Seconds(60);
+  absl::Duration admission_read_p99_threshold = absl::Milliseconds(50);
+  uint64_t background_ops_per_second_max = 1000;
+  uint64_t background_ops_per_second_min = 10;
 };
 
 }  // namespace dynamo

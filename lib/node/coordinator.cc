@@ -491,6 +491,16 @@ void Coordinator::Write(const BucketOptions& bucket, std::string_view key, const
     if (t.hint_owner != kNoNode) env_.metrics->hinted_writes_sent++;
     Send(t.node, EncodeMessage(ReplicaPut{id, op->skey, {op->version}, t.hint_owner, false}));
   }
+  if (env_.pending_ring != nullptr && env_.pending_ring->size() > 0) {
+    std::vector<NodeId> future;
+    env_.pending_ring->PreferenceList(KeyToken(op->skey), bucket.n, 0, &future);
+    std::string copy;
+    for (NodeId f : future) {
+      if (f == self() || Contains(owners, f)) continue;
+      if (copy.empty()) copy = EncodeMessage(ReplicaPut{0, op->skey, {op->version}, kNoNode, false});
+      Send(f, copy);
+    }
+  }
   op->deadline = env_.runtime->Schedule(env_.options->request_timeout, [this, id] {
     auto it = puts_.find(id);
     if (it == puts_.end()) return;

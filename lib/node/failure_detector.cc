@@ -1,5 +1,7 @@
 #include "dynamo/failure_detector.h"
 
+#include <algorithm>
+
 namespace dynamo {
 
 bool FailureDetector::IsReachable(NodeId peer) const {
@@ -9,8 +11,41 @@ bool FailureDetector::IsReachable(NodeId peer) const {
 
 void FailureDetector::OnHeard(NodeId peer, absl::Time now) {
   PeerState& s = peers_[peer];
+  if (s.last_heard != absl::InfinitePast() && now > s.last_heard) {
+    double interval = absl::ToDoubleSeconds(now - s.last_heard);
+    s.intervals_s.push_back(interval);
+    s.intervals_sum_s += interval;
+    if (s.intervals_s.size() > kPhiWindow) {
+      s.intervals_sum_s -= s.intervals_s.front();
+      s.intervals_s.pop_front();
+    }
+  }
   s.reachable = true;
-  s.last_heard = now;
+  s.last_heard = std::max(s.last_heard, now);
+}
+
+double FailureDetector::Phi(NodeId peer, absl::Time now) const {
+  auto it = peers_.find(peer);
+  if (it == peers_.end() || it->second.intervals_s.size() < kPhiSamplesMin) return 0;
+  const PeerState& s = it->second;
+  double mean = s.intervals_sum_s / static_cast<double>(s.intervals_s.size());
+  if (mean <= 0) return 0;
+  double silence = std::max(0.0, absl::ToDoubleSeconds(now - s.last_heard));
+  // P(next arrival later than `silence`) = exp(-silence/mean), so
+  // phi = -log10(exp(-silence/mean)) = silence / mean * log10(e).
+  return silence / mean * 0.4342944819032518;
+}
+
+size_t FailureDetector::SuspectByPhi(absl::Time now, double threshold) {
+  size_t marked = 0;
+  for (auto& [id, s] : peers_) {
+    if (s.reachable && Phi(id, now) > threshold) {
+      s.reachable = false;
+      s.last_timeout = now;
+      ++marked;
+    }
+  }
+  return marked;
 }
 
 void FailureDetector::OnTimeout(NodeId peer, absl::Time now) {

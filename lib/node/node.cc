@@ -3,14 +3,24 @@
 #include <utility>
 #include <variant>
 
+#include "absl/random/distributions.h"
 #include "absl/strings/str_cat.h"
+#include "xxhash.h"
 #include "core/status_macros.h"
+#include "node/admission.h"
+#include "node/anti_entropy.h"
 #include "node/messages.h"
 #include "node/ring_codec.h"
 
 namespace dynamo {
 
 using internal::ClientReply;
+using internal::GossipDigest;
+using internal::GossipEntries;
+using internal::JoinReply;
+using internal::JoinRequest;
+using internal::TransferBatch;
+using internal::TransferRequest;
 using internal::ClientRequest;
 using internal::EncodeMessage;
 using internal::Message;
@@ -29,8 +39,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(NodeOptions options, Runtime*
     return absl::InvalidArgumentError("Node::Create needs a runtime and a storage engine");
   }
   if (options.buckets.empty()) return absl::InvalidArgumentError("no buckets configured");
+  // An empty ring is a node that is not yet a member; it joins later.
   for (const BucketOptions& b : options.buckets) {
-    DYNAMO_RETURN_IF_ERROR(ValidateBucket(b, ring.size()));
+    DYNAMO_RETURN_IF_ERROR(ValidateBucket(b, ring.size() == 0 ? b.n : ring.size()));
   }
   std::unique_ptr<Node> node(new Node(std::move(options), runtime, storage, std::move(ring)));
   DYNAMO_RETURN_IF_ERROR(node->Start());
@@ -38,14 +49,24 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(NodeOptions options, Runtime*
 }
 
 Node::Node(NodeOptions options, Runtime* runtime, StorageEngine* storage, Ring ring)
-    : options_(std::move(options)), runtime_(runtime), storage_(storage), ring_(std::move(ring)) {}
+    : options_(std::move(options)),
+      runtime_(runtime),
+      storage_(storage),
+      ring_(std::move(ring)),
+      pending_ring_(ring_) {}
 
 Node::~Node() {
   runtime_->transport().SetReceiveHandler(nullptr);
   runtime_->Cancel(handoff_timer_);
   runtime_->Cancel(probe_timer_);
   runtime_->Cancel(flush_timer_);
+  runtime_->Cancel(gossip_timer_);
+  runtime_->Cancel(cleanup_timer_);
+  runtime_->Cancel(transfer_pump_timer_);
+  runtime_->Cancel(settle_timer_);
+  for (auto& [request, join] : joins_) runtime_->Cancel(join.second);
   for (auto& [id, d] : hint_deliveries_) runtime_->Cancel(d.timeout);
+  for (Transfer& t : transfers_) runtime_->Cancel(t.timer);
 }
 
 absl::Status Node::Start() {
@@ -61,15 +82,32 @@ absl::Status Node::Start() {
     // actor guarantees no vector-clock counter of an earlier life is reused.
     identity_.node = id();
     identity_.epoch = 1;
+    fresh_identity_ = true;
     do {
       identity_.actor = runtime_->Rng()();
     } while (identity_.actor == 0);
     DYNAMO_RETURN_IF_ERROR(storage_->PutIdentity(identity_));
   }
+  DYNAMO_RETURN_IF_ERROR(LoadMembership(ring_));
+  if (fresh_identity_ && membership_.Find(id()) != nullptr) {
+    // We may be a member that lost its data: hear from the cluster before
+    // announcing an actor (see OnMembershipChanged), but not forever.
+    own_entry_settled_ = false;
+    settle_timer_ = runtime_->Schedule(3 * options_.gossip_interval, [this] {
+      settle_timer_ = kNoTimer;
+      SettleOwnEntry();
+    });
+  }
+  // Every use of storage_ from here on goes through ObservedStorage, which
+  // keeps the Merkle trees current and times foreground reads (paper 6.5).
+  admission_ = std::make_unique<internal::AdmissionController>(internal::AdmissionOptionsFor(options_));
+  observed_storage_ = std::make_unique<internal::ObservedStorage>(storage_, runtime_, admission_.get());
+  storage_ = observed_storage_.get();
   CoordinatorEnv env;
   env.runtime = runtime_;
   env.storage = storage_;
   env.ring = &ring_;
+  env.pending_ring = &pending_ring_;
   env.failure_detector = &failure_detector_;
   env.options = &options_;
   env.metrics = &metrics_;
@@ -81,6 +119,14 @@ absl::Status Node::Start() {
   ScheduleHandoff();
   ScheduleProbe();
   ScheduleFlush();
+  ScheduleGossip();
+  ScheduleCleanup();
+  OnMembershipChanged();
+  anti_entropy_ = std::make_unique<internal::AntiEntropy>(internal::AntiEntropyEnv{
+      runtime_, observed_storage_->target(), storage_, &ring_, &failure_detector_, &options_,
+      &metrics_, admission_.get(), &request_id_counter_});
+  observed_storage_->set_anti_entropy(anti_entropy_.get());
+  anti_entropy_->Start();
   return absl::OkStatus();
 }
 
@@ -102,7 +148,21 @@ absl::Status Node::SetRing(Ring ring) {
   for (const BucketOptions& b : options_.buckets) {
     DYNAMO_RETURN_IF_ERROR(ValidateBucket(b, ring.size()));
   }
+  membership_ = Membership();
+  uint64_t seq = 0;
+  for (const RingMember& m : ring.members()) {
+    MemberEntry e;
+    e.id = m.id;
+    e.zone = m.zone;
+    e.weight = m.weight;
+    e.version = 1;
+    e.join_seq = ++seq;
+    membership_.Merge(e);
+  }
   ring_ = std::move(ring);
+  pending_ring_ = ring_;
+  OnMembershipChanged();
+  if (anti_entropy_) anti_entropy_->OnRingChanged(ring_);
   return absl::OkStatus();
 }
 
@@ -175,6 +235,7 @@ void Node::OnMessage(NodeId from, std::string_view bytes) {
           SendMessage(from, EncodeMessage(reply));
         } else if constexpr (std::is_same_v<T, ReplicaPutReply>) {
           if (coordinator_->OnReplicaPutReply(from, m)) return;
+          if (OnPushAck(from, m.request_id, m.code == 0)) return;
           auto it = hint_deliveries_.find(m.request_id);
           if (it != hint_deliveries_.end() && it->second.owner == from) {
             OnHintDelivered(m.request_id, m.code == 0);
@@ -193,6 +254,71 @@ void Node::OnMessage(NodeId from, std::string_view bytes) {
           SendMessage(from, EncodeMessage(RingReply{m.request_id, EncodeRing(ring_)}));
         } else if constexpr (std::is_same_v<T, RingReply>) {
           // Nodes do not ask for rings; clients do.
+        } else if constexpr (internal::kIsAntiEntropyMessage<T>) {
+          anti_entropy_->Handle(from, m);
+        } else if constexpr (std::is_same_v<T, GossipDigest>) {
+          OnGossipDigest(from, m.versions);
+        } else if constexpr (std::is_same_v<T, GossipEntries>) {
+          OnGossipEntries(from, m.entries, m.wanted);
+        } else if constexpr (std::is_same_v<T, JoinRequest>) {
+          JoinReply reply;
+          reply.request_id = m.request_id;
+          absl::StatusOr<std::vector<MemberEntry>> entry = DecodeMemberEntries(m.entry);
+          if (!entry.ok() || entry->size() != 1 || entry->front().id != from) {
+            reply.code = static_cast<int>(absl::StatusCode::kInvalidArgument);
+            reply.error = "join: expected exactly the joiner's own entry";
+          } else if (membership_.Find(id()) == nullptr) {
+            reply.code = static_cast<int>(absl::StatusCode::kFailedPrecondition);
+            reply.error = "join: the seed is not a member of a cluster itself";
+          } else {
+            const MemberEntry* known = membership_.Find(from);
+            if (known == nullptr || known->status == MemberStatus::kRemoved) {
+              MemberEntry e = entry->front();
+              e.status = MemberStatus::kJoining;
+              e.join_seq = membership_.NextSeq();
+              e.remove_seq = 0;
+              e.version = known == nullptr ? 1 : known->version + 1;
+              if (membership_.Merge(e)) OnMembershipChanged();
+            }
+            reply.entries = EncodeMemberEntries(membership_.List());
+          }
+          SendMessage(from, EncodeMessage(reply));
+        } else if constexpr (std::is_same_v<T, JoinReply>) {
+          auto it = joins_.find(m.request_id);
+          if (it == joins_.end()) return;
+          PutCallback done = std::move(it->second.first);
+          runtime_->Cancel(it->second.second);
+          joins_.erase(it);
+          if (m.code != 0) {
+            done(absl::Status(static_cast<absl::StatusCode>(m.code), m.error));
+            return;
+          }
+          absl::StatusOr<std::vector<MemberEntry>> entries = DecodeMemberEntries(m.entries);
+          if (!entries.ok()) {
+            done(entries.status());
+            return;
+          }
+          if (membership_.MergeAll(*entries)) OnMembershipChanged();
+          SettleOwnEntry();
+          done(absl::OkStatus());
+        } else if constexpr (std::is_same_v<T, TransferRequest>) {
+          TransferBatch reply;
+          reply.request_id = m.request_id;
+          ScanLimits limits;
+          limits.entries_max = options_.transfer_batch_entries;
+          limits.bytes_max = options_.transfer_batch_bytes;
+          absl::StatusOr<ScanResult> scan = storage_->Scan(TokenRange{m.begin, m.end}, m.cursor, limits);
+          if (!scan.ok()) {
+            metrics_.storage_errors++;
+            reply.code = static_cast<int>(scan.status().code());
+            reply.error = std::string(scan.status().message());
+          } else {
+            for (KeyEntry& e : scan->entries) reply.entries.emplace_back(std::move(e.key), std::move(e.siblings));
+            reply.next_cursor = std::move(scan->resume_cursor);
+          }
+          SendMessage(from, EncodeMessage(reply));
+        } else if constexpr (std::is_same_v<T, TransferBatch>) {
+          OnTransferBatch(from, m.request_id, m.code, m.entries, std::move(m.next_cursor));
         }
       },
       *decoded);
@@ -213,6 +339,8 @@ void Node::DeliverHints() {
   if (usage.ok()) metrics_.hints_held = usage->count;
   if (usage.ok() && usage->count == 0) return;
   size_t room = options_.hint_deliveries_in_flight_max - hint_deliveries_.size();
+  if (room == 0 || !options_.hinted_handoff_enabled) return;
+  room = admission_->TryAcquire(runtime_->Now(), room);  // background budget (paper 6.5)
   if (room == 0) return;
   ScanLimits limits;
   limits.entries_max = room;
@@ -264,6 +392,8 @@ void Node::OnHintDelivered(uint64_t id, bool ok) {
 void Node::ScheduleProbe() {
   probe_timer_ = runtime_->Schedule(options_.probe_interval, [this] {
     probe_timer_ = kNoTimer;
+    metrics_.peers_suspected_by_phi +=
+        failure_detector_.SuspectByPhi(runtime_->Now(), options_.phi_threshold);
     for (NodeId peer : failure_detector_.Unreachable()) {
       SendMessage(peer, EncodeMessage(Ping{++request_id_counter_}));
     }
@@ -277,6 +407,484 @@ void Node::ScheduleFlush() {
     if (!storage_->Flush().ok()) metrics_.storage_errors++;
     ScheduleFlush();
   });
+}
+
+// ---------------------------------------------------------------- membership
+
+size_t Node::ReplicationMax() const {
+  size_t n = 1;
+  for (const BucketOptions& b : options_.buckets) n = std::max(n, b.n);
+  return n;
+}
+
+absl::Status Node::LoadMembership(const Ring& initial) {
+  DYNAMO_ASSIGN_OR_RETURN(std::optional<std::string> saved, storage_->GetMetadata("membership"));
+  if (saved.has_value()) {
+    absl::StatusOr<std::vector<MemberEntry>> entries = DecodeMemberEntries(*saved);
+    if (!entries.ok()) {
+      return absl::DataLossError(absl::StrCat("stored membership is corrupt: ",
+                                              std::string(entries.status().message())));
+    }
+    membership_.MergeAll(*entries);
+  } else {
+    // First start: the ring we were given is the cluster (every member up,
+    // joined in id order). An empty ring means we are not a member yet.
+    uint64_t seq = 0;
+    for (const RingMember& m : initial.members()) {
+      MemberEntry e;
+      e.id = m.id;
+      e.zone = m.zone;
+      e.weight = m.weight;
+      e.version = 1;
+      e.join_seq = ++seq;
+      membership_.Merge(e);
+    }
+  }
+  return absl::OkStatus();
+}
+
+void Node::UpdateOwnEntry(const std::function<void(MemberEntry&)>& change) {
+  const MemberEntry* mine = membership_.Find(id());
+  if (mine == nullptr) return;
+  MemberEntry e = *mine;
+  change(e);
+  e.version = mine->version + 1;
+  membership_.Merge(e);
+}
+
+void Node::OnMembershipChanged() {
+  metrics_.membership_changes++;
+  // Announce this incarnation's actor. A node that lost its data finds
+  // another actor in its cluster entry: that was its previous life, so it
+  // moves to the next epoch. It waits until it has heard from the cluster
+  // (own_entry_settled_), or it would only see its own bootstrap view.
+  if (const MemberEntry* mine = membership_.Find(id());
+      own_entry_settled_ && mine != nullptr && mine->status != MemberStatus::kRemoved &&
+      mine->actor != identity_.actor) {
+    if (mine->actor != 0 && fresh_identity_) {
+      identity_.epoch = std::max(identity_.epoch, mine->epoch + 1);
+      if (!storage_->PutIdentity(identity_).ok()) metrics_.storage_errors++;
+    }
+    fresh_identity_ = false;
+    UpdateOwnEntry([this](MemberEntry& e) {
+      e.actor = identity_.actor;
+      e.epoch = identity_.epoch;
+    });
+  }
+  if (!storage_->PutMetadata("membership", EncodeMemberEntries(membership_.List())).ok()) {
+    metrics_.storage_errors++;
+  }
+  absl::StatusOr<Ring> routing = membership_.BuildRing(ring_.options(), /*pending=*/false);
+  absl::StatusOr<Ring> pending = membership_.BuildRing(ring_.options(), /*pending=*/true);
+  if (!routing.ok() || !pending.ok()) {
+    metrics_.storage_errors++;  // an inconsistent view; keep the old rings
+    return;
+  }
+  Ring before = ring_;
+  ring_ = *std::move(routing);
+  pending_ring_ = *std::move(pending);
+  if (anti_entropy_) anti_entropy_->OnRingChanged(ring_);  // trees follow the ranges
+  const MemberEntry* mine = membership_.Find(id());
+  if (before.size() > 0 && ring_.Contains(id())) {
+    // Ranges this node gained (a member was removed, or this node became
+    // up) are pulled from their previous owners.
+    EnqueueTransfers(before, ring_, /*for_join=*/false);
+  }
+  if (mine != nullptr && mine->status == MemberStatus::kJoining && !join_transfers_enqueued_) {
+    join_transfers_enqueued_ = true;
+    EnqueueTransfers(ring_, pending_ring_, /*for_join=*/true);
+    if (transfers_.empty()) {
+      UpdateOwnEntry([](MemberEntry& e) { e.status = MemberStatus::kUp; });
+      OnMembershipChanged();
+      return;
+    }
+  }
+  if (mine != nullptr && mine->status == MemberStatus::kLeaving && !leave_pass_) {
+    leave_pass_ = true;
+    sweep_cursor_.clear();
+  }
+  PumpTransfers();
+}
+
+void Node::SettleOwnEntry() {
+  if (own_entry_settled_) return;
+  own_entry_settled_ = true;
+  OnMembershipChanged();
+}
+
+void Node::Join(NodeId seed, PutCallback done) {
+  if (const MemberEntry* mine = membership_.Find(id());
+      mine != nullptr && mine->status != MemberStatus::kRemoved) {
+    done(absl::OkStatus());  // already a member
+    return;
+  }
+  MemberEntry e;
+  e.id = id();
+  e.zone = options_.zone;
+  e.weight = options_.weight;
+  e.status = MemberStatus::kJoining;
+  e.epoch = identity_.epoch;
+  e.actor = identity_.actor;
+  uint64_t request = ++request_id_counter_;
+  TimerId timeout = runtime_->Schedule(options_.join_timeout, [this, request] {
+    auto it = joins_.find(request);
+    if (it == joins_.end()) return;
+    PutCallback cb = std::move(it->second.first);
+    joins_.erase(it);
+    cb(absl::DeadlineExceededError("join: the seed did not answer in time"));
+  });
+  joins_.emplace(request, std::make_pair(std::move(done), timeout));
+  SendMessage(seed, EncodeMessage(JoinRequest{request, EncodeMemberEntries({e})}));
+}
+
+absl::Status Node::Leave() {
+  const MemberEntry* mine = membership_.Find(id());
+  if (mine == nullptr || mine->status != MemberStatus::kUp) {
+    return absl::FailedPreconditionError("leave: this node is not an up member");
+  }
+  uint64_t seq = membership_.NextSeq();
+  UpdateOwnEntry([seq](MemberEntry& e) {
+    e.status = MemberStatus::kLeaving;
+    e.remove_seq = seq;
+  });
+  OnMembershipChanged();
+  return absl::OkStatus();
+}
+
+absl::Status Node::Remove(NodeId node) {
+  const MemberEntry* entry = membership_.Find(node);
+  if (entry == nullptr || entry->status == MemberStatus::kRemoved) {
+    return absl::NotFoundError(absl::StrCat("remove: node ", node, " is not a member"));
+  }
+  size_t remaining = membership_.Live().size() - 1;
+  if (remaining < ReplicationMax()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "remove: ", remaining, " members would remain, fewer than N=", ReplicationMax()));
+  }
+  MemberEntry e = *entry;
+  e.status = MemberStatus::kRemoved;
+  if (e.remove_seq == 0) e.remove_seq = membership_.NextSeq();
+  e.version++;
+  membership_.Merge(e);
+  OnMembershipChanged();
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------- gossip
+
+void Node::ScheduleGossip() {
+  gossip_timer_ = runtime_->Schedule(options_.gossip_interval, [this] {
+    gossip_timer_ = kNoTimer;
+    GossipRound();
+    ScheduleGossip();
+  });
+}
+
+namespace {
+// What a digest carries per member: a hash of the whole entry, so two views
+// that differ in any field (even at the same version) are told apart.
+uint64_t EntryDigest(const MemberEntry& e) {
+  std::string bytes = EncodeMemberEntries({e});
+  return XXH3_64bits(bytes.data(), bytes.size());
+}
+}  // namespace
+
+void Node::GossipRound() {
+  ++gossip_round_;
+  metrics_.gossip_rounds++;
+  GossipDigest digest;
+  for (const auto& [member, e] : membership_.entries()) {
+    digest.versions.emplace_back(member, EntryDigest(e));
+  }
+  std::string bytes = EncodeMessage(digest);
+  std::vector<NodeId> peers;
+  for (NodeId m : membership_.Live()) {
+    if (m != id()) peers.push_back(m);
+  }
+  if (!peers.empty()) {
+    SendMessage(peers[absl::Uniform<size_t>(runtime_->Rng(), 0, peers.size())], bytes);
+  }
+  // Seeds are contacted as well, so nodes that joined through different
+  // members never stay in separate rings (paper 4.8).
+  std::vector<NodeId> seeds;
+  for (NodeId s : options_.seeds) {
+    if (s != id()) seeds.push_back(s);
+  }
+  if (!seeds.empty() && (peers.empty() || gossip_round_ % options_.seed_gossip_period_rounds == 0)) {
+    SendMessage(seeds[absl::Uniform<size_t>(runtime_->Rng(), 0, seeds.size())], bytes);
+  }
+}
+
+void Node::OnGossipDigest(NodeId from, const std::vector<std::pair<NodeId, uint64_t>>& digest) {
+  std::map<NodeId, uint64_t> theirs(digest.begin(), digest.end());
+  std::vector<MemberEntry> send;
+  GossipEntries reply;
+  for (const auto& [member, e] : membership_.entries()) {
+    auto it = theirs.find(member);
+    if (it == theirs.end() || it->second != EntryDigest(e)) send.push_back(e);
+  }
+  for (const auto& [member, hash] : theirs) {
+    const MemberEntry* mine = membership_.Find(member);
+    if (mine == nullptr || EntryDigest(*mine) != hash) reply.wanted.push_back(member);
+  }
+  if (send.empty() && reply.wanted.empty()) return;
+  reply.entries = EncodeMemberEntries(send);
+  SendMessage(from, EncodeMessage(reply));
+}
+
+void Node::OnGossipEntries(NodeId from, std::string_view entries,
+                           const std::vector<NodeId>& wanted) {
+  absl::StatusOr<std::vector<MemberEntry>> decoded = DecodeMemberEntries(entries);
+  if (!decoded.ok()) {
+    metrics_.messages_malformed++;
+    return;
+  }
+  if (membership_.MergeAll(*decoded)) OnMembershipChanged();
+  SettleOwnEntry();
+  if (wanted.empty()) return;
+  std::vector<MemberEntry> send;
+  for (NodeId w : wanted) {
+    if (const MemberEntry* e = membership_.Find(w)) send.push_back(*e);
+  }
+  if (!send.empty()) SendMessage(from, EncodeMessage(GossipEntries{EncodeMemberEntries(send), {}}));
+}
+
+// ---------------------------------------------------------------- ownership transfer
+
+void Node::EnqueueTransfers(const Ring& before, const Ring& after, bool for_join) {
+  if (before.size() == 0) return;
+  for (const Ring::RangeMove& move : Ring::Diff(before, after, ReplicationMax())) {
+    bool gains = std::find(move.to.begin(), move.to.end(), id()) != move.to.end() &&
+                 std::find(move.from.begin(), move.from.end(), id()) == move.from.end();
+    if (!gains) continue;
+    Transfer t;
+    t.range = move.range;
+    for (NodeId s : move.from) {
+      if (s != id()) t.sources.push_back(s);
+    }
+    if (t.sources.empty()) continue;
+    t.for_join = for_join;
+    transfers_.push_back(std::move(t));
+    metrics_.transfers_started++;
+  }
+}
+
+void Node::PumpTransfers() {
+  size_t active = 0;
+  for (const Transfer& t : transfers_) active += t.request_id != 0 ? 1 : 0;
+  for (Transfer& t : transfers_) {
+    if (active >= options_.transfers_in_flight_max) break;
+    if (t.request_id != 0) continue;
+    NodeId source = t.sources[t.source_index];
+    t.request_id = ++request_id_counter_;
+    ++active;
+    SendMessage(source, EncodeMessage(TransferRequest{t.request_id, t.range.begin, t.range.end,
+                                                       t.cursor}));
+    uint64_t request = t.request_id;
+    t.timer = runtime_->Schedule(options_.transfer_timeout,
+                                 [this, request] { OnTransferTimeout(request); });
+  }
+}
+
+void Node::FinishTransferSource(Transfer& t, bool success) {
+  if (success) t.sources_done++;
+  t.cursor.clear();
+  t.source_failures = 0;
+  t.source_index++;
+}
+
+void Node::OnTransferTimeout(uint64_t request_id) {
+  for (Transfer& t : transfers_) {
+    if (t.request_id != request_id) continue;
+    t.request_id = 0;
+    t.timer = kNoTimer;
+    metrics_.transfer_timeouts++;
+    failure_detector_.OnTimeout(t.sources[t.source_index], runtime_->Now());
+    // A stalled transfer resumes from its cursor; a source that keeps
+    // failing is skipped for this pass.
+    if (++t.source_failures >= options_.transfer_attempts_max) FinishTransferSource(t, false);
+    if (t.source_index >= t.sources.size()) {
+      if (t.sources_done == 0) {
+        t.source_index = 0;  // no source answered at all: start another pass
+      }
+    }
+    break;
+  }
+  RetireTransfers();
+}
+
+void Node::OnTransferBatch(NodeId from, uint64_t request_id, int code,
+                           std::vector<std::pair<std::string, SiblingSet>>& entries,
+                           std::string next_cursor) {
+  for (Transfer& t : transfers_) {
+    if (request_id == 0 || t.request_id != request_id || t.sources[t.source_index] != from) continue;
+    runtime_->Cancel(t.timer);
+    t.timer = kNoTimer;
+    t.request_id = 0;
+    if (code != 0) {
+      if (++t.source_failures >= options_.transfer_attempts_max) FinishTransferSource(t, false);
+      break;
+    }
+    for (auto& [key, siblings] : entries) {
+      if (storage_->Put(key, siblings, WriteOptions()).ok()) {
+        metrics_.transfer_keys_received++;
+      } else {
+        metrics_.storage_errors++;
+      }
+    }
+    if (next_cursor.empty()) {
+      FinishTransferSource(t, true);
+    } else {
+      t.cursor = std::move(next_cursor);
+    }
+    break;
+  }
+  RetireTransfers();
+}
+
+void Node::RetireTransfers() {
+  // Retire transfers that pulled every source (skipped ones allowed, as long
+  // as at least one answered).
+  bool join_pending = false;
+  for (auto it = transfers_.begin(); it != transfers_.end();) {
+    if (it->request_id == 0 && it->source_index >= it->sources.size() && it->sources_done > 0) {
+      metrics_.transfers_completed++;
+      it = transfers_.erase(it);
+    } else {
+      join_pending |= it->for_join;
+      ++it;
+    }
+  }
+  const MemberEntry* mine = membership_.Find(id());
+  if (!join_pending && mine != nullptr && mine->status == MemberStatus::kJoining &&
+      join_transfers_enqueued_) {
+    UpdateOwnEntry([](MemberEntry& e) { e.status = MemberStatus::kUp; });
+    OnMembershipChanged();
+    return;
+  }
+  if (transfers_.empty() || transfer_pump_timer_ != kNoTimer) return;
+  // Throttle: the next batches go out after a pause.
+  transfer_pump_timer_ = runtime_->Schedule(options_.transfer_batch_interval, [this] {
+    transfer_pump_timer_ = kNoTimer;
+    PumpTransfers();
+  });
+}
+
+// ---------------------------------------------------------------- handing off and dropping data
+
+void Node::ScheduleCleanup() {
+  cleanup_timer_ = runtime_->Schedule(options_.cleanup_interval, [this] {
+    cleanup_timer_ = kNoTimer;
+    Sweep();
+    ScheduleCleanup();
+  });
+}
+
+void Node::Sweep() {
+  // Drop nothing while pulling ranges, and run one batch at a time.
+  if (!transfers_.empty() || !pushed_.empty() || ring_.size() == 0) return;
+  const MemberEntry* mine = membership_.Find(id());
+  if (mine == nullptr || mine->status == MemberStatus::kJoining) return;
+  ScanLimits limits;
+  limits.entries_max = options_.cleanup_batch_entries;
+  absl::StatusOr<ScanResult> batch = storage_->Scan(TokenRange{}, sweep_cursor_, limits);
+  if (!batch.ok()) {
+    metrics_.storage_errors++;
+    return;
+  }
+  size_t n = ReplicationMax();
+  std::vector<NodeId> owners, future;
+  for (KeyEntry& entry : batch->entries) {
+    Token token = KeyToken(entry.key);
+    ring_.PreferenceList(token, n, 0, &owners);
+    pending_ring_.PreferenceList(token, n, 0, &future);
+    bool keep = std::find(owners.begin(), owners.end(), id()) != owners.end() ||
+                std::find(future.begin(), future.end(), id()) != future.end();
+    if (keep && !leave_pass_) continue;
+    // Hand the key to every owner that will hold it; drop it here only once
+    // all of them confirmed (a leaving node keeps it until it is removed).
+    std::vector<NodeId> targets;
+    for (const std::vector<NodeId>* list : {&owners, &future}) {
+      for (NodeId o : *list) {
+        if (o != id() && std::find(targets.begin(), targets.end(), o) == targets.end()) {
+          targets.push_back(o);
+        }
+      }
+    }
+    if (targets.empty()) continue;
+    size_t index = pushed_.size();
+    pushed_.push_back(PushedKey{entry.key, entry.siblings, targets.size(), !keep});
+    for (NodeId target : targets) {
+      uint64_t request = ++request_id_counter_;
+      push_requests_.emplace(request, index);
+      metrics_.handoff_keys_sent++;
+      SendMessage(target, EncodeMessage(ReplicaPut{request, entry.key, entry.siblings, kNoNode, false}));
+    }
+  }
+  bool pass_done = batch->resume_cursor.empty();
+  sweep_cursor_ = std::move(batch->resume_cursor);
+  if (leave_pass_ && pass_done) leave_final_batch_ = true;
+  if (pushed_.empty()) {
+    push_requests_.clear();
+    if (leave_pass_ && leave_final_batch_) FinishLeave();
+    return;
+  }
+  // Unanswered pushes are abandoned after a timeout; the next pass retries.
+  uint64_t generation = ++push_generation_;
+  runtime_->Schedule(options_.transfer_timeout, [this, generation] {
+    if (generation != push_generation_) return;
+    push_requests_.clear();
+    pushed_.clear();
+    RestartLeavePass();
+  });
+}
+
+void Node::RestartLeavePass() {
+  if (!leave_pass_) return;
+  sweep_cursor_.clear();
+  leave_final_batch_ = false;
+  leave_batch_failed_ = false;
+}
+
+void Node::FinishLeave() {
+  // Every key was handed to its new owners in one full pass, and each of
+  // them confirmed: the node can go.
+  leave_pass_ = false;
+  leave_final_batch_ = false;
+  UpdateOwnEntry([](MemberEntry& e) { e.status = MemberStatus::kRemoved; });
+  OnMembershipChanged();
+}
+
+bool Node::OnPushAck(NodeId /*from*/, uint64_t request_id, bool ok) {
+  auto it = push_requests_.find(request_id);
+  if (it == push_requests_.end()) return false;
+  PushedKey& pushed = pushed_[it->second];
+  push_requests_.erase(it);
+  if (!ok) leave_batch_failed_ = true;
+  if (!ok && !push_requests_.empty()) return true;
+  if (ok && --pushed.acks_needed == 0 && pushed.erase_when_confirmed) {
+    // Erase only if nothing was written since: a newer version would be lost.
+    absl::StatusOr<SiblingSet> now = storage_->Get(pushed.key);
+    if (now.ok() && *now == pushed.siblings) {
+      if (storage_->Erase(pushed.key).ok()) {
+        metrics_.keys_dropped++;
+      } else {
+        metrics_.storage_errors++;
+      }
+    }
+  }
+  if (push_requests_.empty()) {
+    pushed_.clear();
+    ++push_generation_;  // disarm this batch's timeout
+    if (leave_pass_ && leave_batch_failed_) {
+      RestartLeavePass();
+    } else if (leave_pass_ && leave_final_batch_) {
+      FinishLeave();
+      return true;
+    }
+    Sweep();  // next batch right away
+  }
+  return true;
 }
 
 }  // namespace dynamo

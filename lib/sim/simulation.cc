@@ -37,8 +37,12 @@ Simulation::~Simulation() {
 }
 
 absl::Status Simulation::StartNode(NodeId id) {
-  DYNAMO_ASSIGN_OR_RETURN(std::unique_ptr<Node> node,
-                          Node::Create(options_.node, runtimes_.at(id), disks_.at(id).get(), ring_));
+  auto added = added_options_.find(id);
+  bool is_added = added != added_options_.end();
+  DYNAMO_ASSIGN_OR_RETURN(
+      std::unique_ptr<Node> node,
+      Node::Create(is_added ? added->second : options_.node, runtimes_.at(id),
+                   disks_.at(id).get(), is_added ? Ring(options_.ring) : ring_));
   nodes_[id] = std::move(node);
   return absl::OkStatus();
 }
@@ -64,6 +68,16 @@ absl::Status Simulation::Restart(NodeId id) {
   if (nodes_.contains(id)) return absl::FailedPreconditionError(absl::StrCat("node ", id, " is running"));
   network_.Restart(id);
   return StartNode(id);
+}
+
+absl::StatusOr<Node*> Simulation::AddNode(NodeId id, std::optional<NodeOptions> options) {
+  if (network_.HasNode(id)) return absl::AlreadyExistsError(absl::StrCat("id ", id, " is taken"));
+  runtimes_[id] = &network_.AddNode(id);
+  disks_[id] = std::make_unique<MemoryEngine>(options_.storage);
+  added_options_[id] = options.has_value() ? *std::move(options) : options_.node;
+  node_ids_.push_back(id);
+  DYNAMO_RETURN_IF_ERROR(StartNode(id));
+  return nodes_.at(id).get();
 }
 
 absl::StatusOr<Client*> Simulation::AddClient(NodeId id, ClientOptions options) {

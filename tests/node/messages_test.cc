@@ -24,6 +24,12 @@ TEST_CASE("Every message type round-trips through the codec") {
       Pong{8},
       RingRequest{9},
       RingReply{10, "ring bytes"},
+      GossipDigest{{{1, 99}, {2, 7}}},
+      GossipEntries{"entries", {3, 4}},
+      JoinRequest{11, "entry"},
+      JoinReply{12, 0, "", "entries"},
+      TransferRequest{13, 5, absl::MakeUint128(1, 2), "cursor"},
+      TransferBatch{14, 0, "", {{"key", {v}}}, "next"},
   };
   for (const Message& m : messages) {
     std::string bytes = EncodeMessage(m);

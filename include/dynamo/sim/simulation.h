@@ -13,6 +13,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -61,6 +62,11 @@ class Simulation {
   // Starts a new node object on the kept (or wiped) disk.
   absl::Status Restart(NodeId id);
 
+  // Starts a new node `id` that is not a member yet (an empty ring and an
+  // empty disk); make it one with Node::Join. `options` defaults to the
+  // simulation's node options.
+  absl::StatusOr<Node*> AddNode(NodeId id, std::optional<NodeOptions> options = std::nullopt);
+
   // Adds a partition-aware client with its own network endpoint.
   absl::StatusOr<Client*> AddClient(NodeId id, ClientOptions options);
 
@@ -88,6 +94,7 @@ class Simulation {
   std::map<NodeId, std::unique_ptr<MemoryEngine>> disks_;
   std::map<NodeId, std::unique_ptr<Node>> nodes_;
   std::map<NodeId, std::unique_ptr<Client>> clients_;
+  std::map<NodeId, NodeOptions> added_options_;  // nodes added after the start
 };
 
 }  // namespace dynamo::sim

@@ -1,0 +1,81 @@
+// Membership: who is in the cluster, as each node believes it (paper 4.8).
+// Every member has one entry (address, zone, weight, status, epoch) carrying
+// a version that whoever changes the entry increments. Views are merged entry
+// by entry, the higher version winning and ties broken by content, so merging
+// is commutative, associative and idempotent: nodes that have seen the same
+// entries hold the same view, whatever the order they arrived in. Gossip
+// spreads the entries; the view is persisted in the storage engine's
+// metadata namespace so a restarted node remembers the ring.
+//
+// The ring is derived from the view, not stored: members joined and were
+// removed at positions (sequence numbers) in the cluster's history, and
+// replaying those events in order with Ring::AddNode / RemoveNode gives every
+// node the same token assignment, with the minimal movement each single
+// change implies (paper 4.9).
+//
+// Statuses: kJoining (receiving its ranges; gets writes, serves no reads),
+// kUp, kLeaving (handing its data to the new owners), kRemoved (kept as a
+// tombstone entry so the removal itself is remembered and replayed).
+#ifndef DYNAMO_MEMBERSHIP_H_
+#define DYNAMO_MEMBERSHIP_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "dynamo/ring.h"
+#include "dynamo/types.h"
+
+namespace dynamo {
+
+enum class MemberStatus : uint8_t { kJoining = 1, kUp = 2, kLeaving = 3, kRemoved = 4 };
+const char* MemberStatusName(MemberStatus status);
+
+struct MemberEntry {
+  NodeId id = kNoNode;
+  std::string address;  // how the transport reaches it ("" in simulation)
+  std::string zone;
+  double weight = 1.0;
+  MemberStatus status = MemberStatus::kUp;
+  uint64_t version = 0;     // incremented by every change to this entry
+  uint64_t join_seq = 0;    // position of the join in the cluster's history
+  uint64_t remove_seq = 0;  // position of the removal (leaving/removed), else 0
+  uint64_t epoch = 1;       // the member's vector-clock epoch
+  ActorId actor = 0;        // its vector-clock actor in that epoch (0: not yet announced)
+  friend bool operator==(const MemberEntry&, const MemberEntry&) = default;
+};
+
+class Membership {
+ public:
+  // Merges one entry; true if the view changed.
+  bool Merge(const MemberEntry& entry);
+  bool MergeAll(const std::vector<MemberEntry>& entries);
+
+  const std::map<NodeId, MemberEntry>& entries() const { return entries_; }
+  const MemberEntry* Find(NodeId id) const;
+  std::vector<MemberEntry> List() const;
+  // Members not removed, in id order.
+  std::vector<NodeId> Live() const;
+
+  // One past the largest sequence number in the view.
+  uint64_t NextSeq() const;
+
+  // The ring that serves requests: members up or leaving. With `pending`,
+  // the ring the cluster is moving to: joining members in, leaving ones out.
+  absl::StatusOr<Ring> BuildRing(const RingOptions& options, bool pending) const;
+
+ private:
+  std::map<NodeId, MemberEntry> entries_;
+};
+
+// Wire and storage form of a list of entries. Decoding is bounded and
+// returns kInvalidArgument for malformed bytes.
+std::string EncodeMemberEntries(const std::vector<MemberEntry>& entries);
+absl::StatusOr<std::vector<MemberEntry>> DecodeMemberEntries(std::string_view bytes);
+
+}  // namespace dynamo
+
+#endif  // DYNAMO_MEMBERSHIP_H_

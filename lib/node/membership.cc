@@ -1,0 +1,184 @@
+#include "dynamo/membership.h"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <tuple>
+
+#include "absl/strings/str_cat.h"
+#include "core/codec.h"
+#include "core/status_macros.h"
+
+namespace dynamo {
+
+namespace {
+constexpr uint8_t kEntriesFormat = 1;
+constexpr size_t kMembersMax = 1 << 14;
+constexpr size_t kAddressBytesMax = 256;
+
+void PutEntry(internal::Encoder& e, const MemberEntry& m) {
+  e.PutVarint(m.id);
+  e.PutBytes(m.address);
+  e.PutBytes(m.zone);
+  e.PutFixed64(std::bit_cast<uint64_t>(m.weight));
+  e.PutU8(static_cast<uint8_t>(m.status));
+  e.PutVarint(m.version);
+  e.PutVarint(m.join_seq);
+  e.PutVarint(m.remove_seq);
+  e.PutVarint(m.epoch);
+  e.PutVarint(m.actor);
+}
+
+std::string EntryBytes(const MemberEntry& m) {
+  std::string out;
+  internal::Encoder e(&out);
+  PutEntry(e, m);
+  return out;
+}
+}  // namespace
+
+const char* MemberStatusName(MemberStatus status) {
+  switch (status) {
+    case MemberStatus::kJoining: return "joining";
+    case MemberStatus::kUp: return "up";
+    case MemberStatus::kLeaving: return "leaving";
+    case MemberStatus::kRemoved: return "removed";
+  }
+  return "unknown";
+}
+
+bool Membership::Merge(const MemberEntry& entry) {
+  auto it = entries_.find(entry.id);
+  if (it == entries_.end()) {
+    entries_.emplace(entry.id, entry);
+    return true;
+  }
+  const MemberEntry& mine = it->second;
+  if (entry.version < mine.version) return false;
+  if (entry.version == mine.version) {
+    // Same version, different content: two nodes changed the entry at once.
+    // Any total order on content keeps the merge commutative; byte order of
+    // the encoding is one every node computes alike.
+    if (!(EntryBytes(entry) > EntryBytes(mine))) return false;
+  }
+  it->second = entry;
+  return true;
+}
+
+bool Membership::MergeAll(const std::vector<MemberEntry>& entries) {
+  bool changed = false;
+  for (const MemberEntry& e : entries) changed |= Merge(e);
+  return changed;
+}
+
+const MemberEntry* Membership::Find(NodeId id) const {
+  auto it = entries_.find(id);
+  return it == entries_.end() ? nullptr : &it->second;
+}
+
+std::vector<MemberEntry> Membership::List() const {
+  std::vector<MemberEntry> out;
+  out.reserve(entries_.size());
+  for (const auto& [id, e] : entries_) out.push_back(e);
+  return out;
+}
+
+std::vector<NodeId> Membership::Live() const {
+  std::vector<NodeId> out;
+  for (const auto& [id, e] : entries_) {
+    if (e.status != MemberStatus::kRemoved) out.push_back(id);
+  }
+  return out;
+}
+
+uint64_t Membership::NextSeq() const {
+  uint64_t seq = 0;
+  for (const auto& [id, e] : entries_) seq = std::max({seq, e.join_seq, e.remove_seq});
+  return seq + 1;
+}
+
+absl::StatusOr<Ring> Membership::BuildRing(const RingOptions& options, bool pending) const {
+  // Events: (seq, kind, id); kind 0 = join, 1 = remove. Replaying them in
+  // this order is the same computation on every node.
+  std::vector<std::tuple<uint64_t, int, NodeId>> events;
+  uint64_t after_all = NextSeq();
+  for (const auto& [id, e] : entries_) {
+    bool in = true;
+    switch (e.status) {
+      case MemberStatus::kJoining: in = pending; break;
+      case MemberStatus::kUp: break;
+      case MemberStatus::kLeaving: break;
+      case MemberStatus::kRemoved: break;
+    }
+    if (!in) continue;
+    events.emplace_back(e.join_seq, 0, id);
+    if (e.status == MemberStatus::kRemoved) {
+      events.emplace_back(e.remove_seq, 1, id);
+    } else if (e.status == MemberStatus::kLeaving && pending) {
+      events.emplace_back(after_all, 1, id);
+    }
+  }
+  std::sort(events.begin(), events.end());
+  Ring ring(options);
+  for (const auto& [seq, kind, id] : events) {
+    if (kind == 0) {
+      const MemberEntry& e = entries_.at(id);
+      RingMember m;
+      m.id = id;
+      m.zone = e.zone;
+      m.weight = e.weight;
+      DYNAMO_RETURN_IF_ERROR(ring.AddNode(std::move(m)));
+    } else {
+      DYNAMO_RETURN_IF_ERROR(ring.RemoveNode(id));
+    }
+  }
+  return ring;
+}
+
+std::string EncodeMemberEntries(const std::vector<MemberEntry>& entries) {
+  std::string out;
+  internal::Encoder e(&out);
+  e.PutU8(kEntriesFormat);
+  e.PutVarint(entries.size());
+  for (const MemberEntry& m : entries) PutEntry(e, m);
+  return out;
+}
+
+absl::StatusOr<std::vector<MemberEntry>> DecodeMemberEntries(std::string_view bytes) {
+  internal::Decoder d(bytes);
+  uint8_t format;
+  DYNAMO_RETURN_IF_ERROR(d.GetU8(&format));
+  if (format != kEntriesFormat) {
+    return absl::InvalidArgumentError(absl::StrCat("membership: unknown format ", format));
+  }
+  uint64_t n;
+  DYNAMO_RETURN_IF_ERROR(d.GetCount(&n, kMembersMax, 14, "member entry"));
+  std::vector<MemberEntry> out(n);
+  for (MemberEntry& m : out) {
+    DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.id));
+    if (m.id == kNoNode) return absl::InvalidArgumentError("membership: node id 0");
+    DYNAMO_RETURN_IF_ERROR(d.GetString(&m.address, kAddressBytesMax, "address"));
+    DYNAMO_RETURN_IF_ERROR(d.GetString(&m.zone, kAddressBytesMax, "zone"));
+    uint64_t weight_bits;
+    DYNAMO_RETURN_IF_ERROR(d.GetFixed64(&weight_bits));
+    m.weight = std::bit_cast<double>(weight_bits);
+    if (!std::isfinite(m.weight) || m.weight <= 0) {
+      return absl::InvalidArgumentError("membership: weight must be finite and positive");
+    }
+    uint8_t status;
+    DYNAMO_RETURN_IF_ERROR(d.GetU8(&status));
+    if (status < 1 || status > 4) {
+      return absl::InvalidArgumentError(absl::StrCat("membership: unknown status ", status));
+    }
+    m.status = static_cast<MemberStatus>(status);
+    DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.version));
+    DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.join_seq));
+    DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.remove_seq));
+    DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.epoch));
+    DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.actor));
+  }
+  DYNAMO_RETURN_IF_ERROR(d.ExpectEnd("membership"));
+  return out;
+}
+
+}  // namespace dynamo

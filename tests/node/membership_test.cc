@@ -1,0 +1,111 @@
+#include "dynamo/membership.h"
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <random>
+
+#include "dynamo/failure_detector.h"
+
+namespace dynamo {
+namespace {
+
+MemberEntry Entry(NodeId id, uint64_t version, MemberStatus status, uint64_t join_seq,
+                  uint64_t remove_seq = 0) {
+  MemberEntry e;
+  e.id = id;
+  e.version = version;
+  e.status = status;
+  e.join_seq = join_seq;
+  e.remove_seq = remove_seq;
+  return e;
+}
+
+TEST_CASE("Membership merge is commutative, associative and idempotent (seed 5)") {
+  std::mt19937_64 rng(5);
+  std::vector<MemberEntry> pool;
+  for (NodeId id = 1; id <= 6; ++id) {
+    for (uint64_t v = 1; v <= 3; ++v) {
+      pool.push_back(Entry(id, v, static_cast<MemberStatus>(1 + rng() % 4), rng() % 10));
+      pool.push_back(Entry(id, v, MemberStatus::kUp, rng() % 10));  // same version, other content
+    }
+  }
+  for (int trial = 0; trial < 200; ++trial) {
+    std::vector<MemberEntry> a = pool;
+    std::shuffle(a.begin(), a.end(), rng);
+    a.resize(rng() % a.size());
+    std::vector<MemberEntry> b = a;
+    std::shuffle(b.begin(), b.end(), rng);
+    Membership x, y;
+    x.MergeAll(a);
+    y.MergeAll(b);
+    REQUIRE(x.entries() == y.entries());  // any order, same view
+    CHECK_FALSE(x.MergeAll(a));           // idempotent
+  }
+}
+
+TEST_CASE("Membership entries encode, and malformed bytes are rejected") {
+  std::vector<MemberEntry> entries = {Entry(1, 2, MemberStatus::kUp, 1),
+                                      Entry(9, 5, MemberStatus::kRemoved, 2, 7)};
+  entries[0].zone = "eu-1";
+  entries[0].weight = 2.5;
+  auto decoded = DecodeMemberEntries(EncodeMemberEntries(entries));
+  REQUIRE(decoded.ok());
+  CHECK(*decoded == entries);
+  std::string bad = EncodeMemberEntries(entries);
+  bad[0] = 7;
+  CHECK_FALSE(DecodeMemberEntries(bad).ok());
+  CHECK_FALSE(DecodeMemberEntries(EncodeMemberEntries(entries).substr(0, 10)).ok());
+}
+
+TEST_CASE("The ring is a function of the view, with minimal movement per change") {
+  RingOptions options;
+  options.partitions = 256;
+  Membership m;
+  for (NodeId id = 1; id <= 5; ++id) m.Merge(Entry(id, 1, MemberStatus::kUp, id));
+  Ring five = *m.BuildRing(options, false);
+  CHECK(five.size() == 5);
+  m.Merge(Entry(6, 1, MemberStatus::kJoining, m.NextSeq()));
+  Ring routing = *m.BuildRing(options, false);
+  Ring pending = *m.BuildRing(options, true);
+  CHECK(routing.members() == five.members());  // joiners do not serve yet
+  CHECK(pending.size() == 6);
+  // Every range that moves, moves to the joiner.
+  for (const Ring::RangeMove& move : Ring::Diff(routing, pending, 3)) {
+    CHECK(std::find(move.to.begin(), move.to.end(), 6) != move.to.end());
+  }
+  // The same view merged in another order builds the same ring.
+  Membership other;
+  for (const MemberEntry& e : m.List()) other.Merge(e);
+  CHECK(other.BuildRing(options, true)->members() == pending.members());
+  // Leaving: still serving, gone from the pending ring.
+  MemberEntry leaving = *m.Find(2);
+  leaving.status = MemberStatus::kLeaving;
+  leaving.remove_seq = m.NextSeq();
+  leaving.version++;
+  m.Merge(leaving);
+  CHECK(m.BuildRing(options, false)->Contains(2));
+  CHECK_FALSE(m.BuildRing(options, true)->Contains(2));
+}
+
+TEST_CASE("Phi accrual rises with silence relative to the usual interval") {
+  FailureDetector fd;
+  absl::Time t = absl::UnixEpoch();
+  for (int i = 0; i < 20; ++i) {
+    fd.OnHeard(7, t);
+    t += absl::Seconds(1);
+  }
+  absl::Time last = t - absl::Seconds(1);
+  CHECK(fd.Phi(7, last) == Approx(0));
+  CHECK(fd.Phi(7, last + absl::Seconds(1)) == Approx(0.434).epsilon(0.01));
+  CHECK(fd.Phi(7, last + absl::Seconds(10)) == Approx(4.34).epsilon(0.01));
+  CHECK(fd.SuspectByPhi(last + absl::Seconds(10), 8) == 0);
+  CHECK(fd.IsReachable(7));
+  CHECK(fd.SuspectByPhi(last + absl::Seconds(20), 8) == 1);
+  CHECK_FALSE(fd.IsReachable(7));
+  fd.OnHeard(7, last + absl::Seconds(21));
+  CHECK(fd.IsReachable(7));
+  CHECK(fd.Phi(99, last) == 0);  // never heard: no opinion
+}
+
+}  // namespace
+}  // namespace dynamo
