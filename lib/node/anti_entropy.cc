@@ -314,10 +314,7 @@ void AntiEntropy::StartExchanges() {
         state.next_peer = (state.next_peer + i + 1) % state.replicas.size();
       }
     }
-    if (peer == kNoNode) {
-      state.last_exchange = now;  // nobody to talk to: try again next interval
-      continue;
-    }
+    if (peer == kNoNode) continue;  // nobody to talk to: try again next tick
     if (!Admit()) return;
     exchange_cursor_ = it->first;
     StartExchange(it->first, state, peer);
