@@ -87,7 +87,7 @@ TEST_CASE("set-full: a key without a successful final read fails the check") {
   CHECK_FALSE(CheckSetFull(h).ok);
 }
 
-TEST_CASE("register: overwritten puts pass, silently dropped ones are lost") {
+TEST_CASE("register: overwritten puts pass and silently dropped ones are lost") {
   History h;
   VectorClock none;
   Put(h, "k", "x", none, 0, 5, absl::OkStatus(), D(1, 1));
@@ -159,7 +159,7 @@ void RunSeed(ScenarioOptions options) {
 // swarm of faults (see SoakOptions). Chosen to cover every fault kind,
 // wipes, both workloads, zipfian keys and a fault-free read-latest run.
 #define DYNAMO_SWARM_SEED(fixed)                       \
-  TEST_CASE("Swarm scenario, seed " #fixed) {          \
+  TEST_CASE("Swarm scenario seed " #fixed) {          \
     uint64_t seed = TestSeed(fixed);                   \
     DYNAMO_SEED_INFO(seed);                            \
     ScenarioOptions o = SoakOptions(seed);             \
@@ -173,8 +173,12 @@ DYNAMO_SWARM_SEED(8)
 DYNAMO_SWARM_SEED(19)
 DYNAMO_SWARM_SEED(30)
 DYNAMO_SWARM_SEED(35)
+DYNAMO_SWARM_SEED(5)
+DYNAMO_SWARM_SEED(16)
+DYNAMO_SWARM_SEED(22)
+DYNAMO_SWARM_SEED(25)
 
-TEST_CASE("Every fault at once, one wiped disk: no acknowledged write lost") {
+TEST_CASE("Every fault at once with one wiped disk: no acknowledged write lost") {
   uint64_t seed = TestSeed(4242);
   DYNAMO_SEED_INFO(seed);
   for (WorkloadKind kind : {WorkloadKind::kSet, WorkloadKind::kRegister}) {
@@ -190,7 +194,7 @@ TEST_CASE("Every fault at once, one wiped disk: no acknowledged write lost") {
   }
 }
 
-TEST_CASE("No faults, R+W>N: every clean read sees the latest acknowledged write") {
+TEST_CASE("No faults and R+W>N: every clean read sees the latest acknowledged write") {
   uint64_t seed = TestSeed(5150);
   DYNAMO_SEED_INFO(seed);
   ScenarioOptions o;
