@@ -59,6 +59,7 @@ class Client {
   Client(ClientOptions options, Runtime* runtime);
   void OnMessage(NodeId from, std::string_view bytes);
   void RefreshRing();
+  void ScheduleProbe();
 
   ClientOptions options_;
   Runtime* runtime_;
@@ -70,6 +71,7 @@ class Client {
   size_t next_seed_ = 0;
   std::unique_ptr<Coordinator> coordinator_;
   TimerId refresh_timer_ = kNoTimer;
+  TimerId probe_timer_ = kNoTimer;
 };
 
 }  // namespace dynamo

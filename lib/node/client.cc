@@ -12,6 +12,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(ClientOptions options, Ru
   if (options.seeds.empty()) return absl::InvalidArgumentError("a client needs at least one seed");
   std::unique_ptr<Client> client(new Client(std::move(options), runtime));
   client->RefreshRing();
+  client->ScheduleProbe();
   return client;
 }
 
@@ -33,6 +34,20 @@ Client::Client(ClientOptions options, Runtime* runtime)
 Client::~Client() {
   runtime_->transport().SetReceiveHandler(nullptr);
   runtime_->Cancel(refresh_timer_);
+  runtime_->Cancel(probe_timer_);
+}
+
+void Client::ScheduleProbe() {
+  // Like a node, the client pings the replicas it stopped trusting, so it
+  // notices when they come back (otherwise only a ring refresh would).
+  probe_timer_ = runtime_->Schedule(options_.requests.probe_interval, [this] {
+    probe_timer_ = kNoTimer;
+    for (NodeId peer : failure_detector_.Unreachable()) {
+      (void)runtime_->transport().Send(
+          peer, internal::EncodeMessage(internal::Ping{++request_id_counter_}));
+    }
+    ScheduleProbe();
+  });
 }
 
 void Client::RefreshRing() {
