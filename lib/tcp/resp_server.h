@@ -24,14 +24,6 @@
 #ifndef DYNAMO_TCP_RESP_SERVER_H_
 #define DYNAMO_TCP_RESP_SERVER_H_
 
-#ifndef ASIO_STANDALONE
-#define ASIO_STANDALONE
-#endif
-#ifndef ASIO_NO_DEPRECATED
-#define ASIO_NO_DEPRECATED
-#endif
-
-#include <asio.hpp>
 #include <memory>
 #include <set>
 #include <string>
@@ -39,6 +31,7 @@
 #include "absl/status/statusor.h"
 #include "dynamo/node.h"
 #include "dynamo/tcp/tcp_runtime.h"
+#include "tcp/asio_config.h"
 #include "tcp/resp.h"
 
 namespace dynamo::internal {

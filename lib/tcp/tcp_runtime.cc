@@ -1,14 +1,6 @@
 #include "dynamo/tcp/tcp_runtime.h"
 
-#ifndef ASIO_STANDALONE
-#define ASIO_STANDALONE
-#endif
-#ifndef ASIO_NO_DEPRECATED
-#define ASIO_NO_DEPRECATED
-#endif
-
 #include <algorithm>
-#include <asio.hpp>
 #include <chrono>
 #include <cstdlib>
 #include <deque>
@@ -19,6 +11,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "tcp/asio_config.h"
 #include "tcp/frame.h"
 
 namespace dynamo {
