@@ -192,6 +192,7 @@ int Main(int argc, char** argv) {
     lopt.durability = dynamo::LmdbOptions::Durability::kSync;
   } else if (durability == "nosync") {
     lopt.durability = dynamo::LmdbOptions::Durability::kNoSync;
+    nopt.coordinator_writes_durably = false;  // the operator chose no fsync at all
   } else if (durability == "buffered") {
     lopt.durability = dynamo::LmdbOptions::Durability::kBuffered;
   } else {

@@ -56,6 +56,10 @@ struct NodeOptions {
   // Failure detection (paper 4.8): probe unreachable peers this often.
   absl::Duration probe_interval = absl::Milliseconds(500);
 
+  // Paper 6.1: the coordinator makes its own copy of every put durable, so
+  // with a write-buffering engine one of the N replicas is always on disk.
+  // An operator who chose an engine mode without fsync can turn it off.
+  bool coordinator_writes_durably = true;
   // Write buffering (paper 6.1): how often buffered engine writes are flushed.
   absl::Duration storage_flush_interval = absl::Milliseconds(100);
 

@@ -471,7 +471,7 @@ void Coordinator::Write(const BucketOptions& bucket, std::string_view key, const
   op->version = NewVersion(*local, clock, env_.actor, absl::ToUnixMicros(env_.runtime->Now()),
                            std::move(value), tombstone, env_.options->clock_entries_max);
   WriteOptions durable;
-  durable.durable = true;  // the coordinator is the one replica that writes durably (paper 6.1)
+  durable.durable = env_.options->coordinator_writes_durably;  // paper 6.1
   absl::StatusOr<SiblingSet> stored = env_.storage->Put(op->skey, {op->version}, durable);
   if (!stored.ok()) {
     if (stored.status().code() == absl::StatusCode::kFailedPrecondition) {
