@@ -50,6 +50,10 @@ struct MemberEntry {
 
 class Membership {
  public:
+  // A view in which every member of `ring` is up, joined in id order (the
+  // first start of a statically configured cluster).
+  static Membership FromRing(const Ring& ring);
+
   // Merges one entry; true if the view changed.
   bool Merge(const MemberEntry& entry);
   bool MergeAll(const std::vector<MemberEntry>& entries);

@@ -13,11 +13,16 @@ constexpr size_t kMaxVarintBytes = 10;
 }  // namespace
 
 void Encoder::PutVarint(uint64_t v) {
+  // Build the bytes locally and append once: one capacity check instead of
+  // one per byte (the codec is on every simulated message's path).
+  char bytes[kMaxVarintBytes];
+  size_t n = 0;
   while (v >= 0x80) {
-    out_->push_back(static_cast<char>(v | 0x80));
+    bytes[n++] = static_cast<char>(v | 0x80);
     v >>= 7;
   }
-  out_->push_back(static_cast<char>(v));
+  bytes[n++] = static_cast<char>(v);
+  out_->append(bytes, n);
 }
 
 void Encoder::PutSignedVarint(int64_t v) {
@@ -71,6 +76,11 @@ absl::Status Decoder::GetU8(uint8_t* v) {
 }
 
 absl::Status Decoder::GetVarint(uint64_t* v) {
+  // Fast path: a one-byte varint (small counts, lengths, counters).
+  if (pos_ < in_.size() && (static_cast<uint8_t>(in_[pos_]) & 0x80) == 0) {
+    *v = static_cast<uint8_t>(in_[pos_++]);
+    return absl::OkStatus();
+  }
   uint64_t result = 0;
   for (size_t i = 0; i < kMaxVarintBytes; ++i) {
     if (pos_ >= in_.size()) return Short("varint");

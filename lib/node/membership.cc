@@ -47,6 +47,21 @@ const char* MemberStatusName(MemberStatus status) {
   return "unknown";
 }
 
+Membership Membership::FromRing(const Ring& ring) {
+  Membership view;
+  uint64_t seq = 0;
+  for (const RingMember& m : ring.members()) {
+    MemberEntry e;
+    e.id = m.id;
+    e.zone = m.zone;
+    e.weight = m.weight;
+    e.version = 1;
+    e.join_seq = ++seq;
+    view.Merge(e);
+  }
+  return view;
+}
+
 bool Membership::Merge(const MemberEntry& entry) {
   auto it = entries_.find(entry.id);
   if (it == entries_.end()) {

@@ -148,21 +148,10 @@ absl::Status Node::SetRing(Ring ring) {
   for (const BucketOptions& b : options_.buckets) {
     DYNAMO_RETURN_IF_ERROR(ValidateBucket(b, ring.size()));
   }
-  membership_ = Membership();
-  uint64_t seq = 0;
-  for (const RingMember& m : ring.members()) {
-    MemberEntry e;
-    e.id = m.id;
-    e.zone = m.zone;
-    e.weight = m.weight;
-    e.version = 1;
-    e.join_seq = ++seq;
-    membership_.Merge(e);
-  }
+  membership_ = Membership::FromRing(ring);
   ring_ = std::move(ring);
   pending_ring_ = ring_;
-  OnMembershipChanged();
-  if (anti_entropy_) anti_entropy_->OnRingChanged(ring_);
+  OnMembershipChanged();  // also tells anti-entropy
   return absl::OkStatus();
 }
 
@@ -429,16 +418,7 @@ absl::Status Node::LoadMembership(const Ring& initial) {
   } else {
     // First start: the ring we were given is the cluster (every member up,
     // joined in id order). An empty ring means we are not a member yet.
-    uint64_t seq = 0;
-    for (const RingMember& m : initial.members()) {
-      MemberEntry e;
-      e.id = m.id;
-      e.zone = m.zone;
-      e.weight = m.weight;
-      e.version = 1;
-      e.join_seq = ++seq;
-      membership_.Merge(e);
-    }
+    membership_ = Membership::FromRing(initial);
   }
   return absl::OkStatus();
 }
