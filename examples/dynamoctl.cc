@@ -5,8 +5,10 @@
 //
 //   dynamoctl [--host 127.0.0.1] [--port 6379] status|ring|hints|info [SECTION]
 //
-// join/remove change membership, which is static until the membership issue
-// lands: they print an error saying so and exit with status 2.
+//   dynamoctl remove ID   removes node ID from the ring (explicit, paper 4.8)
+//   dynamoctl leave       the node asked hands its data over and leaves
+//   dynamoctl join        not supported yet: the TCP transport learns peer
+//                         addresses only from --peers (exits with status 2)
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -19,7 +21,7 @@
 namespace {
 
 constexpr const char* kUsage =
-    "usage: dynamoctl [--host HOST] [--port PORT] status|ring|hints|info [SECTION]|join|remove\n"
+    "usage: dynamoctl [--host HOST] [--port PORT] status|ring|hints|info [SECTION]|remove ID|leave|join\n"
     "  status  this node, the members and whether each is connected and reachable\n"
     "  ring    ring ownership (tokens, primary and replica share) per node\n"
     "  hints   hinted writes held for unreachable nodes, deliveries in flight\n";
@@ -52,11 +54,32 @@ int Main(int argc, char** argv) {
     return 2;
   }
   const std::string& cmd = rest[0];
-  if (cmd == "join" || cmd == "remove") {
-    std::cerr << "dynamoctl: " << cmd
-              << " is not supported until membership lands: the cluster's members are static "
-                 "(every dynamo-server gets the full --peers list)\n";
+  if (cmd == "join") {
+    std::cerr << "dynamoctl: join is not supported by dynamo-server yet: the TCP transport "
+                 "learns peer addresses only from --peers\n";
     return 2;
+  }
+  if (cmd == "remove" || cmd == "leave") {
+    if (cmd == "remove" && rest.size() != 2) {
+      std::cerr << "dynamoctl: usage: remove ID\n";
+      return 2;
+    }
+    auto client = dynamo::internal::RespClient::Connect(host, port, absl::Seconds(5));
+    if (!client.ok()) {
+      std::cerr << "dynamoctl: " << client.status().message() << "\n";
+      return 1;
+    }
+    std::vector<std::string> args = {cmd == "remove" ? "DYNAMO.REMOVE" : "DYNAMO.LEAVE"};
+    if (cmd == "remove") args.push_back(rest[1]);
+    auto reply = (*client)->Command(args);
+    if (!reply.ok() || reply->type == dynamo::internal::RespValue::Type::kError) {
+      std::cerr << "dynamoctl: " << cmd << ": "
+                << (reply.ok() ? reply->DebugString() : std::string(reply.status().message()))
+                << "\n";
+      return 1;
+    }
+    std::cout << "OK\n";
+    return 0;
   }
   std::string section;
   if (cmd == "status") {

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "dynamo/version.h"
@@ -305,9 +306,23 @@ class RespServer::Conn : public std::enable_shared_from_this<Conn> {
       std::string out;
       AppendBulk(&out, server_->Info(args.size() == 2 ? absl::AsciiStrToLower(args[1]) : ""));
       reply(std::move(out));
-    } else if (cmd == "DYNAMO.JOIN" || cmd == "DYNAMO.REMOVE") {
-      reply(ErrorReply("ERR not supported until membership lands: members are static "
-                       "(--peers), see README 'Running a real cluster'"));
+    } else if (cmd == "DYNAMO.REMOVE") {
+      // Explicit removal (paper 4.8): the new owners of the node's ranges
+      // pull them from the remaining replicas; gossip spreads the change.
+      if (!arity(2, 2)) return;
+      uint64_t id = 0;
+      if (!absl::SimpleAtoi(args[1], &id) || id == 0) {
+        return reply(ErrorReply("ERR DYNAMO.REMOVE needs a node id"));
+      }
+      absl::Status s = node->Remove(id);
+      reply(s.ok() ? SimpleReply("OK") : ErrorReply(s));
+    } else if (cmd == "DYNAMO.LEAVE") {
+      if (!arity(1, 1)) return;
+      absl::Status s = node->Leave();
+      reply(s.ok() ? SimpleReply("OK") : ErrorReply(s));
+    } else if (cmd == "DYNAMO.JOIN") {
+      reply(ErrorReply("ERR join is not supported by dynamo-server yet: the TCP transport "
+                       "learns peer addresses only from --peers, not from membership"));
     } else {
       reply(ErrorReply(absl::StrCat("ERR unknown command '", args[0].substr(0, 64), "'")));
     }
@@ -461,7 +476,11 @@ std::string RespServer::Info(std::string_view section) const {
       absl::StrAppend(&out, "bucket:", b.name, ",n=", b.n, ",r=", b.r, ",w=", b.w, ",policy=",
                       b.policy == ConflictPolicy::kLastWriteWins ? "lww" : "siblings", "\r\n");
     }
-    absl::StrAppend(&out, "membership:static\r\n\r\n");
+    for (const auto& [member, e] : node.membership().entries()) {
+      absl::StrAppend(&out, "member:", member, ",status=", MemberStatusName(e.status),
+                      ",epoch=", e.epoch, ",version=", e.version, "\r\n");
+    }
+    absl::StrAppend(&out, "\r\n");
   }
   if (want("ring")) {
     const Ring& ring = node.ring();
