@@ -5,8 +5,13 @@ execute_process(COMMAND ${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefi
 if(rc)
   message(FATAL_ERROR "cmake --install failed: ${rc}")
 endif()
+# A sanitized libdynamo needs the sanitizer runtimes in whatever links it.
+set(extra_flags "")
+if(SANITIZE)
+  set(extra_flags "-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined")
+endif()
 execute_process(COMMAND ${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/install/consumer
-  -B ${WORK_DIR}/build -G Ninja -DCMAKE_PREFIX_PATH=${prefix} RESULT_VARIABLE rc)
+  -B ${WORK_DIR}/build -G Ninja -DCMAKE_PREFIX_PATH=${prefix} ${extra_flags} RESULT_VARIABLE rc)
 if(rc)
   message(FATAL_ERROR "configuring the consumer failed: ${rc}")
 endif()
