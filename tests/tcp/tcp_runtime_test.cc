@@ -138,12 +138,14 @@ TEST_CASE("timers run in order on the loop and cancelled timers never run") {
     TimerId t = (*rt)->Schedule(absl::Milliseconds(5), [&] { std::lock_guard<std::mutex> l(mu); fired.push_back(99); });
     (*rt)->Cancel(t);
     (*rt)->Cancel(t);  // twice: a no-op
+    // A sentinel well after the cancelled timer's time: once it ran, the
+    // cancelled one would have run too.
+    (*rt)->Schedule(absl::Milliseconds(60), [&] { std::lock_guard<std::mutex> l(mu); fired.push_back(4); });
     return 0;
   });
-  REQUIRE(WaitUntil([&] { std::lock_guard<std::mutex> l(mu); return fired.size() == 3; }));
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  REQUIRE(WaitUntil([&] { std::lock_guard<std::mutex> l(mu); return fired.size() >= 4; }));
   std::lock_guard<std::mutex> l(mu);
-  REQUIRE(fired == std::vector<int>{1, 2, 3});
+  REQUIRE(fired == std::vector<int>{1, 2, 3, 4});
 }
 
 TEST_CASE("a runtime with the wrong secret is refused both ways") {
@@ -158,7 +160,12 @@ TEST_CASE("a runtime with the wrong secret is refused both ways") {
   }));
   la.Call([&] { return p.a->Send(2, "hello?").ok(); });
   lb.Call([&] { return p.b->Send(1, "let me in").ok(); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // Wait for the fate of both messages: dropped when the next dial fails its
+  // handshake. Nothing may have been delivered.
+  REQUIRE(WaitUntil([&] {
+    return la.Call([&] { return p.a->metrics().dropped_disconnected; }) > 0 &&
+           lb.Call([&] { return p.b->metrics().dropped_disconnected; }) > 0;
+  }));
   REQUIRE(received == 0);
   REQUIRE_FALSE(la.Call([&] { return p.a->PeerConnected(2); }));
   REQUIRE_FALSE(lb.Call([&] { return p.b->PeerConnected(1); }));
