@@ -60,6 +60,7 @@ class Client {
   void OnMessage(NodeId from, std::string_view bytes);
   void RefreshRing();
   void ScheduleProbe();
+  absl::Status CheckRing() const;  // kUnavailable until the first ring arrives
 
   ClientOptions options_;
   Runtime* runtime_;

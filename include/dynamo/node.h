@@ -37,6 +37,12 @@
 namespace dynamo {
 
 namespace internal {
+struct JoinRequest;
+struct JoinReply;
+struct TransferRequest;
+}  // namespace internal
+
+namespace internal {
 class AdmissionController;
 class AntiEntropy;
 class ObservedStorage;
@@ -142,6 +148,9 @@ class Node {
   void OnGossipDigest(NodeId from, const std::vector<std::pair<NodeId, uint64_t>>& digest);
   void OnGossipEntries(NodeId from, std::string_view entries, const std::vector<NodeId>& wanted);
   size_t ReplicationMax() const;
+  void OnJoinRequest(NodeId from, const internal::JoinRequest& request);
+  void OnJoinReply(const internal::JoinReply& reply);
+  void OnTransferRequest(NodeId from, const internal::TransferRequest& request);
 
   // Ownership transfer.
   void EnqueueTransfers(const Ring& before, const Ring& after, bool for_join);

@@ -42,10 +42,7 @@ void Client::ScheduleProbe() {
   // notices when they come back (otherwise only a ring refresh would).
   probe_timer_ = runtime_->Schedule(options_.requests.probe_interval, [this] {
     probe_timer_ = kNoTimer;
-    for (NodeId peer : failure_detector_.Unreachable()) {
-      (void)runtime_->transport().Send(
-          peer, internal::EncodeMessage(internal::Ping{++request_id_counter_}));
-    }
+    internal::PingUnreachable(failure_detector_, runtime_->transport(), &request_id_counter_);
     ScheduleProbe();
   });
 }
@@ -87,9 +84,13 @@ void Client::OnMessage(NodeId from, std::string_view bytes) {
   }
 }
 
+absl::Status Client::CheckRing() const {
+  return has_ring_ ? absl::OkStatus() : absl::UnavailableError("the client has no ring yet");
+}
+
 void Client::Get(std::string_view bucket, std::string_view key, GetCallback done) {
-  if (!has_ring_) {
-    done(absl::UnavailableError("the client has no ring yet"));
+  if (absl::Status s = CheckRing(); !s.ok()) {
+    done(s);
     return;
   }
   coordinator_->Get(bucket, key, std::move(done));
@@ -97,8 +98,8 @@ void Client::Get(std::string_view bucket, std::string_view key, GetCallback done
 
 void Client::Put(std::string_view bucket, std::string_view key, const Context& context,
                  std::string value, PutCallback done) {
-  if (!has_ring_) {
-    done(absl::UnavailableError("the client has no ring yet"));
+  if (absl::Status s = CheckRing(); !s.ok()) {
+    done(s);
     return;
   }
   coordinator_->Put(bucket, key, context, std::move(value), std::move(done));
@@ -106,8 +107,8 @@ void Client::Put(std::string_view bucket, std::string_view key, const Context& c
 
 void Client::Delete(std::string_view bucket, std::string_view key, const Context& context,
                     PutCallback done) {
-  if (!has_ring_) {
-    done(absl::UnavailableError("the client has no ring yet"));
+  if (absl::Status s = CheckRing(); !s.ok()) {
+    done(s);
     return;
   }
   coordinator_->Delete(bucket, key, context, std::move(done));

@@ -376,6 +376,14 @@ std::string EncodeMessage(const Message& message) {
   return out;
 }
 
+void PingUnreachable(const FailureDetector& detector, Transport& transport,
+                     uint64_t* request_id_counter) {
+  for (NodeId peer : detector.Unreachable()) {
+    // A local send error is as good as a lost ping: the next probe retries.
+    (void)transport.Send(peer, EncodeMessage(Ping{++*request_id_counter}));
+  }
+}
+
 absl::StatusOr<Message> DecodeMessage(std::string_view bytes, const CodecLimits& limits) {
   Decoder d(bytes, limits);
   uint8_t version, type;

@@ -16,6 +16,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "core/codec.h"
+#include "dynamo/failure_detector.h"
+#include "dynamo/transport.h"
 #include "dynamo/types.h"
 #include "dynamo/version.h"
 
@@ -194,6 +196,11 @@ using Message = std::variant<ReplicaPut, ReplicaPutReply, ReplicaGet, ReplicaGet
                              TombstoneCheckReply, TombstoneReap>;
 
 std::string EncodeMessage(const Message& message);
+
+// Pings every peer `detector` marks unreachable, so an answer (any message)
+// marks it reachable again. Nodes and clients both probe this way.
+void PingUnreachable(const FailureDetector& detector, Transport& transport,
+                     uint64_t* request_id_counter);
 absl::StatusOr<Message> DecodeMessage(std::string_view bytes,
                                       const CodecLimits& limits = CodecLimits());
 

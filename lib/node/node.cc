@@ -250,62 +250,11 @@ void Node::OnMessage(NodeId from, std::string_view bytes) {
         } else if constexpr (std::is_same_v<T, GossipEntries>) {
           OnGossipEntries(from, m.entries, m.wanted);
         } else if constexpr (std::is_same_v<T, JoinRequest>) {
-          JoinReply reply;
-          reply.request_id = m.request_id;
-          absl::StatusOr<std::vector<MemberEntry>> entry = DecodeMemberEntries(m.entry);
-          if (!entry.ok() || entry->size() != 1 || entry->front().id != from) {
-            reply.code = static_cast<int>(absl::StatusCode::kInvalidArgument);
-            reply.error = "join: expected exactly the joiner's own entry";
-          } else if (membership_.Find(id()) == nullptr) {
-            reply.code = static_cast<int>(absl::StatusCode::kFailedPrecondition);
-            reply.error = "join: the seed is not a member of a cluster itself";
-          } else {
-            const MemberEntry* known = membership_.Find(from);
-            if (known == nullptr || known->status == MemberStatus::kRemoved) {
-              MemberEntry e = entry->front();
-              e.status = MemberStatus::kJoining;
-              e.join_seq = membership_.NextSeq();
-              e.remove_seq = 0;
-              e.version = known == nullptr ? 1 : known->version + 1;
-              if (membership_.Merge(e)) OnMembershipChanged();
-            }
-            reply.entries = EncodeMemberEntries(membership_.List());
-          }
-          SendMessage(from, EncodeMessage(reply));
+          OnJoinRequest(from, m);
         } else if constexpr (std::is_same_v<T, JoinReply>) {
-          auto it = joins_.find(m.request_id);
-          if (it == joins_.end()) return;
-          PutCallback done = std::move(it->second.first);
-          runtime_->Cancel(it->second.second);
-          joins_.erase(it);
-          if (m.code != 0) {
-            done(absl::Status(static_cast<absl::StatusCode>(m.code), m.error));
-            return;
-          }
-          absl::StatusOr<std::vector<MemberEntry>> entries = DecodeMemberEntries(m.entries);
-          if (!entries.ok()) {
-            done(entries.status());
-            return;
-          }
-          if (membership_.MergeAll(*entries)) OnMembershipChanged();
-          SettleOwnEntry();
-          done(absl::OkStatus());
+          OnJoinReply(m);
         } else if constexpr (std::is_same_v<T, TransferRequest>) {
-          TransferBatch reply;
-          reply.request_id = m.request_id;
-          ScanLimits limits;
-          limits.entries_max = options_.transfer_batch_entries;
-          limits.bytes_max = options_.transfer_batch_bytes;
-          absl::StatusOr<ScanResult> scan = storage_->Scan(TokenRange{m.begin, m.end}, m.cursor, limits);
-          if (!scan.ok()) {
-            metrics_.storage_errors++;
-            reply.code = static_cast<int>(scan.status().code());
-            reply.error = std::string(scan.status().message());
-          } else {
-            for (KeyEntry& e : scan->entries) reply.entries.emplace_back(std::move(e.key), std::move(e.siblings));
-            reply.next_cursor = std::move(scan->resume_cursor);
-          }
-          SendMessage(from, EncodeMessage(reply));
+          OnTransferRequest(from, m);
         } else if constexpr (std::is_same_v<T, TransferBatch>) {
           OnTransferBatch(from, m.request_id, m.code, m.entries, std::move(m.next_cursor));
         }
@@ -383,9 +332,7 @@ void Node::ScheduleProbe() {
     probe_timer_ = kNoTimer;
     metrics_.peers_suspected_by_phi +=
         failure_detector_.SuspectByPhi(runtime_->Now(), options_.phi_threshold);
-    for (NodeId peer : failure_detector_.Unreachable()) {
-      SendMessage(peer, EncodeMessage(Ping{++request_id_counter_}));
-    }
+    internal::PingUnreachable(failure_detector_, runtime_->transport(), &request_id_counter_);
     ScheduleProbe();
   });
 }
@@ -490,6 +437,71 @@ void Node::SettleOwnEntry() {
   if (own_entry_settled_) return;
   own_entry_settled_ = true;
   OnMembershipChanged();
+}
+
+void Node::OnJoinRequest(NodeId from, const JoinRequest& m) {
+  JoinReply reply;
+  reply.request_id = m.request_id;
+  absl::StatusOr<std::vector<MemberEntry>> entry = DecodeMemberEntries(m.entry);
+  if (!entry.ok() || entry->size() != 1 || entry->front().id != from) {
+    reply.code = static_cast<int>(absl::StatusCode::kInvalidArgument);
+    reply.error = "join: expected exactly the joiner's own entry";
+  } else if (membership_.Find(id()) == nullptr) {
+    reply.code = static_cast<int>(absl::StatusCode::kFailedPrecondition);
+    reply.error = "join: the seed is not a member of a cluster itself";
+  } else {
+    const MemberEntry* known = membership_.Find(from);
+    if (known == nullptr || known->status == MemberStatus::kRemoved) {
+      MemberEntry e = entry->front();
+      e.status = MemberStatus::kJoining;
+      e.join_seq = membership_.NextSeq();
+      e.remove_seq = 0;
+      e.version = known == nullptr ? 1 : known->version + 1;
+      if (membership_.Merge(e)) OnMembershipChanged();
+    }
+    reply.entries = EncodeMemberEntries(membership_.List());
+  }
+  SendMessage(from, EncodeMessage(reply));
+}
+
+void Node::OnJoinReply(const JoinReply& m) {
+  auto it = joins_.find(m.request_id);
+  if (it == joins_.end()) return;
+  PutCallback done = std::move(it->second.first);
+  runtime_->Cancel(it->second.second);
+  joins_.erase(it);
+  if (m.code != 0) {
+    done(absl::Status(static_cast<absl::StatusCode>(m.code), m.error));
+    return;
+  }
+  absl::StatusOr<std::vector<MemberEntry>> entries = DecodeMemberEntries(m.entries);
+  if (!entries.ok()) {
+    done(entries.status());
+    return;
+  }
+  if (membership_.MergeAll(*entries)) OnMembershipChanged();
+  SettleOwnEntry();
+  done(absl::OkStatus());
+}
+
+void Node::OnTransferRequest(NodeId from, const TransferRequest& m) {
+  TransferBatch reply;
+  reply.request_id = m.request_id;
+  ScanLimits limits;
+  limits.entries_max = options_.transfer_batch_entries;
+  limits.bytes_max = options_.transfer_batch_bytes;
+  absl::StatusOr<ScanResult> scan = storage_->Scan(TokenRange{m.begin, m.end}, m.cursor, limits);
+  if (!scan.ok()) {
+    metrics_.storage_errors++;
+    reply.code = static_cast<int>(scan.status().code());
+    reply.error = std::string(scan.status().message());
+  } else {
+    for (KeyEntry& e : scan->entries) {
+      reply.entries.emplace_back(std::move(e.key), std::move(e.siblings));
+    }
+    reply.next_cursor = std::move(scan->resume_cursor);
+  }
+  SendMessage(from, EncodeMessage(reply));
 }
 
 void Node::Join(NodeId seed, PutCallback done) {
