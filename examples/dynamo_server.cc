@@ -3,13 +3,21 @@
 // an LmdbEngine in its data directory, and a Redis-protocol (RESP2) client
 // port on the same loop, so redis-cli and Redis client libraries work.
 //
-// Membership is static until gossip lands: every server is given the full
-// member list (--peers) and builds the same Ring (strategy 3, members added
-// in id order), so all agree on every preference list.
+// A cluster starts either statically — every server is given the same
+// member list (--peers) and builds the same first ring (strategy 3, members
+// added in id order) — or grows by joins (paper 4.8): a server started with
+// --seeds and no --peers asks a seed to add it, pulls the ranges it will own
+// and becomes up. Members announce their peer address in their membership
+// entry (--advertise), so gossip tells every node where the others listen.
 //
 //   dynamo-server --id 1 --client 127.0.0.1:6381
 //     --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003
 //     --data-dir /var/lib/dynamo/1 --secret-file /etc/dynamo/secret
+//   dynamo-server --id 4 --listen 127.0.0.1:7004 --client 127.0.0.1:6384
+//     --seeds 1=127.0.0.1:7001 --data-dir /var/lib/dynamo/4 --secret-file ...
+//
+// A server started with neither --peers nor --seeds waits, outside any
+// cluster, until it is told to join (dynamoctl join / DYNAMO.JOIN).
 //
 // Flags may also come from --config FILE: one "name = value" per line (names
 // as the flags without "--"), '#' starts a comment; flags given on the
@@ -35,16 +43,21 @@
 #include "dynamo/ring.h"
 #include "dynamo/tcp/tcp_runtime.h"
 #include "tcp/resp_server.h"
+#include "tcp/tcp_membership.h"
 
 namespace {
 
 using dynamo::Endpoint;
 
-constexpr const char* kUsage = R"(usage: dynamo-server --id N --peers ID=HOST:PORT,... --data-dir DIR [options]
-  --id N                 this node's id (> 0), one of --peers
+constexpr const char* kUsage = R"(usage: dynamo-server --id N --data-dir DIR (--peers LIST | --listen HOST:PORT [--seeds LIST]) [options]
+  --id N                 this node's id (> 0)
   --listen HOST:PORT     peer address (default: this node's entry in --peers)
+  --advertise HOST:PORT  peer address announced to the other members
+                         (default: --listen with the port actually bound)
   --client HOST:PORT     Redis-protocol client port (default 127.0.0.1:6379)
-  --peers LIST           every member: ID=HOST:PORT,... (static membership)
+  --peers LIST           the first members, ID=HOST:PORT,...: a static start
+  --seeds LIST           members to join through, ID=HOST:PORT,...; also
+                         gossiped with regularly (paper 4.8)
   --data-dir DIR         LMDB directory (created if missing)
   --n --r --w            the default bucket's N, R, W (default 3, 2, 2)
   --policy P             siblings (default) or lww
@@ -52,8 +65,13 @@ constexpr const char* kUsage = R"(usage: dynamo-server --id N --peers ID=HOST:PO
   --secret S | --secret-file F | env DYNAMO_CLUSTER_SECRET   shared cluster secret
   --cluster-name NAME    (default "dynamo")
   --request-timeout-ms T (default 1000)
+  --transfers-in-flight K       ownership-transfer batches in flight (default 2)
+  --transfer-interval-ms T      pause between transfer batches (default 10):
+                                the throttle of paper 6.5 on joins and removals
   --ports-file F         write "PEER_PORT CLIENT_PORT" once listening (for port 0)
   --config FILE          read "name = value" lines; command-line flags win
+A restart with the same --data-dir resumes the node with the membership it
+stored; --peers and --seeds then only add addresses.
 )";
 
 int Fail(const std::string& message) {
@@ -115,9 +133,11 @@ int Main(int argc, char** argv) {
   if (flags.count("config")) {
     if (absl::Status s = ReadConfig(flags["config"], &flags); !s.ok()) return Fail(s.ToString());
   }
-  static const char* kKnown[] = {"id", "listen", "client", "peers", "data-dir", "n", "r", "w",
+  static const char* kKnown[] = {"id", "listen", "advertise", "client", "peers", "seeds",
+                                 "data-dir", "n", "r", "w",
                                  "policy", "durability", "secret", "secret-file", "cluster-name",
-                                 "request-timeout-ms", "ports-file", "config"};
+                                 "request-timeout-ms", "transfers-in-flight",
+                                 "transfer-interval-ms", "ports-file", "config"};
   for (const auto& [name, value] : flags) {
     if (std::find(std::begin(kKnown), std::end(kKnown), name) == std::end(kKnown)) {
       return Fail(absl::StrCat("unknown flag --", name, "\n", kUsage));
@@ -129,23 +149,26 @@ int Main(int argc, char** argv) {
     return Fail(absl::StrCat("--id must be a positive number\n", kUsage));
   }
   if (!flags.count("data-dir")) return Fail("--data-dir is required");
-  if (!flags.count("peers")) return Fail("--peers is required (static membership)");
-
   dynamo::TcpRuntimeOptions topt;
   topt.self = self;
-  std::vector<std::string> entries = absl::StrSplit(flags["peers"], ',', absl::SkipEmpty());
-  for (const std::string& entry : entries) {
-    std::vector<std::string> kv = absl::StrSplit(entry, absl::MaxSplits('=', 1));
-    dynamo::NodeId id = 0;
-    if (kv.size() != 2 || !absl::SimpleAtoi(kv[0], &id) || id == 0) {
-      return Fail(absl::StrCat("--peers: '", entry, "' is not ID=HOST:PORT"));
-    }
-    absl::StatusOr<Endpoint> ep = Endpoint::Parse(kv[1]);
-    if (!ep.ok()) return Fail(ep.status().ToString());
-    if (!topt.peers.emplace(id, *ep).second) return Fail(absl::StrCat("--peers: id ", id, " twice"));
+  std::map<dynamo::NodeId, Endpoint> static_members, seeds;
+  const std::pair<const char*, std::map<dynamo::NodeId, Endpoint>*> lists[] = {
+      {"peers", &static_members}, {"seeds", &seeds}};
+  for (const auto& [flag, list] : lists) {
+    if (!flags.count(flag)) continue;
+    auto parsed = dynamo::internal::ParseMemberAddresses(flags[flag]);
+    if (!parsed.ok()) return Fail(absl::StrCat("--", flag, ": ", parsed.status().message()));
+    *list = *std::move(parsed);
+    topt.peers.insert(list->begin(), list->end());
   }
-  if (!topt.peers.count(self)) return Fail(absl::StrCat("--peers does not list --id ", self));
-  topt.listen = topt.peers[self];
+  if (!static_members.empty() && !static_members.count(self)) {
+    return Fail(absl::StrCat("--peers does not list --id ", self));
+  }
+  if (static_members.count(self)) {
+    topt.listen = static_members[self];
+  } else if (!flags.count("listen")) {
+    return Fail("--listen is required unless --peers lists this node");
+  }
   if (flags.count("listen")) {
     absl::StatusOr<Endpoint> ep = Endpoint::Parse(flags["listen"]);
     if (!ep.ok()) return Fail(ep.status().ToString());
@@ -169,10 +192,18 @@ int Main(int argc, char** argv) {
   dynamo::BucketOptions& bucket = nopt.buckets[0];
   absl::StatusOr<size_t> n = SizeFlag(flags, "n", 3), r = SizeFlag(flags, "r", 2),
                          w = SizeFlag(flags, "w", 2),
-                         timeout_ms = SizeFlag(flags, "request-timeout-ms", 1000);
-  for (const auto* s : {&n, &r, &w, &timeout_ms}) {
+                         timeout_ms = SizeFlag(flags, "request-timeout-ms", 1000),
+                         transfers = SizeFlag(flags, "transfers-in-flight",
+                                              nopt.transfers_in_flight_max),
+                         transfer_interval_ms = SizeFlag(
+                             flags, "transfer-interval-ms",
+                             absl::ToInt64Milliseconds(nopt.transfer_batch_interval));
+  for (const auto* s : {&n, &r, &w, &timeout_ms, &transfers, &transfer_interval_ms}) {
     if (!s->ok()) return Fail(s->status().ToString());
   }
+  if (*transfers == 0) return Fail("--transfers-in-flight must be at least 1");
+  nopt.transfers_in_flight_max = *transfers;
+  nopt.transfer_batch_interval = absl::Milliseconds(static_cast<int64_t>(*transfer_interval_ms));
   bucket.n = *n;
   bucket.r = *r;
   bucket.w = *w;
@@ -202,9 +233,10 @@ int Main(int argc, char** argv) {
       Endpoint::Parse(flags.count("client") ? flags["client"] : "127.0.0.1:6379");
   if (!client_ep.ok()) return Fail(client_ep.status().ToString());
 
-  // The static ring: every server adds the same ids in the same order.
+  // The static ring: every server adds the same ids in the same order. A
+  // joining server starts with an empty ring (not a member yet).
   dynamo::Ring ring{dynamo::RingOptions()};
-  for (const auto& [id, ep] : topt.peers) {  // std::map: sorted by id
+  for (const auto& [id, ep] : static_members) {  // std::map: sorted by id
     dynamo::RingMember m;
     m.id = id;
     if (absl::Status s = ring.AddNode(m); !s.ok()) return Fail(s.ToString());
@@ -215,6 +247,24 @@ int Main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<dynamo::TcpRuntime>> runtime =
       dynamo::TcpRuntime::Create(topt);
   if (!runtime.ok()) return Fail(runtime.status().ToString());
+  for (const auto& [id, ep] : seeds) nopt.seeds.push_back(id);
+  if (flags.count("advertise")) {
+    absl::StatusOr<Endpoint> ep = Endpoint::Parse(flags["advertise"]);
+    if (!ep.ok()) return Fail(absl::StrCat("--advertise: ", ep.status().message()));
+    nopt.address = ep->ToString();
+  } else if (topt.listen.host == "0.0.0.0" || topt.listen.host == "::") {
+    return Fail("--advertise is required when --listen is a wildcard address");
+  } else {
+    nopt.address = Endpoint{topt.listen.host, (*runtime)->peer_port()}.ToString();
+  }
+  // Gossip brings members' addresses; the transport learns them at once
+  // (before the node answers a joiner or pulls ranges from a new peer).
+  dynamo::TcpRuntime* transport = runtime->get();
+  nopt.on_membership_changed = [transport](const dynamo::Membership& membership) {
+    if (absl::Status s = dynamo::internal::ApplyMemberAddresses(membership, *transport); !s.ok()) {
+      std::cerr << "dynamo-server: peer addresses: " << s << "\n";
+    }
+  };
   absl::StatusOr<std::unique_ptr<dynamo::Node>> node =
       dynamo::Node::Create(nopt, runtime->get(), storage->get(), std::move(ring));
   if (!node.ok()) return Fail(node.status().ToString());
@@ -236,6 +286,23 @@ int Main(int argc, char** argv) {
     (*runtime)->Stop();
   });
 
+  // A server that is not a member joins through its seeds, retrying until
+  // one accepts (a seed may be starting too).
+  std::unique_ptr<dynamo::internal::SeedJoin> join;
+  const dynamo::MemberEntry* mine = (*node)->membership().Find(self);
+  if ((mine == nullptr || mine->status == dynamo::MemberStatus::kRemoved) && !seeds.empty()) {
+    join = std::make_unique<dynamo::internal::SeedJoin>(
+        node->get(), runtime->get(), seeds, /*attempts_max=*/0, absl::Seconds(1),
+        [self](const absl::Status& s) {
+          std::cerr << "dynamo-server: node " << self << ": "
+                    << (s.ok() ? std::string("joined the cluster") : s.ToString()) << "\n";
+        });
+    join->set_on_retry([self](const absl::Status& s) {
+      std::cerr << "dynamo-server: node " << self << ": " << s << " (retrying)\n";
+    });
+    join->Start();
+  }
+
   if (flags.count("ports-file")) {
     std::string tmp = flags["ports-file"] + ".tmp";
     {
@@ -247,13 +314,14 @@ int Main(int argc, char** argv) {
   std::cerr << "dynamo-server: node " << self << " actor " << (*node)->identity().actor
             << " peers on " << topt.listen.host << ":" << (*runtime)->peer_port()
             << ", clients on " << client_ep->host << ":" << (*resp)->port() << ", N=" << bucket.n
-            << " R=" << bucket.r << " W=" << bucket.w << ", " << topt.peers.size()
-            << " static members\n";
+            << " R=" << bucket.r << " W=" << bucket.w << ", advertised as " << nopt.address
+            << ", " << (*node)->membership().Live().size() << " members known\n";
 
   absl::Status run = (*runtime)->Run();
   // Order: stop serving clients, drop the node (its pending requests end),
   // flush what the engine buffered, then close storage and the runtime.
   resp->reset();
+  join.reset();
   node->reset();
   absl::Status flushed = (*storage)->Flush();
   if (!run.ok()) return Fail(run.ToString());

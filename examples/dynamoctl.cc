@@ -7,8 +7,12 @@
 //
 //   dynamoctl remove ID   removes node ID from the ring (explicit, paper 4.8)
 //   dynamoctl leave       the node asked hands its data over and leaves
-//   dynamoctl join        not supported yet: the TCP transport learns peer
-//                         addresses only from --peers (exits with status 2)
+//   dynamoctl join SEED_ID=HOST:PORT
+//                         the node asked (a dynamo-server started without
+//                         --peers or --seeds, so outside any cluster) joins
+//                         the cluster of the seed at that peer address; OK
+//                         once the seed accepted. It then pulls the ranges
+//                         it will own and becomes up (see `status`).
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -21,7 +25,8 @@
 namespace {
 
 constexpr const char* kUsage =
-    "usage: dynamoctl [--host HOST] [--port PORT] status|ring|hints|info [SECTION]|remove ID|leave|join\n"
+    "usage: dynamoctl [--host HOST] [--port PORT] status|ring|hints|info [SECTION]|remove ID|leave|\n"
+    "                 join SEED_ID=HOST:PORT\n"
     "  status  this node, the members and whether each is connected and reachable\n"
     "  ring    ring ownership (tokens, primary and replica share) per node\n"
     "  hints   hinted writes held for unreachable nodes, deliveries in flight\n";
@@ -54,23 +59,29 @@ int Main(int argc, char** argv) {
     return 2;
   }
   const std::string& cmd = rest[0];
-  if (cmd == "join") {
-    std::cerr << "dynamoctl: join is not supported by dynamo-server yet: the TCP transport "
-                 "learns peer addresses only from --peers\n";
-    return 2;
-  }
-  if (cmd == "remove" || cmd == "leave") {
-    if (cmd == "remove" && rest.size() != 2) {
-      std::cerr << "dynamoctl: usage: remove ID\n";
+  if (cmd == "remove" || cmd == "leave" || cmd == "join") {
+    std::vector<std::string> args;
+    if (cmd == "remove" && rest.size() == 2) {
+      args = {"DYNAMO.REMOVE", rest[1]};
+    } else if (cmd == "leave" && rest.size() == 1) {
+      args = {"DYNAMO.LEAVE"};
+    } else if (cmd == "join" && rest.size() == 2) {
+      std::vector<std::string> seed = absl::StrSplit(rest[1], absl::MaxSplits('=', 1));
+      if (seed.size() != 2) {
+        std::cerr << "dynamoctl: join: '" << rest[1] << "' is not SEED_ID=HOST:PORT\n";
+        return 2;
+      }
+      args = {"DYNAMO.JOIN", seed[0], seed[1]};
+    } else {
+      std::cerr << "dynamoctl: usage: remove ID | leave | join SEED_ID=HOST:PORT\n";
       return 2;
     }
-    auto client = dynamo::internal::RespClient::Connect(host, port, absl::Seconds(5));
+    // A join waits for the seed's answer (the node's join timeout, 5 s).
+    auto client = dynamo::internal::RespClient::Connect(host, port, absl::Seconds(15));
     if (!client.ok()) {
       std::cerr << "dynamoctl: " << client.status().message() << "\n";
       return 1;
     }
-    std::vector<std::string> args = {cmd == "remove" ? "DYNAMO.REMOVE" : "DYNAMO.LEAVE"};
-    if (cmd == "remove") args.push_back(rest[1]);
     auto reply = (*client)->Command(args);
     if (!reply.ok() || reply->type == dynamo::internal::RespValue::Type::kError) {
       std::cerr << "dynamoctl: " << cmd << ": "

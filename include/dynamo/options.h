@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,8 @@ struct BucketOptions {
 
 // Checks 1 <= r, w <= n and n <= cluster_size, naming the offending value.
 absl::Status ValidateBucket(const BucketOptions& bucket, size_t cluster_size);
+
+class Membership;  // dynamo/membership.h
 
 struct NodeOptions {
   std::vector<BucketOptions> buckets = {BucketOptions()};
@@ -66,11 +69,20 @@ struct NodeOptions {
   // Membership and gossip (paper 4.8).
   std::vector<uint64_t> seeds;  // node ids contacted besides random peers
   std::string zone;             // this node's zone, announced when it joins
+  // How the transport reaches this node (e.g. "127.0.0.1:7001"), announced in
+  // its membership entry so members learn each other's addresses by gossip.
+  // Empty in simulation, where ids are addresses.
+  std::string address;
   double weight = 1.0;          // this node's capacity relative to others
   absl::Duration gossip_interval = absl::Seconds(1);
   size_t seed_gossip_period_rounds = 3;  // every this many rounds, also gossip with a seed
   double phi_threshold = 8;              // phi-accrual suspicion level (Cassandra's default)
   absl::Duration join_timeout = absl::Seconds(5);
+  // Called on the node's thread whenever its membership view changed (after
+  // the change is merged, before the node sends anything because of it), so
+  // an embedder can keep its transport's address book in step. It must not
+  // call back into the node.
+  std::function<void(const Membership&)> on_membership_changed;
 
   // Ownership transfer (paper 4.9): bounded, throttled, resumable batches.
   size_t transfer_batch_entries = 256;

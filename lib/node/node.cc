@@ -385,10 +385,12 @@ void Node::OnMembershipChanged() {
   // another actor in its cluster entry: that was its previous life, so it
   // moves to the next epoch. It waits until it has heard from the cluster
   // (own_entry_settled_), or it would only see its own bootstrap view.
+  // The transport address is announced the same way (options_.address).
   if (const MemberEntry* mine = membership_.Find(id());
       own_entry_settled_ && mine != nullptr && mine->status != MemberStatus::kRemoved &&
-      mine->actor != identity_.actor) {
-    if (mine->actor != 0 && fresh_identity_) {
+      (mine->actor != identity_.actor ||
+       (!options_.address.empty() && mine->address != options_.address))) {
+    if (mine->actor != identity_.actor && mine->actor != 0 && fresh_identity_) {
       identity_.epoch = std::max(identity_.epoch, mine->epoch + 1);
       if (!storage_->PutIdentity(identity_).ok()) metrics_.storage_errors++;
     }
@@ -396,11 +398,13 @@ void Node::OnMembershipChanged() {
     UpdateOwnEntry([this](MemberEntry& e) {
       e.actor = identity_.actor;
       e.epoch = identity_.epoch;
+      if (!options_.address.empty()) e.address = options_.address;
     });
   }
   if (!storage_->PutMetadata("membership", EncodeMemberEntries(membership_.List())).ok()) {
     metrics_.storage_errors++;
   }
+  if (options_.on_membership_changed) options_.on_membership_changed(membership_);
   absl::StatusOr<Ring> routing = membership_.BuildRing(ring_.options(), /*pending=*/false);
   absl::StatusOr<Ring> pending = membership_.BuildRing(ring_.options(), /*pending=*/true);
   if (!routing.ok() || !pending.ok()) {
@@ -513,6 +517,7 @@ void Node::Join(NodeId seed, PutCallback done) {
   MemberEntry e;
   e.id = id();
   e.zone = options_.zone;
+  e.address = options_.address;
   e.weight = options_.weight;
   e.status = MemberStatus::kJoining;
   e.epoch = identity_.epoch;

@@ -258,16 +258,16 @@ class RespServer::Conn : public std::enable_shared_from_this<Conn> {
       }
       std::string key = args[1];
       std::string value = std::move(args[2]);
+      auto done = [reply = std::move(reply)](absl::Status s) mutable {
+        reply(s.ok() ? SimpleReply("OK") : ErrorReply(s));
+      };
       node->Get(bucket, key,
                 [node, bucket, key, value = std::move(value),
-                 reply = std::move(reply)](absl::StatusOr<GetResult> r) mutable {
+                 done = std::move(done)](absl::StatusOr<GetResult> r) mutable {
                   // Without a context (the read failed) the put starts a new
                   // branch: a sibling that GET resolves by last-write-wins.
                   Context context = r.ok() ? r->context : Context();
-                  node->Put(bucket, key, context, std::move(value),
-                            [reply = std::move(reply)](absl::Status s) mutable {
-                              reply(s.ok() ? SimpleReply("OK") : ErrorReply(s));
-                            });
+                  node->Put(bucket, key, context, std::move(value), std::move(done));
                 });
     } else if (cmd == "MGET" || cmd == "EXISTS" || cmd == "DEL") {
       if (!arity(2, options().limits.args_max)) return;
@@ -321,8 +321,25 @@ class RespServer::Conn : public std::enable_shared_from_this<Conn> {
       absl::Status s = node->Leave();
       reply(s.ok() ? SimpleReply("OK") : ErrorReply(s));
     } else if (cmd == "DYNAMO.JOIN") {
-      reply(ErrorReply("ERR join is not supported by dynamo-server yet: the TCP transport "
-                       "learns peer addresses only from --peers, not from membership"));
+      // DYNAMO.JOIN SEED_ID HOST:PORT: this node asks the seed to add it
+      // (paper 4.8). OK once the seed accepted; the node is then joining:
+      // it pulls the ranges it will own and becomes up (INFO node).
+      if (!arity(3, 3)) return;
+      NodeId seed = kNoNode;
+      absl::StatusOr<Endpoint> address = Endpoint::Parse(args[2]);
+      if (!absl::SimpleAtoi(args[1], &seed) || seed == kNoNode) {
+        return reply(ErrorReply("ERR DYNAMO.JOIN needs a seed node id"));
+      }
+      if (!address.ok()) return reply(ErrorReply(address.status()));
+      if (server_->runtime_ == nullptr) {
+        return reply(ErrorReply("ERR DYNAMO.JOIN needs a TCP runtime"));
+      }
+      if (absl::Status s = server_->runtime_->SetPeer(seed, *address); !s.ok()) {
+        return reply(ErrorReply(s));
+      }
+      node->Join(seed, [reply = std::move(reply)](absl::Status s) mutable {
+        reply(s.ok() ? SimpleReply("OK") : ErrorReply(s));
+      });
     } else {
       reply(ErrorReply(absl::StrCat("ERR unknown command '", args[0].substr(0, 64), "'")));
     }
@@ -476,9 +493,12 @@ std::string RespServer::Info(std::string_view section) const {
       absl::StrAppend(&out, "bucket:", b.name, ",n=", b.n, ",r=", b.r, ",w=", b.w, ",policy=",
                       b.policy == ConflictPolicy::kLastWriteWins ? "lww" : "siblings", "\r\n");
     }
+    const MemberEntry* mine = node.membership().Find(node.id());
+    absl::StrAppend(&out, "member_status:", mine == nullptr ? "none" : MemberStatusName(mine->status),
+                    "\r\ntransfers_pending:", node.transfers_pending(), "\r\n");
     for (const auto& [member, e] : node.membership().entries()) {
       absl::StrAppend(&out, "member:", member, ",status=", MemberStatusName(e.status),
-                      ",epoch=", e.epoch, ",version=", e.version, "\r\n");
+                      ",epoch=", e.epoch, ",version=", e.version, ",address=", e.address, "\r\n");
     }
     absl::StrAppend(&out, "\r\n");
   }
@@ -504,21 +524,21 @@ std::string RespServer::Info(std::string_view section) const {
   }
   if (want("peers")) {
     absl::StrAppend(&out, "# Peers\r\n");
-    for (const RingMember& m : node.ring().members()) {
-      if (m.id == node.id()) continue;
-      absl::Time heard = node.failure_detector().LastHeard(m.id);
-      absl::StrAppend(&out, "peer:", m.id,
-                      ",connected=", runtime_ != nullptr && runtime_->PeerConnected(m.id) ? 1 : 0,
-                      ",reachable=", node.failure_detector().IsReachable(m.id) ? 1 : 0,
-                      ",queue=", runtime_ != nullptr ? runtime_->PeerQueueMessages(m.id) : 0,
+    for (NodeId id : node.membership().Live()) {
+      if (id == node.id()) continue;
+      absl::Time heard = node.failure_detector().LastHeard(id);
+      std::optional<Endpoint> address =
+          runtime_ != nullptr ? runtime_->PeerAddress(id) : std::nullopt;
+      absl::StrAppend(&out, "peer:", id,
+                      ",connected=", runtime_ != nullptr && runtime_->PeerConnected(id) ? 1 : 0,
+                      ",reachable=", node.failure_detector().IsReachable(id) ? 1 : 0,
+                      ",queue=", runtime_ != nullptr ? runtime_->PeerQueueMessages(id) : 0,
                       ",last_heard_ms_ago=",
                       heard == absl::InfinitePast()
                           ? -1
                           : absl::ToInt64Milliseconds(absl::Now() - heard),
-                      runtime_ != nullptr && runtime_->options().peers.count(m.id)
-                          ? absl::StrCat(",address=", runtime_->options().peers.at(m.id).ToString())
-                          : "",
-                      "\r\n");
+                      ",status=", MemberStatusName(node.membership().Find(id)->status),
+                      address ? absl::StrCat(",address=", address->ToString()) : "", "\r\n");
     }
     absl::StrAppend(&out, "\r\n");
   }
@@ -538,7 +558,12 @@ std::string RespServer::Info(std::string_view section) const {
                     "\r\nreplica_puts:", m.replica_puts, "\r\nreplica_gets:", m.replica_gets,
                     "\r\nread_repairs_sent:", m.read_repairs_sent,
                     "\r\nmessages_malformed:", m.messages_malformed,
-                    "\r\nstorage_errors:", m.storage_errors, "\r\nresp_commands:",
+                    "\r\nstorage_errors:", m.storage_errors,
+                    "\r\ntransfers_started:", m.transfers_started,
+                    "\r\ntransfers_completed:", m.transfers_completed,
+                    "\r\ntransfer_keys_received:", m.transfer_keys_received,
+                    "\r\nhandoff_keys_sent:", m.handoff_keys_sent,
+                    "\r\nkeys_dropped:", m.keys_dropped, "\r\nresp_commands:",
                     metrics_.commands, "\r\nresp_protocol_errors:", metrics_.protocol_errors,
                     "\r\nresp_connections:", conns_.size(), "\r\n\r\n");
   }

@@ -12,6 +12,9 @@
 //   DPUT key ctx value put descending from the hex context ("" = none)
 //   DDEL key ctx       delete descending from the context
 //   INFO [section]     node, ring, peers, hints, metrics, transport
+//   DYNAMO.JOIN seed-id host:port   this node joins a cluster through the seed
+//   DYNAMO.REMOVE id   removes a member (paper 4.8: explicit)
+//   DYNAMO.LEAVE       this node hands its data over and leaves
 //   PING ECHO QUIT SELECT COMMAND CONFIG CLIENT: enough for redis-cli and
 //   redis-benchmark.
 //

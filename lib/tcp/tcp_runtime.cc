@@ -11,6 +11,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
 #include "tcp/asio_config.h"
 #include "tcp/frame.h"
 
@@ -176,17 +177,10 @@ class TcpRuntime::Impl {
       return absl::UnavailableError(
           absl::StrCat("cannot listen on ", options_.listen.ToString(), ": ", ec.message()));
     }
-    for (const auto& [id, endpoint] : options_.peers) {
-      if (id == options_.self) continue;
-      if (id == kNoNode) return absl::InvalidArgumentError("peer with node id 0");
-      auto peer = std::make_unique<Peer>(io_);
-      peer->id = id;
-      peer->endpoint = endpoint;
-      peer->backoff = options_.reconnect_backoff_min;
-      peers_.emplace(id, std::move(peer));
-    }
     Accept();
-    for (auto& [id, peer] : peers_) Dial(*peer);
+    for (const auto& [id, endpoint] : options_.peers) {
+      DYNAMO_RETURN_IF_ERROR(AddPeer(id, endpoint));
+    }
     return absl::OkStatus();
   }
 
@@ -399,6 +393,12 @@ class TcpRuntime::Impl {
     peer.batch.clear();
     peer.queue_bytes = 0;
     if (stopping_) return;
+    ScheduleRedial(peer);
+  }
+
+  // Dials `peer` again after its current backoff, which then doubles.
+  // Re-arming replaces a redial already pending.
+  void ScheduleRedial(Peer& peer) {
     peer.redial_pending = true;
     peer.redial_timer.expires_after(ToChrono(peer.backoff));
     peer.backoff = std::min(peer.backoff * 2, options_.reconnect_backoff_max);
@@ -408,6 +408,40 @@ class TcpRuntime::Impl {
       p->redial_pending = false;
       Dial(*p);
     });
+  }
+
+  absl::Status AddPeer(NodeId id, const Endpoint& endpoint) {
+    if (id == kNoNode) return absl::InvalidArgumentError("peer with node id 0");
+    if (id == options_.self) return absl::OkStatus();
+    if (auto it = peers_.find(id); it != peers_.end()) {
+      Peer& peer = *it->second;
+      if (peer.endpoint.host == endpoint.host && peer.endpoint.port == endpoint.port) {
+        return absl::OkStatus();
+      }
+      // The peer moved (restarted elsewhere): what was queued for the old
+      // address is dropped like on any failed connection, and the new one
+      // is dialled after the shortest backoff.
+      peer.endpoint = endpoint;
+      peer.backoff = options_.reconnect_backoff_min;
+      if (peer.conn) {
+        PeerFailed(peer, peer.conn);
+      } else if (!stopping_) {
+        ScheduleRedial(peer);
+      }
+      return absl::OkStatus();
+    }
+    if (peers_.size() >= options_.peers_max) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "node ", options_.self, " already knows peers_max=", options_.peers_max, " peers"));
+    }
+    auto peer = std::make_unique<Peer>(io_);
+    peer->id = id;
+    peer->endpoint = endpoint;
+    peer->backoff = options_.reconnect_backoff_min;
+    Peer& added = *peer;
+    peers_.emplace(id, std::move(peer));
+    Dial(added);
+    return absl::OkStatus();
   }
 
   // ---------------------------------------------------------------- inbound
@@ -473,9 +507,11 @@ class TcpRuntime::Impl {
       std::string expected =
           internal::HandshakeMac(options_.cluster_secret, 'C', options_.cluster_name,
                                  options_.self, hello->node, conn->my_nonce, hello->nonce);
-      if (hello->cluster != options_.cluster_name || peers_.count(hello->node) == 0 ||
-          !internal::MacEqual(expected, hello->mac)) {
-        hello = absl::PermissionDeniedError("hello: wrong cluster, unknown node or bad mac");
+      // Any node id proven by the secret is accepted, known or not: a node
+      // joining the cluster dials its seed before anyone knows its address.
+      if (hello->cluster != options_.cluster_name || hello->node == kNoNode ||
+          hello->node == options_.self || !internal::MacEqual(expected, hello->mac)) {
+        hello = absl::PermissionDeniedError("hello: wrong cluster, bad node id or bad mac");
       }
     }
     if (!hello.ok()) {
@@ -619,6 +655,16 @@ absl::Status TcpRuntime::Send(NodeId to, std::string message) {
 void TcpRuntime::SetReceiveHandler(ReceiveHandler handler) { impl_->handler_ = std::move(handler); }
 
 const TcpTransportMetrics& TcpRuntime::metrics() const { return impl_->metrics_; }
+
+absl::Status TcpRuntime::SetPeer(NodeId id, const Endpoint& endpoint) {
+  return impl_->AddPeer(id, endpoint);
+}
+
+std::optional<Endpoint> TcpRuntime::PeerAddress(NodeId peer) const {
+  auto it = impl_->peers_.find(peer);
+  if (it == impl_->peers_.end()) return std::nullopt;
+  return it->second->endpoint;
+}
 
 bool TcpRuntime::PeerConnected(NodeId peer) const {
   auto it = impl_->peers_.find(peer);

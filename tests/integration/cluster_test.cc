@@ -88,6 +88,7 @@ struct ServerSpec {
   uint16_t client_port;
   std::string secret;
   pid_t pid = -1;
+  bool joiner = false;  // started outside the cluster (no --peers), joins later
 };
 
 class Cluster {
@@ -107,6 +108,17 @@ class Cluster {
   }
 
   ServerSpec& server(NodeId id) { return servers_[id - 1]; }
+  const std::string& dir() const { return dir_; }
+
+  // Adds and starts a server that is no member yet: it knows no peer and
+  // waits to be told to join. Returns its id.
+  NodeId StartJoiner() {
+    NodeId id = static_cast<NodeId>(servers_.size() + 1);
+    servers_.push_back(ServerSpec{id, FreePort(), FreePort(), "test-secret"});
+    servers_.back().joiner = true;
+    Start(id);
+    return id;
+  }
   uint16_t client_port(NodeId id) { return server(id).client_port; }
 
   // Starts every server and waits until each answers PING and is connected
@@ -146,14 +158,20 @@ class Cluster {
     ServerSpec& s = server(id);
     std::string peers;
     for (const ServerSpec& p : servers_) {
+      if (p.joiner) continue;
       absl::StrAppend(&peers, peers.empty() ? "" : ",", p.id, "=127.0.0.1:", p.peer_port);
     }
     std::vector<std::string> args = {
-        DYNAMO_SERVER_PATH, "--id", std::to_string(id), "--peers", peers,
+        DYNAMO_SERVER_PATH, "--id", std::to_string(id),
+        s.joiner ? "--listen" : "--peers",
+        s.joiner ? absl::StrCat("127.0.0.1:", s.peer_port) : peers,
         "--client", absl::StrCat("127.0.0.1:", s.client_port),
         "--data-dir", absl::StrCat(dir_, "/node", id), "--secret", s.secret,
         "--n", std::to_string(n_), "--r", std::to_string(r_), "--w", std::to_string(w_),
-        "--durability", "nosync"};
+        "--durability", "nosync",
+        // Joins move about 3/4 of 1024 partitions: a lighter throttle than
+        // the default keeps the test short.
+        "--transfers-in-flight", "8", "--transfer-interval-ms", "1"};
     std::string log = absl::StrCat(dir_, "/node", id, ".log");
     pid_t pid = fork();
     REQUIRE(pid >= 0);
@@ -218,6 +236,22 @@ class Cluster {
     std::string out(8192, '\0');
     out.resize(fread(out.data(), 1, out.size(), f));
     fclose(f);
+    return out;
+  }
+
+  // Runs dynamoctl against node `id`'s client port; its stdout, and its exit
+  // status in `status`.
+  std::string Ctl(NodeId id, const std::string& command, int* status) {
+    std::string line = absl::StrCat(DYNAMOCTL_PATH, " --port ", client_port(id), " ", command,
+                                    " 2>&1");
+    FILE* p = popen(line.c_str(), "r");
+    REQUIRE(p != nullptr);
+    std::string out;
+    char buf[4096];
+    size_t got = 0;
+    while ((got = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, got);
+    int rc = pclose(p);
+    *status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
     return out;
   }
 
@@ -389,6 +423,125 @@ TEST_CASE("garbage, truncated and oversize input on both ports leaves the node s
   REQUIRE(InfoField(cluster.client_port(1), "transport", "frames_malformed") +
               InfoField(cluster.client_port(1), "transport", "handshakes_failed") >=
           3);
+}
+
+// The value of `field` in a line "prefix...,field=VALUE,..." of `text`.
+std::string LineField(const std::string& text, const std::string& prefix, const std::string& field) {
+  std::vector<std::string> lines = absl::StrSplit(text, absl::ByAnyChar("\r\n"), absl::SkipEmpty());
+  for (const std::string& line : lines) {
+    if (line.rfind(prefix, 0) != 0) continue;
+    std::vector<std::string> fields = absl::StrSplit(line, ',');
+    for (const std::string& kv : fields) {
+      if (kv.rfind(field + "=", 0) == 0) return kv.substr(field.size() + 1);
+    }
+  }
+  return "";
+}
+
+TEST_CASE("a fourth node joins a running cluster under writes and takes over part of the ring") {
+  Cluster cluster(3, 3, 2, 2);
+  cluster.StartAll();
+  // Members announce their peer addresses in their membership entries; a
+  // joiner learns where to reach them from the seed's view.
+  REQUIRE(WaitUntil(
+      [&] {
+        std::string node = Cmd(cluster.client_port(1), {"INFO", "node"}).str;
+        for (NodeId id = 1; id <= 3; ++id) {
+          if (LineField(node, absl::StrCat("member:", id, ","), "address").empty()) return false;
+        }
+        return true;
+      },
+      std::chrono::milliseconds(15000)));
+
+  std::map<std::string, std::string> acknowledged;
+  int write_counter = 0;
+  auto write_some = [&](int count) {
+    for (int i = 0; i < count; ++i, ++write_counter) {
+      std::string key = absl::StrCat("key", write_counter);
+      std::string value = absl::StrCat("value", write_counter);
+      auto c = RespClient::Connect("127.0.0.1", cluster.client_port(1 + write_counter % 3),
+                                   absl::Seconds(5));
+      REQUIRE(c.ok());
+      auto r = (*c)->Command({"SET", key, value});
+      if (r.ok() && r->str == "OK") acknowledged[key] = value;
+    }
+  };
+  write_some(300);
+  REQUIRE(acknowledged.size() == 300);
+
+  NodeId joiner = cluster.StartJoiner();
+  REQUIRE(cluster.WaitReady(joiner));
+  int status = -1;
+  std::string status_out = cluster.Ctl(joiner, "status", &status);
+  REQUIRE(status == 0);
+  REQUIRE(status_out.find("member_status:none") != std::string::npos);
+
+  std::string join_out = cluster.Ctl(
+      joiner, absl::StrCat("join 1=127.0.0.1:", cluster.server(1).peer_port), &status);
+  INFO(join_out << cluster.Log(joiner));
+  REQUIRE(status == 0);
+  REQUIRE(join_out == "OK\n");
+
+  // Writes go on while the new node pulls its ranges and becomes up, until
+  // every old member sees it up and it has no transfer left.
+  bool joined = false;
+  for (auto deadline = Clock::now() + std::chrono::seconds(30); Clock::now() < deadline;) {
+    write_some(10);
+    bool up_everywhere = true;
+    for (NodeId id = 1; id <= 3; ++id) {
+      std::string node = Cmd(cluster.client_port(id), {"INFO", "node"}).str;
+      up_everywhere = up_everywhere && LineField(node, "member:4,", "status") == "up";
+    }
+    if (up_everywhere && InfoField(cluster.client_port(joiner), "node", "transfers_pending") == 0 &&
+        InfoField(cluster.client_port(joiner), "metrics", "transfers_completed") > 0) {
+      joined = true;
+      break;
+    }
+  }
+  INFO("joiner: " << Cmd(cluster.client_port(joiner), {"INFO"}).str);
+  INFO("node 1: " << Cmd(cluster.client_port(1), {"INFO", "node"}).str);
+  REQUIRE(joined);
+  write_some(100);
+  // Acknowledged writes during the join may have raced it; none are lost.
+  CHECK(acknowledged.size() >= static_cast<size_t>(write_counter) * 9 / 10);
+  REQUIRE(InfoField(cluster.client_port(joiner), "metrics", "transfer_keys_received") > 0);
+
+  // Every node knows every other's address now, including the joiner's.
+  for (NodeId id = 1; id <= 3; ++id) {
+    std::string peers = Cmd(cluster.client_port(id), {"INFO", "peers"}).str;
+    INFO(peers);
+    REQUIRE(LineField(peers, "peer:4,", "address") ==
+            absl::StrCat("127.0.0.1:", cluster.server(joiner).peer_port));
+  }
+
+  // The joiner owns part of the ring, as dynamoctl shows on an old member.
+  std::string ring = cluster.Ctl(1, "ring", &status);
+  INFO(ring);
+  REQUIRE(status == 0);
+  REQUIRE(ring.find("ring_members:4") != std::string::npos);
+  double share = 0;
+  REQUIRE(absl::SimpleAtod(LineField(ring, "ring_node:4,", "primary_share"), &share));
+  REQUIRE(share > 0.1);
+
+  // Every acknowledged key is readable, through every node. A read may be
+  // refused (kUnavailable) while a busy machine makes the failure detector
+  // suspect a peer; a client retries those, but a wrong value fails at once.
+  size_t i = 0;
+  for (const auto& [key, value] : acknowledged) {
+    RespValue r;
+    for (int attempt = 0; attempt < 20; ++attempt) {
+      r = Cmd(cluster.client_port(1 + i % 4), {"GET", key});
+      if (!r.is_error()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ++i;
+    INFO(key << " " << r.DebugString());
+    REQUIRE(r.str == value);
+  }
+  // The joiner pulled the old keys it now replicates (about 3/4 of them
+  // with N=3 of 4 nodes) rather than waiting for new writes.
+  REQUIRE(InfoField(cluster.client_port(joiner), "metrics", "transfer_keys_received") >=
+          static_cast<long long>(300 / 4));
 }
 
 TEST_CASE("a peer with the wrong secret is refused") {

@@ -20,6 +20,12 @@
 // receive, gossip nor write. The secret is not encryption: traffic is in the
 // clear (put the cluster on a private network, or TLS later).
 //
+// Peers. The acceptor takes any node id that proves the secret, known or
+// not, since a joining node dials its seed before anyone knows its address;
+// the dialler checks that the acceptor is the node id it meant to reach.
+// Peer addresses come from the options at start and from SetPeer() later
+// (dynamo-server feeds it the addresses in the gossiped membership view).
+//
 // Connections. Each node dials every peer it sends to and sends only over
 // that outbound connection; it receives over the connections its peers
 // dialled. A lost connection is redialled with exponential backoff
@@ -45,6 +51,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/functional/any_invocable.h"
@@ -76,9 +83,12 @@ struct TcpRuntimeOptions {
   // Where peers connect to this node. Port 0 picks a free port
   // (see TcpRuntime::peer_port()). Loopback by default.
   Endpoint listen;
-  // Every other member's peer address. Send() to an id not listed here is
+  // The peer addresses known at start (more are added with SetPeer(), e.g.
+  // from the membership view's gossip). Send() to an id not known is
   // kNotFound. An entry for `self` is ignored.
   std::map<NodeId, Endpoint> peers;
+  // Most peers this node dials (a bound on the peer table SetPeer grows).
+  size_t peers_max = 1024;
   std::string cluster_name = "dynamo";
   // Shared by every member; both sides of a handshake prove they know it.
   // REQUIRED non-empty.
@@ -159,6 +169,13 @@ class TcpRuntime final : public Runtime, public Transport {
   size_t message_bytes_max() const override { return options_.frame_bytes_max; }
 
   // Loop thread only.
+  // Adds a peer, or moves a known one to a new address (what was queued for
+  // it is then dropped and counted, and the new address dialled soon). The
+  // connection is dialled at once. An entry for self() is ignored.
+  // kInvalidArgument for id 0, kResourceExhausted past peers_max.
+  absl::Status SetPeer(NodeId id, const Endpoint& endpoint);
+  // The address this node dials `peer` at, if known.
+  std::optional<Endpoint> PeerAddress(NodeId peer) const;
   const TcpTransportMetrics& metrics() const;
   // True while the outbound connection to `peer` is authenticated and open.
   bool PeerConnected(NodeId peer) const;
