@@ -22,13 +22,18 @@
 //              writes force an fsync;
 //   kBuffered  the paper's write buffering: puts, tombstone reaping and
 //              erases of data keys land in an in-memory buffer of up to
-//              write_buffer_objects_max keys, visible to Get and Scan at once,
-//              and reach disk in one synced transaction on Flush(), when the
-//              buffer is full, on a WriteOptions::durable write, or when the
-//              engine is destroyed. A process crash loses what was buffered;
-//              the coordinator asks one of the N replicas for a durable write
-//              so that an acknowledged put survives (paper 6.1). Hints,
-//              metadata and identity are always written through.
+//              write_buffer_objects_max keys and write_buffer_bytes_max
+//              bytes, visible to Get and Scan at once, and reach disk in
+//              synced transactions on Flush(), when the buffer is full, before
+//              a WriteOptions::durable write (which then commits on its own,
+//              synced), or when the engine is destroyed. A flush is split
+//              into transactions of about flush_transaction_bytes_max; a key
+//              leaves the buffer only when its transaction has committed, so
+//              a failed flush leaves every key readable and the unwritten ones
+//              buffered. A process crash loses what was buffered; the
+//              coordinator asks one of the N replicas for a durable write so
+//              that an acknowledged put survives (paper 6.1). Hints, metadata
+//              and identity are always written through.
 // The identity record is always fsynced, whatever the mode: losing it while
 // keeping the data would make the node reuse vector-clock counters.
 //
@@ -70,6 +75,13 @@ struct LmdbOptions {
   // kBuffered only: distinct keys held in memory before a put flushes them
   // (the paper's buffer held 1,000 objects).
   size_t write_buffer_objects_max = 1000;
+  // kBuffered only: approximate bytes (ApproxEntryBytes) held in the buffer
+  // before a put flushes it, so that large values do not pile up in memory.
+  // A single entry larger than this is still buffered, alone.
+  size_t write_buffer_bytes_max = size_t{64} << 20;
+  // Approximate bytes written per LMDB transaction by Flush(); larger
+  // flushes are split (LMDB bounds a transaction's dirty pages). Positive.
+  size_t flush_transaction_bytes_max = size_t{64} << 20;
   // Initial size of the memory map; it grows by doubling as needed. The file
   // on disk grows only with the data, not with the map.
   size_t map_bytes_initial = size_t{64} << 20;
@@ -110,13 +122,16 @@ class LmdbEngine final : public StorageEngine {
   absl::StatusOr<std::optional<std::string>> GetMetadata(std::string_view name) override;
   absl::StatusOr<std::optional<NodeIdentity>> GetIdentity() override;
   absl::Status PutIdentity(const NodeIdentity& identity) override;
-  // Writes the buffer in one transaction and fsyncs (all modes).
+  // Writes the buffer out (in several transactions if it is large) and
+  // fsyncs (all modes). On failure, what was not written stays buffered.
   absl::Status Flush() override;
   const StorageLimits& limits() const override { return options_.limits; }
 
   const LmdbOptions& options() const { return options_; }
   // Keys waiting in the write buffer (always 0 unless kBuffered).
   size_t buffered_objects() const { return buffer_.size(); }
+  // Their approximate size, as counted against write_buffer_bytes_max.
+  uint64_t buffered_bytes() const { return buffer_bytes_; }
   // The current size of the memory map.
   size_t map_bytes() const { return map_bytes_; }
 
@@ -136,6 +151,7 @@ class LmdbEngine final : public StorageEngine {
   // kBuffered: data key -> the key's whole sibling set as it should be
   // stored, or std::nullopt when the key is to be deleted.
   std::map<std::string, std::optional<SiblingSet>, std::less<>> buffer_;
+  uint64_t buffer_bytes_ = 0;  // sum of the entries' ApproxEntryBytes
 };
 
 }  // namespace dynamo

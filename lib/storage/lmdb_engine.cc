@@ -13,7 +13,7 @@
 
 namespace dynamo {
 
-using internal::DataKey;
+using internal::DataKeyBuffer;
 using internal::HintKey;
 using internal::PrintableKey;
 
@@ -44,6 +44,7 @@ absl::Status MdbStatus(int rc, std::string_view what) {
     case MDB_INCOMPATIBLE:
       return absl::DataLossError(message);
     case MDB_MAP_FULL:
+    case MDB_TXN_FULL:
       return absl::ResourceExhaustedError(message);
     case MDB_READERS_FULL:
     case ENOSPC:
@@ -200,19 +201,27 @@ class LmdbEngine::Impl {
   static absl::Status Sync(LmdbEngine& e) { return Check(e, mdb_env_sync(e.env_, 1), "sync"); }
 
   // Read-modify-write of one data key: `fn(SiblingSet&)` returns whether it
-  // changed the set (an empty set deletes the key). Unbuffered engines do it
-  // in one transaction; kBuffered reads through the buffer and writes into it.
+  // changed the set (an empty set deletes the key). Unbuffered engines and
+  // durable writes do it in one transaction; kBuffered reads through the
+  // buffer and writes into it.
   template <typename Fn>
   static absl::StatusOr<SiblingSet> Mutate(LmdbEngine& e, std::string_view key, bool durable,
                                            Fn&& fn) {
-    std::string data_key = DataKey(key);
-    if (e.options_.durability != LmdbOptions::Durability::kBuffered) {
+    const DataKeyBuffer data_key(key);
+    const bool buffered = e.options_.durability == LmdbOptions::Durability::kBuffered;
+    if (!buffered || durable) {
+      // A durable write with buffering writes the buffer out first and then
+      // itself in its own synced transaction (buffered environments commit
+      // with fsync): if anything fails before that transaction commits, this
+      // key is unchanged on disk and in the buffer.
+      if (buffered) DYNAMO_RETURN_IF_ERROR(e.Flush());
       SiblingSet result;
       DYNAMO_RETURN_IF_ERROR(WriteTxn(e, [&](MDB_txn* txn) -> absl::Status {
-        DYNAMO_ASSIGN_OR_RETURN(result, GetStored(e, txn, e.data_dbi_, data_key, key, "value"));
+        DYNAMO_ASSIGN_OR_RETURN(result,
+                                GetStored(e, txn, e.data_dbi_, data_key.view(), key, "value"));
         DYNAMO_ASSIGN_OR_RETURN(bool changed, fn(result));
         if (!changed) return absl::OkStatus();
-        return StoreOrDelete(e, txn, e.data_dbi_, data_key, result, "value");
+        return StoreOrDelete(e, txn, e.data_dbi_, data_key.view(), result, "value");
       }));
       if (durable && e.options_.durability == LmdbOptions::Durability::kNoSync) {
         DYNAMO_RETURN_IF_ERROR(Sync(e));
@@ -221,41 +230,48 @@ class LmdbEngine::Impl {
     }
 
     SiblingSet stored;
-    auto it = e.buffer_.find(data_key);
+    auto it = e.buffer_.find(data_key.view());
     if (it != e.buffer_.end()) {
       if (it->second.has_value()) stored = *it->second;
     } else {
       DYNAMO_RETURN_IF_ERROR(ReadTxn(e, [&](MDB_txn* txn) -> absl::Status {
-        DYNAMO_ASSIGN_OR_RETURN(stored, GetStored(e, txn, e.data_dbi_, data_key, key, "value"));
+        DYNAMO_ASSIGN_OR_RETURN(
+            stored, GetStored(e, txn, e.data_dbi_, data_key.view(), key, "value"));
         return absl::OkStatus();
       }));
     }
     DYNAMO_ASSIGN_OR_RETURN(bool changed, fn(stored));
-    std::optional<std::optional<SiblingSet>> previous;  // to undo a failed durable write
-    if (changed) {
-      if (it == e.buffer_.end() && e.buffer_.size() >= e.options_.write_buffer_objects_max) {
-        DYNAMO_RETURN_IF_ERROR(e.Flush());  // a full buffer is written out first
-      }
-      it = e.buffer_.find(data_key);
-      if (it != e.buffer_.end()) previous = it->second;
-      std::optional<SiblingSet> entry;
-      if (!stored.empty()) entry = stored;
-      e.buffer_.insert_or_assign(data_key, std::move(entry));
+    if (!changed) return stored;
+    const uint64_t old_bytes = it != e.buffer_.end() ? BufferedBytes(*it) : 0;
+    const uint64_t new_bytes = internal::ApproxEntryBytes(key, stored);
+    const bool objects_full =
+        it == e.buffer_.end() && e.buffer_.size() >= e.options_.write_buffer_objects_max;
+    const bool bytes_full =
+        e.buffer_bytes_ - old_bytes + new_bytes > e.options_.write_buffer_bytes_max;
+    if ((objects_full || bytes_full) && !e.buffer_.empty()) {
+      // Written out first; on failure this write is refused and the buffer
+      // keeps what did not reach disk.
+      DYNAMO_RETURN_IF_ERROR(e.Flush());
+      it = e.buffer_.end();  // Flush emptied the buffer
     }
-    if (durable) {
-      absl::Status status = e.Flush();
-      if (!status.ok()) {
-        if (changed) {
-          if (previous.has_value()) {
-            e.buffer_.insert_or_assign(data_key, std::move(*previous));
-          } else {
-            e.buffer_.erase(data_key);
-          }
-        }
-        return status;
-      }
+    std::optional<SiblingSet> entry;
+    if (!stored.empty()) entry = stored;
+    if (it != e.buffer_.end()) {
+      e.buffer_bytes_ -= old_bytes;
+      it->second = std::move(entry);
+    } else {
+      e.buffer_.emplace(std::string(data_key.view()), std::move(entry));
     }
+    e.buffer_bytes_ += new_bytes;
     return stored;
+  }
+
+  // A buffered entry's share of write_buffer_bytes_max (a pending delete
+  // counts its key).
+  static uint64_t BufferedBytes(const std::pair<const std::string, std::optional<SiblingSet>>& entry) {
+    static const SiblingSet kNone;
+    return internal::ApproxEntryBytes(internal::UserKeyOfDataKey(entry.first),
+                                      entry.second.has_value() ? *entry.second : kNone);
   }
 
   static absl::StatusOr<HintUsage> ComputeHintUsage(LmdbEngine& e) {
@@ -343,6 +359,9 @@ absl::StatusOr<std::unique_ptr<LmdbEngine>> LmdbEngine::Open(const LmdbOptions& 
         absl::StrCat("LmdbOptions.map_bytes_initial ", options.map_bytes_initial,
                      " must be positive and at most map_bytes_max ", options.map_bytes_max));
   }
+  if (options.flush_transaction_bytes_max == 0) {
+    return absl::InvalidArgumentError("LmdbOptions.flush_transaction_bytes_max must be positive");
+  }
   if (mkdir(options.path.c_str(), 0755) != 0 && errno != EEXIST) {
     return absl::UnavailableError(absl::StrCat("cannot create lmdb directory ", options.path, ": ",
                                                strerror(errno)));
@@ -385,14 +404,17 @@ absl::StatusOr<std::unique_ptr<LmdbEngine>> LmdbEngine::Open(const LmdbOptions& 
 
 absl::StatusOr<SiblingSet> LmdbEngine::Get(std::string_view key) {
   DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, options_.limits));
-  std::string data_key = DataKey(key);
+  // The hot read path: the data key is built on the stack and the reset read
+  // transaction renewed, so a get allocates only the returned set.
+  const DataKeyBuffer data_key(key);
   if (!buffer_.empty()) {
-    auto it = buffer_.find(data_key);
+    auto it = buffer_.find(data_key.view());
     if (it != buffer_.end()) return it->second.value_or(SiblingSet());
   }
   SiblingSet result;
   DYNAMO_RETURN_IF_ERROR(Impl::ReadTxn(*this, [&](MDB_txn* txn) -> absl::Status {
-    DYNAMO_ASSIGN_OR_RETURN(result, Impl::GetStored(*this, txn, data_dbi_, data_key, key, "value"));
+    DYNAMO_ASSIGN_OR_RETURN(
+        result, Impl::GetStored(*this, txn, data_dbi_, data_key.view(), key, "value"));
     return absl::OkStatus();
   }));
   return result;
@@ -630,15 +652,33 @@ absl::Status LmdbEngine::PutIdentity(const NodeIdentity& identity) {
 }
 
 absl::Status LmdbEngine::Flush() {
-  if (!buffer_.empty()) {
+  // The buffer goes out in key order, in transactions of about
+  // flush_transaction_bytes_max each (at least one key): one LMDB transaction
+  // holds a bounded number of dirty pages (MDB_TXN_FULL), and a smaller one
+  // redoes less work when the map must grow mid-flush. Keys leave the buffer
+  // only once their transaction has committed (synced, in kBuffered), so on
+  // a failure reads still see every key and the rest stays buffered; Flush
+  // reports success only when everything is on disk.
+  while (!buffer_.empty()) {
+    auto batch_end = buffer_.begin();
+    uint64_t batch_bytes = 0;
+    do {
+      batch_bytes += Impl::BufferedBytes(*batch_end);
+      ++batch_end;
+    } while (batch_end != buffer_.end() &&
+             batch_bytes + Impl::BufferedBytes(*batch_end) <=
+                 options_.flush_transaction_bytes_max);
     DYNAMO_RETURN_IF_ERROR(Impl::WriteTxn(*this, [&](MDB_txn* txn) -> absl::Status {
-      for (const auto& [data_key, siblings] : buffer_) {
-        DYNAMO_RETURN_IF_ERROR(Impl::StoreOrDelete(*this, txn, data_dbi_, data_key,
-                                                   siblings.value_or(SiblingSet()), "value"));
+      static const SiblingSet kDeleted;
+      for (auto it = buffer_.begin(); it != batch_end; ++it) {
+        const SiblingSet& siblings = it->second.has_value() ? *it->second : kDeleted;
+        DYNAMO_RETURN_IF_ERROR(
+            Impl::StoreOrDelete(*this, txn, data_dbi_, it->first, siblings, "value"));
       }
       return absl::OkStatus();
     }));
-    buffer_.clear();
+    buffer_.erase(buffer_.begin(), batch_end);
+    buffer_bytes_ -= batch_bytes;
   }
   if (options_.durability == LmdbOptions::Durability::kNoSync) return Impl::Sync(*this);
   return absl::OkStatus();

@@ -28,10 +28,32 @@ std::string PrintableKey(std::string_view key) {
   return out;
 }
 
+namespace {
+// Writes DataKey(key) to out[0, kTokenBytes + key.size()).
+void WriteDataKey(std::string_view key, char* out) {
+  const Token token = KeyToken(key);
+  const uint64_t halves[2] = {absl::Uint128High64(token), absl::Uint128Low64(token)};
+  for (size_t i = 0; i < kTokenBytes; ++i) {
+    out[i] = static_cast<char>(halves[i / 8] >> (56 - 8 * (i % 8)));
+  }
+  std::copy(key.begin(), key.end(), out + kTokenBytes);
+}
+}  // namespace
+
 std::string DataKey(std::string_view key) {
-  std::string out = TokenToBytes(KeyToken(key));
-  out.append(key.data(), key.size());
+  std::string out(kTokenBytes + key.size(), '\0');
+  WriteDataKey(key, out.data());
   return out;
+}
+
+DataKeyBuffer::DataKeyBuffer(std::string_view key) {
+  char* out = inline_;
+  if (key.size() > kInlineKeyBytes) {
+    heap_.resize(kTokenBytes + key.size());
+    out = heap_.data();
+  }
+  WriteDataKey(key, out);
+  view_ = std::string_view(out, kTokenBytes + key.size());
 }
 
 std::string HintKey(NodeId owner, std::string_view key) {

@@ -23,6 +23,23 @@ inline constexpr size_t kOwnerBytes = 8;
 
 // TokenToBytes(KeyToken(key)) + key: byte order is ring order, ties by key.
 std::string DataKey(std::string_view key);
+
+// DataKey(key) built without allocating for keys of up to kInlineKeyBytes
+// (every key LMDB accepts), for the per-request paths. Not copyable: view()
+// may point into the object itself.
+class DataKeyBuffer {
+ public:
+  static constexpr size_t kInlineKeyBytes = 496;  // LMDB's 511-byte key limit, less the token
+  explicit DataKeyBuffer(std::string_view key);
+  DataKeyBuffer(const DataKeyBuffer&) = delete;
+  DataKeyBuffer& operator=(const DataKeyBuffer&) = delete;
+  std::string_view view() const { return view_; }
+
+ private:
+  char inline_[kTokenBytes + kInlineKeyBytes];
+  std::string heap_;  // longer keys
+  std::string_view view_;
+};
 // 8-byte big-endian owner + DataKey(key): hints ordered by (owner, token, key).
 std::string HintKey(NodeId owner, std::string_view key);
 // The user key inside a DataKey / HintKey. REQUIRES: well-formed input.

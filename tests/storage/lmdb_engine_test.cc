@@ -168,6 +168,138 @@ TEST_CASE("LmdbEngine write buffer: visible at once, flushed when full or asked"
   CHECK(e.buffered_objects() == 0);
 }
 
+// Values of value_bytes_max (1 MiB), distinct per key.
+std::string LargeValue(int i) { return std::string(size_t{1} << 20, static_cast<char>('a' + i % 26)); }
+
+TEST_CASE("LmdbEngine write buffer: a flush of large values grows the map as it goes",
+          "[storage][lmdb]") {
+  TempDir dir;
+  LmdbOptions options = OptionsAt(dir, LmdbOptions::Durability::kBuffered);  // 1 MiB map
+  options.write_buffer_bytes_max = size_t{1} << 30;
+  options.flush_transaction_bytes_max = size_t{4} << 20;
+  constexpr int kKeys = 24;
+  {
+    auto engine = LmdbEngine::Open(options);
+    REQUIRE(engine.ok());
+    LmdbEngine& e = **engine;
+    for (int i = 0; i < kKeys; ++i) {
+      REQUIRE(e.Put("large" + std::to_string(i), {MakeVersion(1, 1 + i, {}, LargeValue(i))},
+                    WriteOptions())
+                  .ok());
+    }
+    CHECK(e.buffered_objects() == kKeys);
+    CHECK(e.buffered_bytes() > uint64_t{kKeys} << 20);
+    for (int i = 0; i < kKeys; ++i) {
+      auto got = e.Get("large" + std::to_string(i));
+      REQUIRE(got.ok());
+      REQUIRE(got->size() == 1);
+      CHECK((*got)[0].value == LargeValue(i));
+    }
+    const size_t map_before = e.map_bytes();
+    REQUIRE(e.Flush().ok());
+    CHECK(e.buffered_objects() == 0);
+    CHECK(e.buffered_bytes() == 0);
+    CHECK(e.map_bytes() > map_before);
+    CHECK(e.map_bytes() >= size_t{kKeys} << 20);
+  }
+  auto engine = LmdbEngine::Open(options);
+  REQUIRE(engine.ok());
+  for (int i = 0; i < kKeys; ++i) {
+    auto got = (*engine)->Get("large" + std::to_string(i));
+    REQUIRE(got.ok());
+    REQUIRE(got->size() == 1);
+    CHECK((*got)[0].dot == Dot{1, static_cast<uint64_t>(1 + i), 0});
+    CHECK((*got)[0].value == LargeValue(i));
+  }
+}
+
+TEST_CASE("LmdbEngine write buffer: a failed flush keeps unwritten keys buffered and readable",
+          "[storage][lmdb]") {
+  TempDir dir;
+  LmdbOptions options = OptionsAt(dir, LmdbOptions::Durability::kBuffered);  // 1 MiB map
+  options.map_bytes_max = size_t{8} << 20;  // room for about 7 of the 16 values
+  options.write_buffer_bytes_max = size_t{1} << 30;
+  options.flush_transaction_bytes_max = size_t{3} << 20;  // two values per transaction
+  constexpr int kKeys = 16;
+  size_t left_buffered = 0;
+  {
+    auto engine = LmdbEngine::Open(options);
+    REQUIRE(engine.ok());
+    LmdbEngine& e = **engine;
+    for (int i = 0; i < kKeys; ++i) {
+      REQUIRE(e.Put("large" + std::to_string(i), {MakeVersion(1, 1 + i, {}, LargeValue(i))},
+                    WriteOptions())
+                  .ok());
+    }
+    absl::Status flushed = e.Flush();
+    CHECK(flushed.code() == absl::StatusCode::kResourceExhausted);
+    left_buffered = e.buffered_objects();
+    // Some transactions committed before the map could not grow further.
+    CHECK(left_buffered > 0);
+    CHECK(left_buffered < kKeys);
+    for (int i = 0; i < kKeys; ++i) {
+      auto got = e.Get("large" + std::to_string(i));
+      REQUIRE(got.ok());
+      REQUIRE(got->size() == 1);
+      CHECK((*got)[0].value == LargeValue(i));
+    }
+    auto scan = e.Scan(TokenRange{}, "", ScanLimits{1000, size_t{1} << 30});
+    REQUIRE(scan.ok());
+    CHECK(scan->entries.size() == kKeys);
+    // A durable write needs the buffer on disk first: it fails and changes
+    // nothing.
+    WriteOptions durable;
+    durable.durable = true;
+    auto put = e.Put("durable", {MakeVersion(2, 1)}, durable);
+    CHECK(put.status().code() == absl::StatusCode::kResourceExhausted);
+    CHECK(e.Get("durable")->empty());
+    CHECK(e.buffered_objects() == left_buffered);
+  }
+  // The committed transactions are on disk; what stayed buffered was never
+  // reported durable and is gone with the process.
+  options.map_bytes_max = size_t{1} << 30;
+  auto engine = LmdbEngine::Open(options);
+  REQUIRE(engine.ok());
+  size_t present = 0;
+  for (int i = 0; i < kKeys; ++i) {
+    auto got = (*engine)->Get("large" + std::to_string(i));
+    REQUIRE(got.ok());
+    if (got->empty()) continue;
+    ++present;
+    REQUIRE(got->size() == 1);
+    CHECK((*got)[0].value == LargeValue(i));
+  }
+  CHECK(present == kKeys - left_buffered);
+}
+
+TEST_CASE("LmdbEngine write buffer: write_buffer_bytes_max flushes before it is passed",
+          "[storage][lmdb]") {
+  TempDir dir;
+  LmdbOptions options = OptionsAt(dir, LmdbOptions::Durability::kBuffered);
+  options.write_buffer_bytes_max = size_t{3} << 20;
+  auto engine = LmdbEngine::Open(options);
+  REQUIRE(engine.ok());
+  LmdbEngine& e = **engine;
+  for (int i = 0; i < 2; ++i) {
+    REQUIRE(e.Put("large" + std::to_string(i), {MakeVersion(1, 1 + i, {}, LargeValue(i))},
+                  WriteOptions())
+                .ok());
+  }
+  CHECK(e.buffered_objects() == 2);
+  // Replacing a buffered entry counts only the difference: no flush.
+  REQUIRE(e.Put("large0", {MakeVersion(1, 10, Clock({{1, 1}}), LargeValue(5))}, WriteOptions())
+              .ok());
+  CHECK(e.buffered_objects() == 2);
+  CHECK(e.buffered_bytes() <= options.write_buffer_bytes_max);
+  REQUIRE(e.Put("large2", {MakeVersion(1, 3, {}, LargeValue(2))}, WriteOptions()).ok());
+  CHECK(e.buffered_objects() == 1);  // the first two went to disk first
+  CHECK(e.buffered_bytes() <= options.write_buffer_bytes_max);
+  auto got = e.Get("large0");
+  REQUIRE(got.ok());
+  REQUIRE(got->size() == 1);
+  CHECK((*got)[0].value == LargeValue(5));
+}
+
 // Runs `body` in a child process that then dies without any cleanup (as on
 // SIGKILL: no destructors, no buffer flush), and waits for it.
 template <typename Body>
@@ -218,6 +350,9 @@ TEST_CASE("LmdbEngine rejects unusable options", "[storage][lmdb]") {
   options = OptionsAt(dir, LmdbOptions::Durability::kSync);
   options.path = dir.path() + "/missing-parent/db";
   CHECK(LmdbEngine::Open(options).status().code() == absl::StatusCode::kUnavailable);
+  options = OptionsAt(dir, LmdbOptions::Durability::kBuffered);
+  options.flush_transaction_bytes_max = 0;
+  CHECK(LmdbEngine::Open(options).status().code() == absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
