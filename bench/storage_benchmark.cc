@@ -3,20 +3,29 @@
 //
 // "The same work": the same environment flags, the same key layout (16-byte
 // big-endian XXH3-128 token + key bytes, computed per operation on both
-// sides), values of the same size, one write transaction per put, and a get
-// that copies the value out. The engine does on top what a replica must: it
-// reads the stored sibling set inside the put's transaction, merges the
-// incoming version into it, and encodes / decodes the sibling set.
+// sides into a stack buffer with internal::DataKeyBuffer), values of the
+// same size, one write transaction per put, a reset read transaction renewed
+// per get, and a get that copies the value out. The engine does on top what
+// a replica must: it reads the stored sibling set inside the put's
+// transaction, merges the incoming version into it, and encodes / decodes
+// the sibling set (the stored record carries the version's dot and context,
+// about 13 bytes more than the bare value).
 //
 // Both stores are preloaded with the same number of keys (1M for 100 B
 // values, 100k for 4 KiB by default; DYNAMO_BENCH_KEYS_SMALL /
 // DYNAMO_BENCH_KEYS_LARGE override) in large transactions, then puts insert
 // fresh keys and gets read random preloaded keys (fixed seed).
 //
-// Besides Google Benchmark's timings, each run samples every operation's
-// latency and reports p50/p99/p99.9 in microseconds as counters; at the end a
-// table prints engine/raw ratios of the median times over repetitions and
-// the gain of write buffering over synced puts. Run e.g.
+// Two kinds of comparison. The separate benchmarks (put/engine/..., get/raw/...)
+// time each side on its own; on a shared, loaded machine their ratio moves
+// with whatever else runs during each. The paired ones (paired/get/...,
+// paired/put/...) alternate blocks of 256 engine operations and 256 raw ones
+// in the same loop, so both sides see the same load with caches as warm as
+// in separate runs; they report each side's p50/p99/p99.9 and the
+// engine/raw ratios of the medians and the means. Every run samples each operation's latency and
+// reports percentiles in microseconds as counters; at the end a table prints
+// the ratios (medians over repetitions) and the gain of write buffering over
+// synced puts. Run e.g.
 //   storage_benchmark --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 #include <lmdb.h>
 #include <stdlib.h>
@@ -74,10 +83,10 @@ Version MakeValueVersion(uint64_t counter, size_t value_bytes) {
   return v;
 }
 
-// Latency samples of one run, reported as percentile counters.
+// Latency samples of one run.
 class Latencies {
  public:
-  explicit Latencies(benchmark::State& state) : state_(state) { samples_.reserve(1 << 16); }
+  Latencies() { samples_.reserve(1 << 16); }
   template <typename Fn>
   void Time(Fn&& fn) {
     auto start = std::chrono::steady_clock::now();
@@ -86,20 +95,25 @@ class Latencies {
                            std::chrono::steady_clock::now() - start)
                            .count());
   }
-  ~Latencies() {
-    if (samples_.empty()) return;
+  // REQUIRES: at least one sample. Sorts the samples.
+  double Percentile(double q) {
     std::sort(samples_.begin(), samples_.end());
-    auto at = [&](double q) {
-      size_t i = std::min(samples_.size() - 1, static_cast<size_t>(q * samples_.size()));
-      return samples_[i];
-    };
-    state_.counters["p50_us"] = at(0.50);
-    state_.counters["p99_us"] = at(0.99);
-    state_.counters["p999_us"] = at(0.999);
+    return samples_[std::min(samples_.size() - 1, static_cast<size_t>(q * samples_.size()))];
+  }
+  double Mean() const {
+    double sum = 0;
+    for (double s : samples_) sum += s;
+    return sum / static_cast<double>(samples_.size());
+  }
+  // Sets <prefix>p50_us, <prefix>p99_us and <prefix>p999_us.
+  void Report(benchmark::State& state, const std::string& prefix) {
+    if (samples_.empty()) return;
+    state.counters[prefix + "p50_us"] = Percentile(0.50);
+    state.counters[prefix + "p99_us"] = Percentile(0.99);
+    state.counters[prefix + "p999_us"] = Percentile(0.999);
   }
 
  private:
-  benchmark::State& state_;
   std::vector<double> samples_;
 };
 
@@ -124,8 +138,9 @@ class RawStore {
     mdb_env_close(env_);
   }
   void Put(std::string_view key, std::string_view value) {
-    std::string k = internal::DataKey(key);
-    MDB_val mk{k.size(), k.data()}, mv{value.size(), const_cast<char*>(value.data())};
+    const internal::DataKeyBuffer k(key);
+    MDB_val mk{k.view().size(), const_cast<char*>(k.view().data())};
+    MDB_val mv{value.size(), const_cast<char*>(value.data())};
     MDB_txn* txn;
     int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
     if (rc) Die("txn", rc);
@@ -133,11 +148,11 @@ class RawStore {
     if ((rc = mdb_txn_commit(txn))) Die("commit", rc);
   }
   std::string Get(std::string_view key) {
-    std::string k = internal::DataKey(key);
+    const internal::DataKeyBuffer k(key);
     int rc = read_txn_ ? mdb_txn_renew(read_txn_)
                        : mdb_txn_begin(env_, nullptr, MDB_RDONLY, &read_txn_);
     if (rc) Die("read txn", rc);
-    MDB_val mk{k.size(), k.data()}, mv;
+    MDB_val mk{k.view().size(), const_cast<char*>(k.view().data())}, mv;
     rc = mdb_get(read_txn_, dbi_, &mk, &mv);
     std::string out = rc == 0 ? std::string(static_cast<char*>(mv.mv_data), mv.mv_size) : "";
     mdb_txn_reset(read_txn_);
@@ -235,61 +250,135 @@ Stores& GetStores(size_t value_bytes, Durability durability) {
   return *slot;
 }
 
+// One operation of each kind on each side.
+void EnginePutOne(Stores& s, const std::string& key, const SiblingSet& incoming) {
+  auto put = s.engine->Put(key, incoming, WriteOptions());
+  if (!put.ok()) std::abort();
+  benchmark::DoNotOptimize(put);
+}
+
+void RawPutOne(Stores& s, const std::string& key, std::string_view value) { s.raw->Put(key, value); }
+
+void EngineGetOne(Stores& s, const std::string& key) {
+  auto got = s.engine->Get(key);
+  if (!got.ok() || got->size() != 1) std::abort();
+  benchmark::DoNotOptimize(got);
+}
+
+void RawGetOne(Stores& s, const std::string& key, size_t value_bytes) {
+  std::string got = s.raw->Get(key);
+  if (got.size() != value_bytes) std::abort();
+  benchmark::DoNotOptimize(got);
+}
+
 void EnginePut(benchmark::State& state, size_t value_bytes, Durability durability) {
   Stores& s = GetStores(value_bytes, durability);
   SiblingSet incoming = {MakeValueVersion(1, value_bytes)};
-  Latencies latencies(state);
+  Latencies latencies;
   for (auto _ : state) {
     std::string key = KeyName(s.next_engine_key++);
     incoming[0].dot.counter = s.next_engine_key;
-    latencies.Time([&] {
-      auto put = s.engine->Put(key, incoming, WriteOptions());
-      if (!put.ok()) std::abort();
-      benchmark::DoNotOptimize(put);
-    });
+    latencies.Time([&] { EnginePutOne(s, key, incoming); });
   }
+  latencies.Report(state, "");
   state.SetItemsProcessed(state.iterations());
 }
 
 void RawPut(benchmark::State& state, size_t value_bytes, Durability durability) {
   Stores& s = GetStores(value_bytes, durability);
   std::string value(value_bytes, 'v');
-  Latencies latencies(state);
+  Latencies latencies;
   for (auto _ : state) {
     std::string key = KeyName(s.next_raw_key++);
-    latencies.Time([&] { s.raw->Put(key, value); });
+    latencies.Time([&] { RawPutOne(s, key, value); });
   }
+  latencies.Report(state, "");
   state.SetItemsProcessed(state.iterations());
 }
 
 void EngineGet(benchmark::State& state, size_t value_bytes) {
   Stores& s = GetStores(value_bytes, Durability::kNoSync);
   std::mt19937_64 rng(42);
-  Latencies latencies(state);
+  Latencies latencies;
   for (auto _ : state) {
     std::string key = KeyName(rng() % s.preloaded);
-    latencies.Time([&] {
-      auto got = s.engine->Get(key);
-      if (!got.ok() || got->size() != 1) std::abort();
-      benchmark::DoNotOptimize(got);
-    });
+    latencies.Time([&] { EngineGetOne(s, key); });
   }
+  latencies.Report(state, "");
   state.SetItemsProcessed(state.iterations());
 }
 
 void RawGet(benchmark::State& state, size_t value_bytes) {
   Stores& s = GetStores(value_bytes, Durability::kNoSync);
   std::mt19937_64 rng(42);
-  Latencies latencies(state);
+  Latencies latencies;
   for (auto _ : state) {
     std::string key = KeyName(rng() % s.preloaded);
-    latencies.Time([&] {
-      std::string got = s.raw->Get(key);
-      if (got.size() != value_bytes) std::abort();
-      benchmark::DoNotOptimize(got);
-    });
+    latencies.Time([&] { RawGetOne(s, key, value_bytes); });
   }
+  latencies.Report(state, "");
   state.SetItemsProcessed(state.iterations());
+}
+
+// Alternates blocks of `block_ops` iterations of `engine_step` and of
+// `raw_step` (see the top of the file): blocks keep each side's caches as
+// warm as in a run of its own, and alternating them every few hundred
+// microseconds gives both sides the same machine load. A step prepares its
+// operation and times it with the Latencies it is given. Reports both sides'
+// percentiles and the engine/raw ratios ratio_p50 and ratio_mean.
+template <typename EngineStep, typename RawStep>
+void RunPaired(benchmark::State& state, int64_t block_ops, EngineStep&& engine_step,
+               RawStep&& raw_step) {
+  Latencies engine, raw;
+  int64_t i = 0;
+  for (auto _ : state) {
+    if ((i++ / block_ops) % 2 == 0) {
+      engine_step(engine);
+    } else {
+      raw_step(raw);
+    }
+  }
+  state.counters["ratio_mean"] = engine.Mean() / raw.Mean();
+  state.counters["ratio_p50"] = engine.Percentile(0.5) / raw.Percentile(0.5);
+  engine.Report(state, "engine_");
+  raw.Report(state, "raw_");
+  state.SetItemsProcessed(state.iterations());
+}
+
+constexpr int64_t kPairedBlockOps = 256;
+
+void PairedPut(benchmark::State& state, size_t value_bytes, Durability durability) {
+  Stores& s = GetStores(value_bytes, durability);
+  SiblingSet incoming = {MakeValueVersion(1, value_bytes)};
+  std::string value(value_bytes, 'v');
+  // Synced puts are fsync-bound and few: alternate every operation.
+  RunPaired(
+      state, durability == Durability::kSync ? 1 : kPairedBlockOps,
+      [&](Latencies& latencies) {
+        std::string key = KeyName(s.next_engine_key++);
+        incoming[0].dot.counter = s.next_engine_key;
+        latencies.Time([&] { EnginePutOne(s, key, incoming); });
+      },
+      [&](Latencies& latencies) {
+        std::string key = KeyName(s.next_raw_key++);
+        latencies.Time([&] { RawPutOne(s, key, value); });
+      });
+}
+
+void PairedGet(benchmark::State& state, size_t value_bytes) {
+  Stores& s = GetStores(value_bytes, Durability::kNoSync);
+  // Both sides read the same sequence of keys.
+  std::mt19937_64 engine_rng(42), raw_rng(42);
+  RunPaired(
+      state, kPairedBlockOps,
+      [&](Latencies& latencies) {
+        std::string key = KeyName(engine_rng() % s.preloaded);
+        latencies.Time([&] { EngineGetOne(s, key); });
+      },
+      [&](Latencies& latencies) {
+        std::string key = KeyName(raw_rng() % s.preloaded);
+        latencies.Time([&] { RawGetOne(s, key, value_bytes); });
+      });
 }
 
 // Prints the usual console output, then ratios of median (or, without
@@ -301,10 +390,13 @@ class RatioReporter : public benchmark::ConsoleReporter {
     for (const Run& run : runs) {
       if (run.error_occurred) continue;
       std::string name = run.run_name.function_name;
-      if (run.run_type == Run::RT_Aggregate) {
-        if (run.aggregate_name == "median") median_[name] = run.GetAdjustedRealTime();
-      } else {
-        single_[name] = run.GetAdjustedRealTime();
+      const bool median = run.run_type == Run::RT_Aggregate && run.aggregate_name == "median";
+      if (run.run_type == Run::RT_Aggregate && !median) continue;
+      (median ? median_ : single_)[name] = run.GetAdjustedRealTime();
+      if (name.rfind("paired/", 0) == 0) {
+        for (const auto& [counter, value] : run.counters) {
+          (median ? paired_median_ : paired_single_)[name][counter] = value.value;
+        }
       }
     }
   }
@@ -328,6 +420,21 @@ class RatioReporter : public benchmark::ConsoleReporter {
       row(std::string("put/engine/sync/") + size, std::string("put/raw/sync/") + size, "<=1.3");
       row(std::string("get/engine/") + size, std::string("get/raw/") + size, "<=1.2");
     }
+    std::printf("\npaired: engine and raw in alternating blocks of one loop (medians over repetitions)\n");
+    std::printf("%-26s %9s %9s %9s %9s %9s %9s %8s %8s %7s\n", "benchmark", "eng p50", "raw p50",
+                "eng p99", "raw p99", "eng p999", "raw p999", "p50 a/b", "mean a/b", "target");
+    std::map<std::string, std::map<std::string, double>> paired = paired_single_;
+    for (const auto& [name, counters] : paired_median_) paired[name] = counters;
+    for (const auto& [name, c] : paired) {
+      auto at = [&](const char* counter) {
+        auto it = c.find(counter);
+        return it != c.end() ? it->second : -1.0;
+      };
+      std::printf("%-26s %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f %8.3f %8.3f %7s\n", name.c_str(),
+                  at("engine_p50_us"), at("raw_p50_us"), at("engine_p99_us"), at("raw_p99_us"),
+                  at("engine_p999_us"), at("raw_p999_us"), at("ratio_p50"), at("ratio_mean"),
+                  name.find("/get/") != std::string::npos ? "<=1.2" : "<=1.3");
+    }
     std::printf("\n%-44s %10s %10s %8s\n", "write buffering", "sync (us)", "buf (us)", "speedup");
     for (const char* size : {"100B", "4KiB"}) {
       double sync = time_of(std::string("put/engine/sync/") + size);
@@ -341,6 +448,9 @@ class RatioReporter : public benchmark::ConsoleReporter {
 
  private:
   std::map<std::string, double> median_, single_;
+  // Paired benchmarks' counters, of the median aggregate (preferred) or of
+  // the last single run.
+  std::map<std::string, std::map<std::string, double>> paired_median_, paired_single_;
 };
 
 void RegisterAll() {
@@ -352,10 +462,16 @@ void RegisterAll() {
                                  Durability::kNoSync);
     benchmark::RegisterBenchmark(("get/engine/" + size).c_str(), EngineGet, bytes);
     benchmark::RegisterBenchmark(("get/raw/" + size).c_str(), RawGet, bytes);
+    benchmark::RegisterBenchmark(("paired/put/nosync/" + size).c_str(), PairedPut, bytes,
+                                 Durability::kNoSync);
+    benchmark::RegisterBenchmark(("paired/get/" + size).c_str(), PairedGet, bytes);
     benchmark::RegisterBenchmark(("put/engine/sync/" + size).c_str(), EnginePut, bytes,
                                  Durability::kSync)
         ->Iterations(kSyncedIterations);
     benchmark::RegisterBenchmark(("put/raw/sync/" + size).c_str(), RawPut, bytes,
+                                 Durability::kSync)
+        ->Iterations(kSyncedIterations);
+    benchmark::RegisterBenchmark(("paired/put/sync/" + size).c_str(), PairedPut, bytes,
                                  Durability::kSync)
         ->Iterations(kSyncedIterations);
     // Buffered puts: 1,000-object buffer, each flush one synced transaction;
