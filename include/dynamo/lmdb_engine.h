@@ -24,13 +24,15 @@
 //              erases of data keys land in an in-memory buffer of up to
 //              write_buffer_objects_max keys and write_buffer_bytes_max
 //              bytes, visible to Get and Scan at once, and reach disk in
-//              synced transactions on Flush(), when the buffer is full, before
-//              a WriteOptions::durable write (which then commits on its own,
-//              synced), or when the engine is destroyed. A flush is split
-//              into transactions of about flush_transaction_bytes_max; a key
-//              leaves the buffer only when its transaction has committed, so
-//              a failed flush leaves every key readable and the unwritten ones
-//              buffered. A process crash loses what was buffered; the
+//              synced transactions on Flush(), when the buffer is full, on a
+//              WriteOptions::durable write, or when the engine is destroyed.
+//              A flush is split into transactions of about
+//              flush_transaction_bytes_max; a key leaves the buffer only when
+//              its transaction has committed, so a failed flush leaves every
+//              key readable and the unwritten ones buffered (a durable write
+//              whose own key did not commit is undone and fails; one whose
+//              key committed succeeds). A process crash loses what was
+//              buffered; the
 //              coordinator asks one of the N replicas for a durable write so
 //              that an acknowledged put survives (paper 6.1). Hints, metadata
 //              and identity are always written through.

@@ -201,20 +201,14 @@ class LmdbEngine::Impl {
   static absl::Status Sync(LmdbEngine& e) { return Check(e, mdb_env_sync(e.env_, 1), "sync"); }
 
   // Read-modify-write of one data key: `fn(SiblingSet&)` returns whether it
-  // changed the set (an empty set deletes the key). Unbuffered engines and
-  // durable writes do it in one transaction; kBuffered reads through the
-  // buffer and writes into it.
+  // changed the set (an empty set deletes the key). Unbuffered engines do it
+  // in one transaction; kBuffered reads through the buffer and writes into
+  // it, and a durable write then flushes the buffer.
   template <typename Fn>
   static absl::StatusOr<SiblingSet> Mutate(LmdbEngine& e, std::string_view key, bool durable,
                                            Fn&& fn) {
     const DataKeyBuffer data_key(key);
-    const bool buffered = e.options_.durability == LmdbOptions::Durability::kBuffered;
-    if (!buffered || durable) {
-      // A durable write with buffering writes the buffer out first and then
-      // itself in its own synced transaction (buffered environments commit
-      // with fsync): if anything fails before that transaction commits, this
-      // key is unchanged on disk and in the buffer.
-      if (buffered) DYNAMO_RETURN_IF_ERROR(e.Flush());
+    if (e.options_.durability != LmdbOptions::Durability::kBuffered) {
       SiblingSet result;
       DYNAMO_RETURN_IF_ERROR(WriteTxn(e, [&](MDB_txn* txn) -> absl::Status {
         DYNAMO_ASSIGN_OR_RETURN(result,
@@ -241,29 +235,49 @@ class LmdbEngine::Impl {
       }));
     }
     DYNAMO_ASSIGN_OR_RETURN(bool changed, fn(stored));
-    if (!changed) return stored;
-    const uint64_t old_bytes = it != e.buffer_.end() ? BufferedBytes(*it) : 0;
-    const uint64_t new_bytes = internal::ApproxEntryBytes(key, stored);
-    const bool objects_full =
-        it == e.buffer_.end() && e.buffer_.size() >= e.options_.write_buffer_objects_max;
-    const bool bytes_full =
-        e.buffer_bytes_ - old_bytes + new_bytes > e.options_.write_buffer_bytes_max;
-    if ((objects_full || bytes_full) && !e.buffer_.empty()) {
-      // Written out first; on failure this write is refused and the buffer
-      // keeps what did not reach disk.
-      DYNAMO_RETURN_IF_ERROR(e.Flush());
-      it = e.buffer_.end();  // Flush emptied the buffer
+    // The key's buffer entry before this call (outer nullopt: none), to undo
+    // a durable write whose flush failed.
+    std::optional<std::optional<SiblingSet>> previous;
+    if (changed) {
+      const uint64_t old_bytes = it != e.buffer_.end() ? BufferedBytes(*it) : 0;
+      const uint64_t new_bytes = internal::ApproxEntryBytes(key, stored);
+      const bool objects_full =
+          it == e.buffer_.end() && e.buffer_.size() >= e.options_.write_buffer_objects_max;
+      const bool bytes_full =
+          e.buffer_bytes_ - old_bytes + new_bytes > e.options_.write_buffer_bytes_max;
+      if ((objects_full || bytes_full) && !e.buffer_.empty()) {
+        // Written out first; on failure this write is refused and the buffer
+        // keeps what did not reach disk.
+        DYNAMO_RETURN_IF_ERROR(e.Flush());
+        it = e.buffer_.end();  // Flush emptied the buffer
+      }
+      std::optional<SiblingSet> entry;
+      if (!stored.empty()) entry = stored;
+      if (it != e.buffer_.end()) {
+        e.buffer_bytes_ -= BufferedBytes(*it);
+        previous = std::exchange(it->second, std::move(entry));
+      } else {
+        it = e.buffer_.emplace(std::string(data_key.view()), std::move(entry)).first;
+      }
+      e.buffer_bytes_ += new_bytes;
     }
-    std::optional<SiblingSet> entry;
-    if (!stored.empty()) entry = stored;
-    if (it != e.buffer_.end()) {
-      e.buffer_bytes_ -= old_bytes;
-      it->second = std::move(entry);
-    } else {
-      e.buffer_.emplace(std::string(data_key.view()), std::move(entry));
+    if (!durable) return stored;
+    absl::Status flushed = e.Flush();
+    if (flushed.ok()) return stored;
+    // Keys leave the buffer only once committed: a key no longer buffered is
+    // durable even though a later batch failed.
+    it = e.buffer_.find(data_key.view());
+    if (it == e.buffer_.end()) return stored;
+    if (changed) {
+      e.buffer_bytes_ -= BufferedBytes(*it);
+      if (previous.has_value()) {
+        it->second = std::move(*previous);
+        e.buffer_bytes_ += BufferedBytes(*it);
+      } else {
+        e.buffer_.erase(it);
+      }
     }
-    e.buffer_bytes_ += new_bytes;
-    return stored;
+    return flushed;
   }
 
   // A buffered entry's share of write_buffer_bytes_max (a pending delete

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <random>
 #include <string>
 
@@ -270,6 +271,49 @@ TEST_CASE("LmdbEngine write buffer: a failed flush keeps unwritten keys buffered
     CHECK((*got)[0].value == LargeValue(i));
   }
   CHECK(present == kKeys - left_buffered);
+}
+
+TEST_CASE("LmdbEngine write buffer: a durable write whose batch committed succeeds",
+          "[storage][lmdb]") {
+  TempDir dir;
+  LmdbOptions options = OptionsAt(dir, LmdbOptions::Durability::kBuffered);  // 1 MiB map
+  options.map_bytes_max = size_t{8} << 20;
+  options.write_buffer_bytes_max = size_t{1} << 30;
+  options.flush_transaction_bytes_max = size_t{3} << 20;
+  constexpr int kKeys = 16;
+  std::string first_large = internal::DataKey("large0");
+  for (int i = 1; i < kKeys; ++i) {
+    first_large = std::min(first_large, internal::DataKey("large" + std::to_string(i)));
+  }
+  // A small key that the flush writes in its first batch, which fits.
+  std::string small;
+  for (int n = 0; small.empty() || internal::DataKey(small) >= first_large; ++n) {
+    small = "small" + std::to_string(n);
+  }
+  {
+    auto engine = LmdbEngine::Open(options);
+    REQUIRE(engine.ok());
+    LmdbEngine& e = **engine;
+    for (int i = 0; i < kKeys; ++i) {
+      REQUIRE(e.Put("large" + std::to_string(i), {MakeVersion(1, 1 + i, {}, LargeValue(i))},
+                    WriteOptions())
+                  .ok());
+    }
+    WriteOptions durable;
+    durable.durable = true;
+    auto put = e.Put(small, {MakeVersion(2, 1)}, durable);
+    REQUIRE(put.ok());  // later batches hit map_bytes_max; this key's did not
+    CHECK(e.buffered_objects() > 0);
+    CHECK(e.buffered_objects() < kKeys);
+    CHECK(e.Get(small)->size() == 1);
+    CHECK(e.Flush().code() == absl::StatusCode::kResourceExhausted);
+  }
+  auto engine = LmdbEngine::Open(options);
+  REQUIRE(engine.ok());
+  auto got = (*engine)->Get(small);
+  REQUIRE(got.ok());
+  REQUIRE(got->size() == 1);
+  CHECK((*got)[0].dot == Dot{2, 1, 0});
 }
 
 TEST_CASE("LmdbEngine write buffer: write_buffer_bytes_max flushes before it is passed",
