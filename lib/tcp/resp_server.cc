@@ -32,6 +32,30 @@ const Version* LiveWinner(const GetResult& r) {
   return best;
 }
 
+// SET's context when this node replicates the key: the merged clock of
+// its own copy, so the write supersedes every version this replica holds
+// without a quorum read first. Versions it has not seen yet (a write still
+// on its way here) stay siblings until a later SET through a replica that
+// has them; GET answers their last-write-wins winner meanwhile. nullopt when
+// this node is not a replica (the put would be forwarded, and a remote
+// replica's copy is unknown here) or the local read fails.
+std::optional<Context> LocalContext(Node& node, const std::string& bucket, std::string_view key) {
+  size_t n = 0;
+  for (const BucketOptions& b : node.options().buckets) {
+    if (b.name == bucket) n = b.n;
+  }
+  std::string skey = Coordinator::StorageKey(bucket, key);
+  std::vector<NodeId> owners = node.ring().PreferenceList(skey, n);
+  if (n == 0 || std::find(owners.begin(), owners.end(), node.id()) == owners.end()) {
+    return std::nullopt;
+  }
+  absl::StatusOr<SiblingSet> local = node.storage().Get(skey);
+  if (!local.ok()) return std::nullopt;
+  Context context;
+  context.clock = MergedClock(*local);
+  return context;
+}
+
 std::string ErrorReply(const absl::Status& s) {
   std::string out;
   AppendError(&out, absl::StrCat("ERR ", s.ToString()));
@@ -261,6 +285,10 @@ class RespServer::Conn : public std::enable_shared_from_this<Conn> {
       auto done = [reply = std::move(reply)](absl::Status s) mutable {
         reply(s.ok() ? SimpleReply("OK") : ErrorReply(s));
       };
+      if (std::optional<Context> local = LocalContext(*node, bucket, key)) {
+        node->Put(bucket, key, *local, std::move(value), std::move(done));
+        return;
+      }
       node->Get(bucket, key,
                 [node, bucket, key, value = std::move(value),
                  done = std::move(done)](absl::StatusOr<GetResult> r) mutable {

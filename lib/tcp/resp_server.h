@@ -4,9 +4,12 @@
 //   GET key            the value; with siblings, the live sibling with the
 //                      largest (timestamp, actor, counter): last-write-wins,
 //                      deterministic on every node
-//   SET key value      get for the context, then put with it, so the write
-//                      supersedes what was read (if the get fails, a blind
-//                      put: Dynamo stays writeable and GET resolves by LWW)
+//   SET key value      a put that supersedes what the coordinator holds: on
+//                      a replica of the key, with the context of its own
+//                      copy (no quorum read first); elsewhere get for the
+//                      context, then put with it (if the get fails, a blind
+//                      put: Dynamo stays writeable). A version the context
+//                      missed stays a sibling, and GET resolves it by LWW
 //   DEL/EXISTS/MGET    as in Redis, built on get (+ delete with context)
 //   DGET key           [context-hex, value1, value2, ...]: every sibling
 //   DPUT key ctx value put descending from the hex context ("" = none)
