@@ -99,8 +99,10 @@ struct TcpRuntimeOptions {
   size_t frame_bytes_max = (1 << 20) + (64 << 10);
   size_t peer_queue_messages_max = 4096;
   size_t peer_queue_bytes_max = size_t{16} << 20;
-  // Messages written to a socket in one gather write.
-  size_t write_batch_messages_max = 64;
+  // Queued messages copied into one buffer and written with one send. A
+  // batch holds at least one message, however large.
+  size_t write_batch_messages_max = 4096;
+  size_t write_batch_bytes_max = 256 << 10;
   size_t inbound_connections_max = 256;
   absl::Duration handshake_timeout = absl::Seconds(2);
   absl::Duration connect_timeout = absl::Seconds(2);
