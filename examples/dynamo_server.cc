@@ -61,7 +61,20 @@ constexpr const char* kUsage = R"(usage: dynamo-server --id N --data-dir DIR (--
   --data-dir DIR         LMDB directory (created if missing)
   --n --r --w            the default bucket's N, R, W (default 3, 2, 2)
   --policy P             siblings (default) or lww
-  --durability D         sync (default), nosync or buffered (paper 6.1)
+  --durability D         how writes reach disk (LMDB):
+                           sync      every write fsynced (default)
+                           nosync    every write committed, fsynced every
+                                     --flush-interval-ms; survives a process
+                                     crash, a machine crash may lose the interval
+                           buffered  paper 6.1: writes buffered in memory and
+                                     written every --flush-interval-ms, except
+                                     the coordinator's own copy, written and
+                                     fsynced at once
+                           buffered-all  every copy buffered, the coordinator's
+                                     too: a process crash loses up to one
+                                     interval of the writes this node held;
+                                     with N > 1 the other replicas keep them
+  --flush-interval-ms T  flush of buffered or unsynced writes (default 100)
   --secret S | --secret-file F | env DYNAMO_CLUSTER_SECRET   shared cluster secret
   --cluster-name NAME    (default "dynamo")
   --request-timeout-ms T (default 1000)
@@ -137,7 +150,8 @@ int Main(int argc, char** argv) {
                                  "data-dir", "n", "r", "w",
                                  "policy", "durability", "secret", "secret-file", "cluster-name",
                                  "request-timeout-ms", "transfers-in-flight",
-                                 "transfer-interval-ms", "ports-file", "config"};
+                                 "transfer-interval-ms", "flush-interval-ms", "ports-file",
+                                 "config"};
   for (const auto& [name, value] : flags) {
     if (std::find(std::begin(kKnown), std::end(kKnown), name) == std::end(kKnown)) {
       return Fail(absl::StrCat("unknown flag --", name, "\n", kUsage));
@@ -202,6 +216,11 @@ int Main(int argc, char** argv) {
     if (!s->ok()) return Fail(s->status().ToString());
   }
   if (*transfers == 0) return Fail("--transfers-in-flight must be at least 1");
+  absl::StatusOr<size_t> flush_ms = SizeFlag(
+      flags, "flush-interval-ms", absl::ToInt64Milliseconds(nopt.storage_flush_interval));
+  if (!flush_ms.ok()) return Fail(flush_ms.status().ToString());
+  if (*flush_ms == 0) return Fail("--flush-interval-ms must be at least 1");
+  nopt.storage_flush_interval = absl::Milliseconds(static_cast<int64_t>(*flush_ms));
   nopt.transfers_in_flight_max = *transfers;
   nopt.transfer_batch_interval = absl::Milliseconds(static_cast<int64_t>(*transfer_interval_ms));
   bucket.n = *n;
@@ -226,8 +245,11 @@ int Main(int argc, char** argv) {
     nopt.coordinator_writes_durably = false;  // the operator chose no fsync at all
   } else if (durability == "buffered") {
     lopt.durability = dynamo::LmdbOptions::Durability::kBuffered;
+  } else if (durability == "buffered-all") {
+    lopt.durability = dynamo::LmdbOptions::Durability::kBuffered;
+    nopt.coordinator_writes_durably = false;  // the operator chose to buffer every copy
   } else {
-    return Fail("--durability must be sync, nosync or buffered");
+    return Fail("--durability must be sync, nosync, buffered or buffered-all");
   }
   absl::StatusOr<Endpoint> client_ep =
       Endpoint::Parse(flags.count("client") ? flags["client"] : "127.0.0.1:6379");
