@@ -6,11 +6,16 @@
 #   scripts/local-cluster.sh            # start; client ports 6381 6382 6383
 #   scripts/local-cluster.sh --detach   # start in the background and return
 #   scripts/local-cluster.sh --stop     # stop a detached cluster
+#   scripts/local-cluster.sh --add ID   # one more node (ID >= 4, in the
+#       background) that joins the running cluster through node 1: peer
+#       port 710ID, client port 638ID (ID <= 9)
 #
 # Environment: BUILD_DIR (default build), CLUSTER_DIR (default
 # /tmp/dynamo-local-cluster: data, logs, pids), DYNAMO_CLUSTER_SECRET
 # (default: a random secret kept in CLUSTER_DIR/secret), N/R/W (3/2/2).
-# Membership is static: every server gets the full --peers list.
+# The three first nodes start statically (every server gets the same
+# --peers); added nodes join through the seed and learn the others'
+# addresses by gossip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${BUILD_DIR:-build}
@@ -33,8 +38,23 @@ stop() {
 }
 
 if [ "$mode" = "--stop" ]; then stop; exit 0; fi
+if [ "$mode" = "--add" ]; then
+  id=${2:-}
+  if ! [[ "$id" =~ ^[4-9]$ ]]; then echo "usage: $0 --add ID (4..9)" >&2; exit 2; fi
+  if [ -e "$dir/node$id.pid" ] && kill -0 "$(cat "$dir/node$id.pid")" 2>/dev/null; then
+    echo "node $id already running" >&2; exit 1
+  fi
+  DYNAMO_CLUSTER_SECRET=${DYNAMO_CLUSTER_SECRET:-$(cat "$dir/secret")}
+  export DYNAMO_CLUSTER_SECRET
+  "$build/examples/dynamo-server" --id "$id" --listen "127.0.0.1:710$id" \
+    --seeds 1=127.0.0.1:7101 --client "127.0.0.1:638$id" --data-dir "$dir/node$id" \
+    --n "${N:-3}" --r "${R:-2}" --w "${W:-2}" 2>>"$dir/node$id.log" &
+  echo $! > "$dir/node$id.pid"
+  echo "node $id joining through node 1: $build/examples/dynamoctl --port 638$id status"
+  exit 0
+fi
 if [ -n "$mode" ] && [ "$mode" != "--detach" ]; then
-  echo "usage: $0 [--detach|--stop]" >&2; exit 2
+  echo "usage: $0 [--detach|--stop|--add ID]" >&2; exit 2
 fi
 
 if [ ! -x "$build/examples/dynamo-server" ]; then

@@ -1,12 +1,14 @@
 // The RESP2 parser treats client bytes as untrusted: partial input asks for
 // more, malformed or oversize input is a protocol error, never a crash or an
-// unbounded allocation; and the frame header parser likewise.
+// unbounded allocation; and the frame header parser and the server's
+// ID=HOST:PORT lists likewise.
 #include "tcp/resp.h"
 
 #include <catch2/catch.hpp>
 #include <random>
 
 #include "tcp/frame.h"
+#include "tcp/tcp_membership.h"
 
 namespace dynamo::internal {
 namespace {
@@ -82,6 +84,26 @@ TEST_CASE("frame headers: magic, version, type and length are checked") {
   REQUIRE(HandshakeMac("s", 'C', "c", 1, 2, n1, n2) != HandshakeMac("s", 'S', "c", 1, 2, n1, n2));
   REQUIRE(HandshakeMac("s", 'C', "c", 1, 2, n1, n2) != HandshakeMac("t", 'C', "c", 1, 2, n1, n2));
   REQUIRE(MacEqual(HandshakeMac("s", 'C', "c", 1, 2, n1, n2), HandshakeMac("s", 'C', "c", 1, 2, n1, n2)));
+}
+
+}  // namespace
+}  // namespace dynamo::internal
+
+namespace dynamo::internal {
+namespace {
+
+TEST_CASE("member address lists: ID=HOST:PORT, checked") {
+  auto ok = ParseMemberAddresses("1=127.0.0.1:7001,2=[::1]:7002,");
+  REQUIRE(ok.ok());
+  REQUIRE(ok->size() == 2);
+  REQUIRE(ok->at(1).ToString() == "127.0.0.1:7001");
+  REQUIRE(ok->at(2).host == "::1");
+  REQUIRE(ParseMemberAddresses("")->empty());
+  REQUIRE(absl::IsInvalidArgument(ParseMemberAddresses("1=127.0.0.1:7001,1=127.0.0.1:7002").status()));
+  REQUIRE(absl::IsInvalidArgument(ParseMemberAddresses("0=127.0.0.1:7001").status()));
+  REQUIRE(absl::IsInvalidArgument(ParseMemberAddresses("x=127.0.0.1:7001").status()));
+  REQUIRE(absl::IsInvalidArgument(ParseMemberAddresses("1=127.0.0.1").status()));
+  REQUIRE(absl::IsInvalidArgument(ParseMemberAddresses("1=127.0.0.1:70000").status()));
 }
 
 }  // namespace

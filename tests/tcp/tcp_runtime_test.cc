@@ -243,3 +243,72 @@ TEST_CASE("BlockingNode gives up after wait_max when the loop never runs the cal
 
 }  // namespace
 }  // namespace dynamo
+
+namespace dynamo {
+namespace {
+
+TEST_CASE("a runtime learns a peer that dialled it and adds peers with SetPeer") {
+  // A knows nobody; B knows A. A accepts B (it proves the secret), and can
+  // answer once SetPeer gives it B's address (what the server does with the
+  // addresses gossiped in the membership view).
+  auto a = TcpRuntime::Create(Options(1, "s"));
+  REQUIRE(a.ok());
+  TcpRuntimeOptions ob = Options(2, "s");
+  ob.peers[1] = Endpoint{"127.0.0.1", (*a)->peer_port()};
+  auto b = TcpRuntime::Create(ob);
+  REQUIRE(b.ok());
+  std::mutex mu;
+  std::vector<std::pair<NodeId, std::string>> got_a, got_b;
+  (*a)->SetReceiveHandler([&](NodeId from, std::string_view m) {
+    std::lock_guard<std::mutex> l(mu);
+    got_a.emplace_back(from, std::string(m));
+  });
+  (*b)->SetReceiveHandler([&](NodeId from, std::string_view m) {
+    std::lock_guard<std::mutex> l(mu);
+    got_b.emplace_back(from, std::string(m));
+  });
+  LoopThread la(a->get()), lb(b->get());
+  REQUIRE(WaitUntil([&] { return lb.Call([&] { return (*b)->PeerConnected(1); }); }));
+  REQUIRE(lb.Call([&] { return (*b)->Send(1, "hello from 2").ok(); }));
+  REQUIRE(WaitUntil([&] {
+    std::lock_guard<std::mutex> l(mu);
+    return got_a.size() == 1;
+  }));
+  REQUIRE(la.Call([&] { return absl::IsNotFound((*a)->Send(2, "unknown yet")); }));
+  REQUIRE(la.Call([&] { return !(*a)->PeerAddress(2).has_value(); }));
+  REQUIRE(la.Call([&] {
+    return (*a)->SetPeer(2, Endpoint{"127.0.0.1", (*b)->peer_port()}).ok() &&
+           (*a)->SetPeer(1, Endpoint{"127.0.0.1", 1}).ok() &&  // self: ignored
+           absl::IsInvalidArgument((*a)->SetPeer(0, Endpoint{"127.0.0.1", 1}));
+  }));
+  REQUIRE(la.Call([&] { return (*a)->PeerAddress(2)->port == (*b)->peer_port(); }));
+  REQUIRE(la.Call([&] { return !(*a)->PeerAddress(1).has_value(); }));
+  // Queued while the new connection is dialled: it may be dropped if the
+  // first dial fails, so send once connected.
+  REQUIRE(WaitUntil([&] { return la.Call([&] { return (*a)->PeerConnected(2); }); }));
+  REQUIRE(la.Call([&] { return (*a)->Send(2, "hello from 1").ok(); }));
+  REQUIRE(WaitUntil([&] {
+    std::lock_guard<std::mutex> l(mu);
+    return got_b.size() == 1;
+  }));
+  std::lock_guard<std::mutex> l(mu);
+  REQUIRE(got_a[0] == std::make_pair(NodeId{2}, std::string("hello from 2")));
+  REQUIRE(got_b[0] == std::make_pair(NodeId{1}, std::string("hello from 1")));
+}
+
+TEST_CASE("SetPeer is bounded by peers_max") {
+  TcpRuntimeOptions o = Options(1, "s");
+  o.peers_max = 2;
+  auto rt = TcpRuntime::Create(o);
+  REQUIRE(rt.ok());
+  // The loop never runs: dials stay pending, which is all this needs.
+  REQUIRE((*rt)->SetPeer(2, Endpoint{"127.0.0.1", 9}).ok());
+  REQUIRE((*rt)->SetPeer(3, Endpoint{"127.0.0.1", 9}).ok());
+  REQUIRE((*rt)->SetPeer(3, Endpoint{"127.0.0.1", 10}).ok());  // a move, not a new peer
+  REQUIRE((*rt)->PeerAddress(3)->port == 10);
+  REQUIRE(absl::IsResourceExhausted((*rt)->SetPeer(4, Endpoint{"127.0.0.1", 9})));
+  REQUIRE(!(*rt)->PeerAddress(4).has_value());
+}
+
+}  // namespace
+}  // namespace dynamo
