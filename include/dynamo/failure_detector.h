@@ -38,7 +38,10 @@ class FailureDetector {
   // unlikely it is, given the intervals at which `peer` was heard so far,
   // that it is still alive after this long a silence, as -log10 of the
   // probability under an exponential model. 0 with fewer than
-  // kPhiSamplesMin intervals.
+  // kPhiSamplesMin intervals. The mean interval counts as at least
+  // kPhiMeanIntervalMin: every message is a sample, so under heavy traffic
+  // the mean falls to microseconds and a pause of a few milliseconds (a
+  // busy machine, an fsync) would look like death.
   double Phi(NodeId peer, absl::Time now) const;
 
   // Marks unreachable every reachable peer whose phi exceeds `threshold`
@@ -47,6 +50,10 @@ class FailureDetector {
 
   static constexpr size_t kPhiSamplesMin = 3;
   static constexpr size_t kPhiWindow = 100;  // intervals remembered per peer
+  // With threshold 8, a peer heard from constantly is suspected after about
+  // 1.8 s of silence; one heard only by gossip (about every second) after
+  // 18 s or more, as before.
+  static constexpr absl::Duration kPhiMeanIntervalMin = absl::Milliseconds(100);
 
  private:
   struct PeerState {

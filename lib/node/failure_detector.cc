@@ -28,8 +28,8 @@ double FailureDetector::Phi(NodeId peer, absl::Time now) const {
   auto it = peers_.find(peer);
   if (it == peers_.end() || it->second.intervals_s.size() < kPhiSamplesMin) return 0;
   const PeerState& s = it->second;
-  double mean = s.intervals_sum_s / static_cast<double>(s.intervals_s.size());
-  if (mean <= 0) return 0;
+  double mean = std::max(s.intervals_sum_s / static_cast<double>(s.intervals_s.size()),
+                         absl::ToDoubleSeconds(kPhiMeanIntervalMin));
   double silence = std::max(0.0, absl::ToDoubleSeconds(now - s.last_heard));
   // P(next arrival later than `silence`) = exp(-silence/mean), so
   // phi = -log10(exp(-silence/mean)) = silence / mean * log10(e).

@@ -107,5 +107,23 @@ TEST_CASE("Phi accrual rises with silence relative to the usual interval") {
   CHECK(fd.Phi(99, last) == 0);  // never heard: no opinion
 }
 
+TEST_CASE("Phi accrual: a peer heard every 100 us is not suspected after a 50 ms pause") {
+  // Regression: under redis-benchmark -P 16 the mean interval between
+  // messages fell to microseconds, and a few milliseconds of scheduling or
+  // fsync delay suspected every peer, so puts failed with kUnavailable.
+  FailureDetector fd;
+  absl::Time t = absl::UnixEpoch();
+  for (int i = 0; i < 200; ++i) {
+    fd.OnHeard(7, t);
+    t += absl::Microseconds(100);
+  }
+  absl::Time last = t - absl::Microseconds(100);
+  CHECK(fd.Phi(7, last + absl::Milliseconds(50)) < 1);
+  CHECK(fd.SuspectByPhi(last + absl::Milliseconds(50), 8) == 0);
+  // A peer that really went silent is still suspected within seconds.
+  CHECK(fd.SuspectByPhi(last + absl::Seconds(2), 8) == 1);
+  CHECK_FALSE(fd.IsReachable(7));
+}
+
 }  // namespace
 }  // namespace dynamo
