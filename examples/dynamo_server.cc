@@ -78,6 +78,8 @@ constexpr const char* kUsage = R"(usage: dynamo-server --id N --data-dir DIR (--
   --secret S | --secret-file F | env DYNAMO_CLUSTER_SECRET   shared cluster secret
   --cluster-name NAME    (default "dynamo")
   --request-timeout-ms T (default 1000)
+  --replica-timeout-ms T a replica silent this long is suspected and, for a
+                         put short of W, replaced by a stand-in (default 300)
   --transfers-in-flight K       ownership-transfer batches in flight (default 2)
   --transfer-interval-ms T      pause between transfer batches (default 10):
                                 the throttle of paper 6.5 on joins and removals
@@ -149,7 +151,7 @@ int Main(int argc, char** argv) {
   static const char* kKnown[] = {"id", "listen", "advertise", "client", "peers", "seeds",
                                  "data-dir", "n", "r", "w",
                                  "policy", "durability", "secret", "secret-file", "cluster-name",
-                                 "request-timeout-ms", "transfers-in-flight",
+                                 "request-timeout-ms", "replica-timeout-ms", "transfers-in-flight",
                                  "transfer-interval-ms", "flush-interval-ms", "ports-file",
                                  "config"};
   for (const auto& [name, value] : flags) {
@@ -207,12 +209,16 @@ int Main(int argc, char** argv) {
   absl::StatusOr<size_t> n = SizeFlag(flags, "n", 3), r = SizeFlag(flags, "r", 2),
                          w = SizeFlag(flags, "w", 2),
                          timeout_ms = SizeFlag(flags, "request-timeout-ms", 1000),
+                         replica_timeout_ms = SizeFlag(
+                             flags, "replica-timeout-ms",
+                             absl::ToInt64Milliseconds(nopt.replica_timeout)),
                          transfers = SizeFlag(flags, "transfers-in-flight",
                                               nopt.transfers_in_flight_max),
                          transfer_interval_ms = SizeFlag(
                              flags, "transfer-interval-ms",
                              absl::ToInt64Milliseconds(nopt.transfer_batch_interval));
-  for (const auto* s : {&n, &r, &w, &timeout_ms, &transfers, &transfer_interval_ms}) {
+  for (const auto* s :
+       {&n, &r, &w, &timeout_ms, &replica_timeout_ms, &transfers, &transfer_interval_ms}) {
     if (!s->ok()) return Fail(s->status().ToString());
   }
   if (*transfers == 0) return Fail("--transfers-in-flight must be at least 1");
@@ -227,6 +233,7 @@ int Main(int argc, char** argv) {
   bucket.r = *r;
   bucket.w = *w;
   nopt.request_timeout = absl::Milliseconds(static_cast<int64_t>(*timeout_ms));
+  nopt.replica_timeout = absl::Milliseconds(static_cast<int64_t>(*replica_timeout_ms));
   if (flags.count("policy")) {
     if (flags["policy"] == "lww") {
       bucket.policy = dynamo::ConflictPolicy::kLastWriteWins;

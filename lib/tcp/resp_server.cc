@@ -587,6 +587,7 @@ std::string RespServer::Info(std::string_view section) const {
                     "\r\nread_repairs_sent:", m.read_repairs_sent,
                     "\r\nmessages_malformed:", m.messages_malformed,
                     "\r\nstorage_errors:", m.storage_errors,
+                    "\r\npeers_suspected_by_phi:", m.peers_suspected_by_phi,
                     "\r\ntransfers_started:", m.transfers_started,
                     "\r\ntransfers_completed:", m.transfers_completed,
                     "\r\ntransfer_keys_received:", m.transfer_keys_received,
