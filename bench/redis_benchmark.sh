@@ -1,15 +1,28 @@
 #!/usr/bin/env bash
-# redis-benchmark against a 1-node dynamo-server (1,1,1), a 3-node (3,2,2)
-# cluster and a redis-server, in the same run, on 127.0.0.1; prints requests/s
-# for SET and GET and the ratios to redis-server. Not run by CI. Installs
-# redis-tools and redis-server (Debian) when missing.
+# redis-benchmark (Debian redis-tools) against a 1-node dynamo-server (1,1,1),
+# a 3-node (3,2,2) cluster and a redis-server, in the same run, on 127.0.0.1:
+# SET and GET with 100-byte values over 10k random keys, without pipelining
+# and with -P $PIPELINE. Every (target, test, pipelining) is measured REPEATS
+# times, the targets interleaved so that noise from other work on the
+# machine falls on all of them alike; the table shows the median of the
+# runs (requests/s and p50/p99/p99.9 latency in ms, the percentiles from
+# redis-benchmark's latency distribution) and the ratios of the medians to
+# redis-server. Clients of the cluster all talk to node 1, which coordinates
+# (a replica of every key with N=3 on 3 nodes). Not run by CI; installs
+# redis-tools and redis-server when missing.
 #
-#   bench/redis_benchmark.sh [REQUESTS] [CLIENTS]      (defaults 20000, 20)
+#   bench/redis_benchmark.sh [REQUESTS] [CLIENTS] [REPEATS]   (20000, 20, 3)
+#   env: DURABILITY=nosync|sync|buffered (nosync), PIPELINE (16),
+#        BUILD_DIR (build), OUT (raw and median CSV prefix, $BUILD_DIR/redis_benchmark)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 requests=${1:-20000}
 clients=${2:-20}
+repeats=${3:-3}
+pipeline=${PIPELINE:-16}
 build=${BUILD_DIR:-build}
+out=${OUT:-$build/redis_benchmark}
+durability=${DURABILITY:-nosync}
 if ! command -v redis-benchmark >/dev/null || ! command -v redis-server >/dev/null; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
@@ -25,7 +38,6 @@ cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done;
 trap cleanup EXIT
 export DYNAMO_CLUSTER_SECRET=bench-secret
 server="$build/examples/dynamo-server"
-durability=${DURABILITY:-nosync}
 
 # One node, (1,1,1).
 "$server" --id 1 --peers 1=127.0.0.1:7201 --client 127.0.0.1:6391 --data-dir "$dir/single" \
@@ -38,19 +50,88 @@ for i in 1 2 3; do
 done
 redis-server --port 6399 --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
   >"$dir/redis.log" 2>&1 & pids+=($!)
-sleep 1
-
-run() {  # port -> "set_rps get_rps"
-  redis-benchmark -h 127.0.0.1 -p "$1" -n "$requests" -c "$clients" -r 10000 -d 100 -t set,get --csv -q 2>/dev/null |
-    awk -F'"' '/^"SET"/{s=$4} /^"GET"/{g=$4} END{print s, g}'
-}
-read -r rs rg < <(run 6399)
-read -r ss sg < <(run 6391)
-read -r cs cg < <(run 6401)
-printf "%-28s %12s %12s %10s %10s\n" target SET/s GET/s SET/redis GET/redis
-printf "%-28s %12s %12s %10s %10s\n" "redis-server" "$rs" "$rg" 1.00 1.00
-for row in "dynamo 1 node (1,1,1):$ss:$sg" "dynamo 3 nodes (3,2,2):$cs:$cg"; do
-  IFS=: read -r name s g <<<"$row"
-  printf "%-28s %12s %12s %10.2f %10.2f\n" "$name" "$s" "$g" "$(echo "$s / $rs" | bc -l)" "$(echo "$g / $rg" | bc -l)"
+for port in 6391 6401 6402 6403 6399; do
+  for _ in $(seq 100); do
+    redis-cli -p $port PING >/dev/null 2>&1 && break
+    sleep 0.1
+  done
 done
-echo "(durability=$durability, $requests requests, $clients clients, 100-byte values, 10k keys; 127.0.0.1)"
+# Every node of the cluster connected to both others (peer:N,connected=1).
+for port in 6401 6402 6403; do
+  for _ in $(seq 100); do
+    [ "$(redis-cli -p $port INFO peers | grep -c 'connected=1')" -ge 2 ] && break
+    sleep 0.1
+  done
+done
+# Warm-up (not measured): maps grown, connections and the failure
+# detectors' first replies in place.
+for port in 6391 6401 6399; do
+  redis-benchmark -h 127.0.0.1 -p $port -n 2000 -c "$clients" -r 10000 -d 100 -t set,get -q \
+    >/dev/null 2>&1 || true
+done
+
+# One redis-benchmark run -> "rps p50 p99 p99.9" (latencies in ms), or
+# nothing when the run failed: redis-benchmark stops at the first error reply
+# (e.g. a put refused with UNAVAILABLE while an overloaded coordinator
+# suspected its peers). Failed runs are counted, not averaged in.
+run() {  # port test pipeline requests
+  redis-benchmark -h 127.0.0.1 -p "$1" -n "$4" -c "$clients" -P "$3" -r 10000 -d 100 -t "$2" \
+    2>/dev/null | tr '\r' '\n' | awk '
+      /throughput summary:/ { rps = $3 }
+      /^Latency by percentile distribution/ { in_dist = 1; next }
+      /^Cumulative distribution/ { in_dist = 0 }
+      in_dist && /% <= / {
+        pct = $1; sub(/%/, "", pct); pct += 0; ms = $3
+        if (p50 == "" && pct >= 50) p50 = ms
+        if (p99 == "" && pct >= 99) p99 = ms
+        if (p999 == "" && pct >= 99.9) p999 = ms
+      }
+      END { print rps, p50, p99, p999 }'
+}
+
+targets=("redis-server:6399" "dynamo-1node-N1R1W1:6391" "dynamo-3nodes-N3R2W2:6401")
+echo "target,test,pipeline,run,rps,p50_ms,p99_ms,p999_ms" >"$out.raw.csv"
+for r in $(seq "$repeats"); do
+  for p in 1 "$pipeline"; do
+    n=$requests
+    [ "$p" -gt 1 ] && n=$((requests * 5))
+    for t in "${targets[@]}"; do
+      name=${t%%:*}; port=${t##*:}
+      for test in set get; do
+        read -r rps p50 p99 p999 < <(run "$port" "$test" "$p" "$n")
+        echo "$name,$test,$p,$r,$rps,$p50,$p99,$p999" >>"$out.raw.csv"
+      done
+    done
+  done
+done
+
+# Medians per (target, test, pipeline), then ratios to redis-server.
+awk -F, '
+  NR == 1 { next }
+  { k = $1 "," $2 "," $3; keys[k] = 1 }
+  $5 == "" { failed[k]++; next }
+  { n[k]++; for (c = 5; c <= 8; c++) v[k, c, n[k]] = $c }
+  function median(key, col,    m, i, j, a, t) {
+    m = n[key]; if (m == 0) return 0
+    for (i = 1; i <= m; i++) a[i] = v[key, col, i] + 0
+    for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+    return (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+  }
+  END {
+    print "target,test,pipeline,runs_ok,runs_failed,rps_median,p50_ms,p99_ms,p999_ms,rps_ratio_to_redis"
+    for (k in keys) rps[k] = median(k, 5)
+    for (k in keys) {
+      split(k, f, ",")
+      base = rps["redis-server," f[2] "," f[3]]
+      rank = f[1] == "redis-server" ? 0 : (f[1] ~ /1node/ ? 1 : 2)
+      printf "%d,%s,%d,%d,%.0f,%.3f,%.3f,%.3f,%.3f\n", rank, k, n[k], failed[k], rps[k],
+             median(k, 6), median(k, 7), median(k, 8), (base > 0 ? rps[k] / base : 0)
+    }
+  }' "$out.raw.csv" | { read -r header; echo "$header"; sort -t, -k4,4n -k3,3r -k1,1n | cut -d, -f2-; } >"$out.csv"
+
+printf "%-24s %-4s %3s %10s %8s %8s %8s %8s %7s\n" target test -P ops/s p50_ms p99_ms p99.9_ms x_redis failed
+tail -n +2 "$out.csv" | while IFS=, read -r name test p ok failed rps p50 p99 p999 ratio; do
+  printf "%-24s %-4s %3s %10s %8s %8s %8s %8s %7s\n" "$name" "$test" "$p" "$rps" "$p50" "$p99" "$p999" "$ratio" "$failed"
+done
+echo "(median of $repeats runs; durability=$durability; $requests requests ($((requests * 5)) pipelined), $clients clients, 100-byte values, 10k keys; 127.0.0.1)"
+echo "raw runs: $out.raw.csv, medians: $out.csv"
