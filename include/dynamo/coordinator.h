@@ -34,6 +34,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "dynamo/context.h"
 #include "dynamo/failure_detector.h"
 #include "dynamo/metrics.h"
@@ -93,8 +94,8 @@ class Coordinator {
   // Replies to requests this coordinator sent. Return false if the request
   // id is not one of ours (it may belong to another component).
   bool OnReplicaPutReply(NodeId from, const internal::ReplicaPutReply& reply);
-  bool OnReplicaGetReply(NodeId from, const internal::ReplicaGetReply& reply);
-  bool OnClientReply(NodeId from, const internal::ClientReply& reply);
+  bool OnReplicaGetReply(NodeId from, internal::ReplicaGetReply&& reply);
+  bool OnClientReply(NodeId from, internal::ClientReply&& reply);
 
   size_t requests_in_flight() const;
 
@@ -116,15 +117,19 @@ class Coordinator {
   void Forward(std::vector<NodeId> candidates, internal::ClientRequest request,
                GetCallback get_done, PutCallback put_done, ConflictPolicy policy);
   void ForwardAttempt(uint64_t id);
-  void StartGet(const BucketOptions& bucket, std::string skey, std::vector<NodeId> owners,
+  void StartGet(const BucketOptions& bucket, std::string skey, absl::Span<const NodeId> owners,
                 GetCallback done);
   void FinishGet(GetOp& op, absl::Status status);
   void MaybeCompleteGet(uint64_t id);
   void RepairAndRetire(uint64_t id);
   void OnPutReplicaTimeout(uint64_t id);
   void FinishPut(PutOp& op, absl::Status status);
+  // The reconciled sibling set of the replies a get has so far.
+  const SiblingSet& ReconcileReplies(GetOp& op);
+  // The op's replica write, addressed to `hint_owner` (kNoNode: a real owner).
+  std::string EncodeReplicaWrite(PutOp& op, NodeId hint_owner);
   void MaybeRetirePut(uint64_t id);
-  void Send(NodeId to, const std::string& bytes);
+  void Send(NodeId to, std::string bytes);
   uint64_t NextRequestId() { return ++*env_.request_id_counter; }
   NodeId self() const { return env_.runtime->self(); }
 

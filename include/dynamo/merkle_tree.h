@@ -70,7 +70,11 @@ class MerkleTree {
   // same bytes (EncodeSiblingSet's output, as stored, serves). Never 0, since
   // 0 means "absent" in Update.
   static uint64_t KeyHash(std::string_view key, std::string_view version_bytes);
-  // KeyHash of the canonical wire encoding of `siblings`.
+  // The contribution of a key holding `siblings` (not empty): a hash chained
+  // over each version's dot, tombstone flag and value, in the set's canonical
+  // order. A dot names one write, whose context never changes, so the context
+  // is left out; nothing is encoded, because every replicated write computes
+  // this twice (before and after).
   static uint64_t KeyHash(std::string_view key, const SiblingSet& siblings);
 
   // Replaces a key's contribution: old_key_hash is what the tree holds for it

@@ -132,7 +132,7 @@ class Node {
   Node(NodeOptions options, Runtime* runtime, StorageEngine* storage, Ring ring);
   absl::Status Start();
   void OnMessage(NodeId from, std::string_view bytes);
-  void SendMessage(NodeId to, const std::string& bytes);
+  void SendMessage(NodeId to, std::string bytes);
   void ScheduleHandoff();
   void DeliverHints();
   void OnHintDelivered(uint64_t id, bool ok);

@@ -33,6 +33,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "dynamo/types.h"
@@ -101,11 +102,38 @@ class StorageEngine {
   // The key's sibling set; empty if the key has no versions.
   virtual absl::StatusOr<SiblingSet> Get(std::string_view key) = 0;
 
+  // Calls `reader` with the key's sibling set (empty if none), without
+  // copying it where the engine can: the request path reads a key only to
+  // look at it (the counter of a new version, the hash of what a write
+  // replaces). The set is valid during the call only, and `reader` must not
+  // call back into the engine. The default reads through Get, so a wrapper
+  // that overrides Get to inject a fault is seen by Visit as well.
+  virtual absl::Status Visit(std::string_view key,
+                             absl::FunctionRef<void(const SiblingSet&)> reader) {
+    absl::StatusOr<SiblingSet> siblings = Get(key);
+    if (!siblings.ok()) return siblings.status();
+    reader(*siblings);
+    return absl::OkStatus();
+  }
+
   // Atomically merges `incoming` into the key's sibling set and returns the
   // set as stored afterwards. kFailedPrecondition (nothing written) if the
   // result would hold more than siblings_max versions.
   virtual absl::StatusOr<SiblingSet> Put(std::string_view key, const SiblingSet& incoming,
                                          const WriteOptions& options) = 0;
+
+  // Put that shows the stored set to `reader` instead of copying it out (the
+  // request path looks only at its size, or hashes it), under the same rules
+  // as Visit. `reader` is not called if the put fails. The default goes
+  // through Put, so a wrapper that overrides Put is seen here as well.
+  virtual absl::Status PutAndVisit(std::string_view key, const SiblingSet& incoming,
+                                   const WriteOptions& options,
+                                   absl::FunctionRef<void(const SiblingSet&)> reader) {
+    absl::StatusOr<SiblingSet> stored = Put(key, incoming, options);
+    if (!stored.ok()) return stored.status();
+    reader(*stored);
+    return absl::OkStatus();
+  }
 
   // Removes the listed tombstones from the key's sibling set, if they are
   // still stored (matched by dot); the key disappears when nothing is left.

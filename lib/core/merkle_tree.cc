@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -66,7 +67,24 @@ uint64_t MerkleTree::KeyHash(std::string_view key, std::string_view version_byte
 }
 
 uint64_t MerkleTree::KeyHash(std::string_view key, const SiblingSet& siblings) {
-  return KeyHash(key, internal::EncodeSiblingSet(siblings));
+  uint64_t h = XXH3_64bits(key.data(), key.size());
+  for (const Version& v : siblings) {
+    // Little-endian whatever the host, so that every replica hashes alike.
+    unsigned char fields[25];
+    const uint64_t words[3] = {v.dot.actor, v.dot.counter,
+                               static_cast<uint64_t>(v.dot.timestamp_us)};
+    if constexpr (std::endian::native == std::endian::little) {
+      std::memcpy(fields, words, sizeof words);
+    } else {
+      for (int w = 0; w < 3; ++w) {
+        for (int b = 0; b < 8; ++b) fields[8 * w + b] = static_cast<unsigned char>(words[w] >> (8 * b));
+      }
+    }
+    fields[24] = v.tombstone ? 1 : 0;
+    h = XXH3_64bits_withSeed(fields, sizeof fields, h);
+    h = XXH3_64bits_withSeed(v.value.data(), v.value.size(), h);
+  }
+  return h == 0 ? 1 : h;
 }
 
 size_t MerkleTree::LeafOf(Token token) const {

@@ -28,19 +28,40 @@ SiblingSet Reconcile(std::vector<Version> versions) {
   return out;
 }
 
-bool MergeVersion(SiblingSet& siblings, Version incoming) {
+namespace {
+
+// True if a stored version descends from `incoming`, so merging it changes
+// nothing.
+bool Obsolete(const SiblingSet& siblings, const Version& incoming) {
   for (const Version& s : siblings) {
-    if (s.Descends(incoming)) return false;
+    if (s.Descends(incoming)) return true;
   }
+  return false;
+}
+
+// Adds a version that is not obsolete, dropping those it descends from.
+void InsertMaximal(SiblingSet& siblings, Version incoming) {
   std::erase_if(siblings, [&](const Version& s) { return incoming.Descends(s); });
   auto pos = std::lower_bound(siblings.begin(), siblings.end(), incoming, DotLess);
   siblings.insert(pos, std::move(incoming));
+}
+
+}  // namespace
+
+bool MergeVersion(SiblingSet& siblings, Version incoming) {
+  if (Obsolete(siblings, incoming)) return false;
+  InsertMaximal(siblings, std::move(incoming));
   return true;
 }
 
 bool MergeSiblings(SiblingSet& siblings, const SiblingSet& incoming) {
   bool changed = false;
-  for (const Version& v : incoming) changed |= MergeVersion(siblings, v);
+  for (const Version& v : incoming) {
+    // Checked before copying: most merges bring versions already held.
+    if (Obsolete(siblings, v)) continue;
+    InsertMaximal(siblings, v);
+    changed = true;
+  }
   return changed;
 }
 

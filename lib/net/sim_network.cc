@@ -67,8 +67,12 @@ class SimNetwork::NodeRuntime final : public Runtime, public Transport {
   NodeId self() const override { return id_; }
   absl::Time Now() override {
     const int64_t v = net_->now_ns_;
-    const double drift = static_cast<double>(v - skew_anchor_ns_) * drift_ppm_ * 1e-6;
-    return Epoch() + absl::Nanoseconds(v + skew_offset_ns_ + static_cast<int64_t>(std::llround(drift)));
+    int64_t drift_ns = 0;
+    if (drift_ppm_ != 0) {
+      drift_ns = static_cast<int64_t>(
+          std::llround(static_cast<double>(v - skew_anchor_ns_) * drift_ppm_ * 1e-6));
+    }
+    return TimeAt(v + skew_offset_ns_ + drift_ns);
   }
   TimerId Schedule(absl::Duration delay, absl::AnyInvocable<void()> callback) override {
     return net_->ScheduleTimer(index_, delay, std::move(callback));

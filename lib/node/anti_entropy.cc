@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
 
 namespace dynamo::internal {
 
@@ -45,11 +46,23 @@ absl::StatusOr<SiblingSet> ObservedStorage::Get(std::string_view key) {
   return result;
 }
 
+absl::Status ObservedStorage::Visit(std::string_view key,
+                                    absl::FunctionRef<void(const SiblingSet&)> reader) {
+  const absl::Time start = runtime_->Now();
+  absl::Status status = target()->Visit(key, reader);
+  if (admission_ != nullptr) {
+    const absl::Time end = runtime_->Now();
+    admission_->RecordSample(end, end - start);
+  }
+  return status;
+}
+
 uint64_t ObservedStorage::HashBefore(std::string_view key, bool* tracked) {
   *tracked = anti_entropy_ != nullptr && anti_entropy_->Tracks(key);
   if (!*tracked) return 0;
-  absl::StatusOr<SiblingSet> before = target()->Get(key);
-  return before.ok() ? HashOf(key, *before) : 0;
+  uint64_t hash = 0;
+  (void)target()->Visit(key, [&](const SiblingSet& before) { hash = HashOf(key, before); });
+  return hash;
 }
 
 void ObservedStorage::Changed(std::string_view key, uint64_t old_hash, const SiblingSet& after) {
@@ -58,11 +71,21 @@ void ObservedStorage::Changed(std::string_view key, uint64_t old_hash, const Sib
 
 absl::StatusOr<SiblingSet> ObservedStorage::Put(std::string_view key, const SiblingSet& incoming,
                                                 const WriteOptions& options) {
+  SiblingSet copy;
+  DYNAMO_RETURN_IF_ERROR(
+      PutAndVisit(key, incoming, options, [&](const SiblingSet& stored) { copy = stored; }));
+  return copy;
+}
+
+absl::Status ObservedStorage::PutAndVisit(std::string_view key, const SiblingSet& incoming,
+                                          const WriteOptions& options,
+                                          absl::FunctionRef<void(const SiblingSet&)> reader) {
   bool tracked;
   const uint64_t old_hash = HashBefore(key, &tracked);
-  absl::StatusOr<SiblingSet> stored = target()->Put(key, incoming, options);
-  if (tracked && stored.ok()) Changed(key, old_hash, *stored);
-  return stored;
+  return target()->PutAndVisit(key, incoming, options, [&](const SiblingSet& stored) {
+    if (tracked) Changed(key, old_hash, stored);
+    reader(stored);
+  });
 }
 
 absl::Status ObservedStorage::ReapTombstones(std::string_view key, const SiblingSet& tombstones) {

@@ -85,8 +85,13 @@ class ObservedStorage : public StorageEngineWrapper {
   void set_anti_entropy(AntiEntropy* anti_entropy) { anti_entropy_ = anti_entropy; }
 
   absl::StatusOr<SiblingSet> Get(std::string_view key) override;
+  absl::Status Visit(std::string_view key,
+                     absl::FunctionRef<void(const SiblingSet&)> reader) override;
   absl::StatusOr<SiblingSet> Put(std::string_view key, const SiblingSet& incoming,
                                  const WriteOptions& options) override;
+  absl::Status PutAndVisit(std::string_view key, const SiblingSet& incoming,
+                           const WriteOptions& options,
+                           absl::FunctionRef<void(const SiblingSet&)> reader) override;
   absl::Status ReapTombstones(std::string_view key, const SiblingSet& tombstones) override;
   absl::Status Erase(std::string_view key) override;
 

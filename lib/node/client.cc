@@ -76,11 +76,11 @@ void Client::OnMessage(NodeId from, std::string_view bytes) {
     ring_ = *std::move(ring);
     has_ring_ = true;
   } else if (auto* get = std::get_if<internal::ReplicaGetReply>(&*decoded)) {
-    coordinator_->OnReplicaGetReply(from, *get);
+    coordinator_->OnReplicaGetReply(from, std::move(*get));
   } else if (auto* put = std::get_if<internal::ReplicaPutReply>(&*decoded)) {
     coordinator_->OnReplicaPutReply(from, *put);
   } else if (auto* client = std::get_if<internal::ClientReply>(&*decoded)) {
-    coordinator_->OnClientReply(from, *client);
+    coordinator_->OnClientReply(from, std::move(*client));
   }
 }
 

@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
 #include "node/messages.h"
 
 namespace dynamo {
@@ -17,6 +19,11 @@ using internal::ReplicaGetReply;
 using internal::ReplicaPut;
 using internal::ReplicaPutReply;
 
+namespace {
+// Preference lists are short (N plus a few fallbacks): kept inline in the op.
+using NodeList = absl::InlinedVector<NodeId, 8>;
+}  // namespace
+
 struct Coordinator::PutOp {
   struct Target {
     NodeId node = kNoNode;
@@ -26,10 +33,12 @@ struct Coordinator::PutOp {
   };
   uint64_t id = 0;
   size_t w = 0;
-  std::string skey;
-  Version version;
-  std::vector<NodeId> fallbacks;  // healthy candidates not yet used, in ring order
-  std::vector<Target> targets;
+  // The replica write, built once: its key, and the new version as a
+  // one-element sibling set, are what the coordinator stores locally and
+  // sends to every replica (hint_owner set per target).
+  internal::ReplicaPut write;
+  NodeList fallbacks;  // healthy candidates not yet used, in ring order
+  absl::InlinedVector<Target, 4> targets;
   size_t acks = 0;
   size_t errors = 0;
   bool done = false;
@@ -47,9 +56,13 @@ struct Coordinator::GetOp {
   size_t r = 0;
   ConflictPolicy policy = ConflictPolicy::kKeepSiblings;
   std::string skey;
-  std::vector<NodeId> targets;  // remote replicas asked
-  bool local = false;           // this node read its own copy too
-  std::vector<Reply> replies;
+  NodeList targets;  // remote replicas asked
+  bool local = false;  // this node read its own copy too
+  absl::InlinedVector<Reply, 3> replies;
+  // Reconcile(replies) as of `reconciled_replies` replies: computed when the
+  // get finishes and reused by read repair unless more replies came since.
+  SiblingSet reconciled;
+  size_t reconciled_replies = 0;
   size_t errors = 0;
   NodeId fastest = kNoNode;
   bool done = false;
@@ -76,7 +89,7 @@ absl::Status StatusFromWire(int code, const std::string& error) {
   return absl::Status(static_cast<absl::StatusCode>(code), error);
 }
 
-bool Contains(const std::vector<NodeId>& nodes, NodeId id) {
+bool Contains(absl::Span<const NodeId> nodes, NodeId id) {
   return std::find(nodes.begin(), nodes.end(), id) != nodes.end();
 }
 
@@ -94,6 +107,7 @@ GetResult MakeGetResult(SiblingSet versions, ConflictPolicy policy, NodeId faste
       if (!winner.tombstone) result.values.push_back(winner.value);
     }
   } else {
+    result.values.reserve(versions.size());
     for (const Version& v : versions) {
       if (!v.tombstone) result.values.push_back(v.value);
     }
@@ -166,10 +180,10 @@ absl::Status Coordinator::CheckRequest(std::string_view bucket, std::string_view
   return absl::OkStatus();
 }
 
-void Coordinator::Send(NodeId to, const std::string& bytes) {
+void Coordinator::Send(NodeId to, std::string bytes) {
   // A local send error (unknown peer, full queue) looks to the protocol like
   // a lost message: the replica timeout and the deadline handle both.
-  (void)env_.runtime->transport().Send(to, bytes);
+  (void)env_.runtime->transport().Send(to, std::move(bytes));
 }
 
 // ---------------------------------------------------------------- get
@@ -180,11 +194,6 @@ void Coordinator::Get(std::string_view bucket_name, std::string_view key, GetCal
 
 void Coordinator::Read(std::string_view bucket_name, std::string_view key, uint32_t hops,
                        GetCallback done) {
-  ClientRequest request;
-  request.hops = hops + 1;
-  request.op = ClientOp::kGet;
-  request.bucket = std::string(bucket_name);
-  request.key = std::string(key);
   const BucketOptions* bucket;
   absl::Status status = CheckRequest(bucket_name, key, 0, &bucket);
   if (!status.ok()) {
@@ -201,7 +210,7 @@ void Coordinator::Read(std::string_view bucket_name, std::string_view key, uint3
                                              bucket->n)));
     return;
   }
-  std::vector<NodeId> owners = walk_scratch_;
+  const NodeList owners(walk_scratch_.begin(), walk_scratch_.end());
   if (env_.storage != nullptr && !Contains(owners, self())) {
     if (hops >= env_.options->forward_hops_max) {
       env_.metrics->gets_failed++;
@@ -214,14 +223,20 @@ void Coordinator::Read(std::string_view bucket_name, std::string_view key, uint3
       done(absl::UnavailableError("no replica of the key is reachable to forward the get to"));
       return;
     }
-    Forward(std::move(owners), std::move(request), std::move(done), nullptr, bucket->policy);
+    ClientRequest request;
+    request.hops = hops + 1;
+    request.op = ClientOp::kGet;
+    request.bucket = std::string(bucket_name);
+    request.key = std::string(key);
+    Forward(std::vector<NodeId>(owners.begin(), owners.end()), std::move(request), std::move(done),
+            nullptr, bucket->policy);
     return;
   }
-  StartGet(*bucket, std::move(skey), std::move(owners), std::move(done));
+  StartGet(*bucket, std::move(skey), owners, std::move(done));
 }
 
 void Coordinator::StartGet(const BucketOptions& bucket, std::string skey,
-                           std::vector<NodeId> owners, GetCallback done) {
+                           absl::Span<const NodeId> owners, GetCallback done) {
   auto op = std::make_unique<GetOp>();
   op->id = NextRequestId();
   op->r = bucket.r;
@@ -289,10 +304,19 @@ void Coordinator::FinishGet(GetOp& op, absl::Status status) {
     op.callback(std::move(status));
     return;
   }
-  std::vector<Version> all;
-  for (const GetOp::Reply& r : op.replies) all.insert(all.end(), r.siblings.begin(), r.siblings.end());
   env_.metrics->gets_ok++;
-  op.callback(MakeGetResult(Reconcile(std::move(all)), op.policy, op.fastest, op.replies.size()));
+  op.callback(MakeGetResult(ReconcileReplies(op), op.policy, op.fastest, op.replies.size()));
+}
+
+const SiblingSet& Coordinator::ReconcileReplies(GetOp& op) {
+  if (op.reconciled_replies != op.replies.size()) {
+    // Each reply is an antichain, so merging them one into another is
+    // Reconcile of their union without copying versions already held.
+    op.reconciled.clear();
+    for (const GetOp::Reply& r : op.replies) MergeSiblings(op.reconciled, r.siblings);
+    op.reconciled_replies = op.replies.size();
+  }
+  return op.reconciled;
 }
 
 void Coordinator::MaybeCompleteGet(uint64_t id) {
@@ -316,9 +340,7 @@ void Coordinator::RepairAndRetire(uint64_t id) {
   auto it = gets_.find(id);
   if (it == gets_.end()) return;
   GetOp& op = *it->second;
-  std::vector<Version> all;
-  for (const GetOp::Reply& r : op.replies) all.insert(all.end(), r.siblings.begin(), r.siblings.end());
-  SiblingSet reconciled = Reconcile(std::move(all));
+  const SiblingSet& reconciled = ReconcileReplies(op);
   if (!reconciled.empty()) {
     std::string repair;
     for (const GetOp::Reply& r : op.replies) {
@@ -341,7 +363,7 @@ void Coordinator::RepairAndRetire(uint64_t id) {
   gets_.erase(it);
 }
 
-bool Coordinator::OnReplicaGetReply(NodeId from, const ReplicaGetReply& reply) {
+bool Coordinator::OnReplicaGetReply(NodeId from, ReplicaGetReply&& reply) {
   auto it = gets_.find(reply.request_id);
   if (it == gets_.end()) return false;
   GetOp& op = *it->second;
@@ -353,7 +375,7 @@ bool Coordinator::OnReplicaGetReply(NodeId from, const ReplicaGetReply& reply) {
     op.errors++;
   } else {
     if (op.replies.empty()) op.fastest = from;
-    op.replies.push_back({from, reply.siblings});
+    op.replies.push_back({from, std::move(reply.siblings)});
   }
   MaybeCompleteGet(reply.request_id);
   return true;
@@ -397,8 +419,8 @@ void Coordinator::Write(const BucketOptions& bucket, std::string_view key, const
                                              bucket.n)));
     return;
   }
-  std::vector<NodeId> owners(walk_scratch_.begin(), walk_scratch_.begin() + bucket.n);
-  std::vector<NodeId> spares(walk_scratch_.begin() + bucket.n, walk_scratch_.end());
+  const NodeList owners(walk_scratch_.begin(), walk_scratch_.begin() + bucket.n);
+  const NodeList spares(walk_scratch_.begin() + bucket.n, walk_scratch_.end());
 
   if (env_.storage == nullptr || !Contains(owners, self())) {
     // Not a replica of this key: hand the write to one that is, preferably
@@ -434,7 +456,8 @@ void Coordinator::Write(const BucketOptions& bucket, std::string_view key, const
   auto op = std::make_unique<PutOp>();
   op->id = NextRequestId();
   op->w = bucket.w;
-  op->skey = std::move(skey);
+  op->write.request_id = op->id;
+  op->write.key = std::move(skey);
   for (NodeId s : spares) {
     if (s != self() && env_.failure_detector->IsReachable(s)) op->fallbacks.push_back(s);
   }
@@ -458,46 +481,61 @@ void Coordinator::Write(const BucketOptions& bucket, std::string_view key, const
     return;
   }
 
-  absl::StatusOr<SiblingSet> local = env_.storage->Get(op->skey);
-  if (!local.ok()) {
+  const std::string& skey_ref = op->write.key;
+  absl::Status read = env_.storage->Visit(skey_ref, [&](const SiblingSet& local) {
+    VectorClock clock = context.clock;
+    // Under last-write-wins the write supersedes everything this replica has.
+    if (bucket.policy == ConflictPolicy::kLastWriteWins) clock.Merge(MergedClock(local));
+    op->write.versions.push_back(NewVersion(local, clock, env_.actor,
+                                            absl::ToUnixMicros(env_.runtime->Now()),
+                                            std::move(value), tombstone,
+                                            env_.options->clock_entries_max));
+  });
+  if (!read.ok()) {
     env_.metrics->storage_errors++;
     env_.metrics->puts_failed++;
-    done(local.status());
+    done(read);
     return;
   }
-  VectorClock clock = context.clock;
-  // Under last-write-wins the write supersedes everything this replica has.
-  if (bucket.policy == ConflictPolicy::kLastWriteWins) clock.Merge(MergedClock(*local));
-  op->version = NewVersion(*local, clock, env_.actor, absl::ToUnixMicros(env_.runtime->Now()),
-                           std::move(value), tombstone, env_.options->clock_entries_max);
   WriteOptions durable;
   durable.durable = env_.options->coordinator_writes_durably;  // paper 6.1
-  absl::StatusOr<SiblingSet> stored = env_.storage->Put(op->skey, {op->version}, durable);
-  if (!stored.ok()) {
-    if (stored.status().code() == absl::StatusCode::kFailedPrecondition) {
+  size_t siblings_stored = 0;
+  absl::Status written =
+      env_.storage->PutAndVisit(skey_ref, op->write.versions, durable,
+                                [&](const SiblingSet& stored) { siblings_stored = stored.size(); });
+  if (!written.ok()) {
+    if (written.code() == absl::StatusCode::kFailedPrecondition) {
       env_.metrics->puts_over_sibling_limit++;
     } else {
       env_.metrics->storage_errors++;
     }
     env_.metrics->puts_failed++;
-    done(stored.status());
+    done(written);
     return;
   }
-  if (stored->size() >= env_.options->siblings_warn_count) env_.metrics->keys_over_sibling_warning++;
+  if (siblings_stored >= env_.options->siblings_warn_count) {
+    env_.metrics->keys_over_sibling_warning++;
+  }
   op->acks = 1;
   op->callback = std::move(done);
   uint64_t id = op->id;
+  std::string to_owners;  // one encoding for every target that is a real owner
   for (const PutOp::Target& t : op->targets) {
-    if (t.hint_owner != kNoNode) env_.metrics->hinted_writes_sent++;
-    Send(t.node, EncodeMessage(ReplicaPut{id, op->skey, {op->version}, t.hint_owner, false}));
+    if (t.hint_owner != kNoNode) {
+      env_.metrics->hinted_writes_sent++;
+      Send(t.node, EncodeReplicaWrite(*op, t.hint_owner));
+      continue;
+    }
+    if (to_owners.empty()) to_owners = EncodeReplicaWrite(*op, kNoNode);
+    Send(t.node, to_owners);
   }
   if (env_.pending_ring != nullptr && env_.pending_ring->size() > 0) {
     std::vector<NodeId> future;
-    env_.pending_ring->PreferenceList(KeyToken(op->skey), bucket.n, 0, &future);
+    env_.pending_ring->PreferenceList(KeyToken(skey_ref), bucket.n, 0, &future);
     std::string copy;
     for (NodeId f : future) {
       if (f == self() || Contains(owners, f)) continue;
-      if (copy.empty()) copy = EncodeMessage(ReplicaPut{0, op->skey, {op->version}, kNoNode, false});
+      if (copy.empty()) copy = EncodeMessage(ReplicaPut{0, skey_ref, op->write.versions, kNoNode, false});
       Send(f, copy);
     }
   }
@@ -544,7 +582,7 @@ void Coordinator::OnPutReplicaTimeout(uint64_t id) {
     t.replaced = true;
     op.targets.push_back({fallback, owner});
     env_.metrics->hinted_writes_sent++;
-    Send(fallback, EncodeMessage(ReplicaPut{id, op.skey, {op.version}, owner, false}));
+    Send(fallback, EncodeReplicaWrite(op, owner));
   }
   // Stand-ins can be unreachable too: keep trying the next ones, one replica
   // timeout at a time, until the deadline or the candidates run out.
@@ -555,6 +593,16 @@ void Coordinator::OnPutReplicaTimeout(uint64_t id) {
                                               [this, id] { OnPutReplicaTimeout(id); });
   }
   MaybeRetirePut(id);
+}
+
+std::string Coordinator::EncodeReplicaWrite(PutOp& op, NodeId hint_owner) {
+  op.write.hint_owner = hint_owner;
+  // Encoding through a Message would copy the key and the value into it; the
+  // op's write is moved in and back out instead.
+  internal::Message message(std::move(op.write));
+  std::string bytes = EncodeMessage(message);
+  op.write = std::get<ReplicaPut>(std::move(message));
+  return bytes;
 }
 
 void Coordinator::FinishPut(PutOp& op, absl::Status status) {
@@ -658,7 +706,7 @@ void Coordinator::ForwardAttempt(uint64_t id) {
       env_.runtime->Schedule(2 * env_.options->replica_timeout, [this, id] { ForwardAttempt(id); });
 }
 
-bool Coordinator::OnClientReply(NodeId /*from*/, const ClientReply& reply) {
+bool Coordinator::OnClientReply(NodeId /*from*/, ClientReply&& reply) {
   auto it = forwards_.find(reply.request_id);
   if (it == forwards_.end()) return false;
   std::unique_ptr<ForwardOp> f = std::move(it->second);
@@ -673,7 +721,8 @@ bool Coordinator::OnClientReply(NodeId /*from*/, const ClientReply& reply) {
       return true;
     }
     env_.metrics->gets_ok++;
-    f->get_done(MakeGetResult(reply.siblings, f->policy, reply.fastest, reply.replicas_answered));
+    f->get_done(MakeGetResult(std::move(reply.siblings), f->policy, reply.fastest,
+                              reply.replicas_answered));
   } else {
     if (status.ok()) {
       env_.metrics->puts_ok++;

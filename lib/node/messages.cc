@@ -1,11 +1,48 @@
 #include "node/messages.h"
 
+#include <algorithm>
+#include <iterator>
+
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 
 namespace dynamo::internal {
 
 namespace {
+
+void PutReplicaGetReply(Encoder& e, uint64_t request_id, int code, std::string_view error,
+                        const SiblingSet& siblings) {
+  e.PutVarint(request_id);
+  e.PutVarint(static_cast<uint64_t>(code));
+  e.PutBytes(error);
+  e.PutSiblings(siblings);
+}
+
+template <typename T, size_t I = 0>
+constexpr uint8_t WireType() {
+  if constexpr (std::is_same_v<std::variant_alternative_t<I, Message>, T>) {
+    return static_cast<uint8_t>(I);
+  } else {
+    return WireType<T, I + 1>();
+  }
+}
+
+// The header every message starts with: protocol version and wire type.
+Encoder StartMessage(std::string* out, uint8_t type) {
+  // Messages that carry values usually hold one small sibling set: one
+  // allocation up front saves the string's doubling steps. The others fit
+  // the string's inline buffer more often than not, so they reserve nothing.
+  constexpr uint8_t kCarryValues[] = {WireType<ReplicaPut>(), WireType<ReplicaGetReply>(),
+                                      WireType<ClientRequest>(), WireType<ClientReply>()};
+  if (std::find(std::begin(kCarryValues), std::end(kCarryValues), type) !=
+      std::end(kCarryValues)) {
+    out->reserve(256);
+  }
+  Encoder e(out);
+  e.PutU8(kProtocolVersion);
+  e.PutU8(type);
+  return e;
+}
 
 // The variant index is the wire type, so the order of Message's alternatives
 // is part of the protocol: append new messages at the end.
@@ -28,10 +65,7 @@ struct EncodeVisitor {
     e.PutBytes(m.key);
   }
   void operator()(const ReplicaGetReply& m) {
-    e.PutVarint(m.request_id);
-    e.PutVarint(static_cast<uint64_t>(m.code));
-    e.PutBytes(m.error);
-    e.PutSiblings(m.siblings);
+    PutReplicaGetReply(e, m.request_id, m.code, m.error, m.siblings);
   }
   void operator()(const ClientRequest& m) {
     e.PutVarint(m.request_id);
@@ -369,10 +403,15 @@ absl::StatusOr<Message> DecodeAlternative(Decoder& d, size_t type) {
 
 std::string EncodeMessage(const Message& message) {
   std::string out;
-  Encoder e(&out);
-  e.PutU8(kProtocolVersion);
-  e.PutU8(static_cast<uint8_t>(message.index()));
+  Encoder e = StartMessage(&out, static_cast<uint8_t>(message.index()));
   std::visit(EncodeVisitor{e}, message);
+  return out;
+}
+
+std::string EncodeReplicaGetReply(uint64_t request_id, const SiblingSet& siblings) {
+  std::string out;
+  Encoder e = StartMessage(&out, WireType<ReplicaGetReply>());
+  PutReplicaGetReply(e, request_id, 0, "", siblings);
   return out;
 }
 

@@ -196,6 +196,9 @@ using Message = std::variant<ReplicaPut, ReplicaPutReply, ReplicaGet, ReplicaGet
                              TombstoneCheckReply, TombstoneReap>;
 
 std::string EncodeMessage(const Message& message);
+// A successful ReplicaGetReply, encoded straight from the replica's stored
+// set (StorageEngine::Visit) without copying it into a message first.
+std::string EncodeReplicaGetReply(uint64_t request_id, const SiblingSet& siblings);
 
 // Pings every peer `detector` marks unreachable, so an answer (any message)
 // marks it reachable again. Nodes and clients both probe this way.

@@ -155,8 +155,8 @@ absl::Status Node::SetRing(Ring ring) {
   return absl::OkStatus();
 }
 
-void Node::SendMessage(NodeId to, const std::string& bytes) {
-  (void)runtime_->transport().Send(to, bytes);
+void Node::SendMessage(NodeId to, std::string bytes) {
+  (void)runtime_->transport().Send(to, std::move(bytes));
 }
 
 void Node::OnMessage(NodeId from, std::string_view bytes) {
@@ -191,11 +191,11 @@ void Node::OnMessage(NodeId from, std::string_view bytes) {
           } else {
             WriteOptions wo;
             wo.durable = m.durable;
-            absl::StatusOr<SiblingSet> stored = storage_->Put(m.key, m.versions, wo);
-            status = stored.status();
-            if (stored.ok() && stored->size() >= options_.siblings_warn_count) {
-              metrics_.keys_over_sibling_warning++;
-            }
+            status = storage_->PutAndVisit(m.key, m.versions, wo, [&](const SiblingSet& stored) {
+              if (stored.size() >= options_.siblings_warn_count) {
+                metrics_.keys_over_sibling_warning++;
+              }
+            });
             if (status.code() == absl::StatusCode::kFailedPrecondition) {
               metrics_.puts_over_sibling_limit++;
             }
@@ -211,17 +211,19 @@ void Node::OnMessage(NodeId from, std::string_view bytes) {
           SendMessage(from, EncodeMessage(reply));
         } else if constexpr (std::is_same_v<T, ReplicaGet>) {
           metrics_.replica_gets++;
-          ReplicaGetReply reply;
-          reply.request_id = m.request_id;
-          absl::StatusOr<SiblingSet> siblings = storage_->Get(m.key);
-          if (siblings.ok()) {
-            reply.siblings = *std::move(siblings);
-          } else {
+          std::string encoded;
+          absl::Status read = storage_->Visit(m.key, [&](const SiblingSet& siblings) {
+            encoded = internal::EncodeReplicaGetReply(m.request_id, siblings);
+          });
+          if (!read.ok()) {
             metrics_.storage_errors++;
-            reply.code = static_cast<int>(siblings.status().code());
-            reply.error = std::string(siblings.status().message());
+            ReplicaGetReply reply;
+            reply.request_id = m.request_id;
+            reply.code = static_cast<int>(read.code());
+            reply.error = std::string(read.message());
+            encoded = EncodeMessage(reply);
           }
-          SendMessage(from, EncodeMessage(reply));
+          SendMessage(from, std::move(encoded));
         } else if constexpr (std::is_same_v<T, ReplicaPutReply>) {
           if (coordinator_->OnReplicaPutReply(from, m)) return;
           if (OnPushAck(from, m.request_id, m.code == 0)) return;
@@ -230,11 +232,11 @@ void Node::OnMessage(NodeId from, std::string_view bytes) {
             OnHintDelivered(m.request_id, m.code == 0);
           }
         } else if constexpr (std::is_same_v<T, ReplicaGetReply>) {
-          coordinator_->OnReplicaGetReply(from, m);
+          coordinator_->OnReplicaGetReply(from, std::move(m));
         } else if constexpr (std::is_same_v<T, ClientRequest>) {
           coordinator_->HandleClientRequest(from, std::move(m));
         } else if constexpr (std::is_same_v<T, ClientReply>) {
-          coordinator_->OnClientReply(from, m);
+          coordinator_->OnClientReply(from, std::move(m));
         } else if constexpr (std::is_same_v<T, Ping>) {
           SendMessage(from, EncodeMessage(Pong{m.nonce}));
         } else if constexpr (std::is_same_v<T, Pong>) {

@@ -21,22 +21,49 @@ absl::StatusOr<SiblingSet> MemoryEngine::Get(std::string_view key) {
   return found->second->second;
 }
 
+absl::Status MemoryEngine::Visit(std::string_view key,
+                                 absl::FunctionRef<void(const SiblingSet&)> reader) {
+  DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, limits_));
+  auto found = index_.find(absl::string_view(key.data(), key.size()));
+  if (found == index_.end()) {
+    reader(SiblingSet());
+  } else {
+    reader(found->second->second);
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<SiblingSet> MemoryEngine::Put(std::string_view key, const SiblingSet& incoming,
-                                             const WriteOptions& /*options*/) {
+                                             const WriteOptions& options) {
+  SiblingSet copy;
+  DYNAMO_RETURN_IF_ERROR(
+      PutAndVisit(key, incoming, options, [&](const SiblingSet& stored) { copy = stored; }));
+  return copy;
+}
+
+absl::Status MemoryEngine::PutAndVisit(std::string_view key, const SiblingSet& incoming,
+                                       const WriteOptions& /*options*/,
+                                       absl::FunctionRef<void(const SiblingSet&)> reader) {
   DYNAMO_RETURN_IF_ERROR(internal::ValidateSiblings(key, incoming, limits_));
   auto found = index_.find(absl::string_view(key.data(), key.size()));
-  SiblingSet stored = found == index_.end() ? SiblingSet() : found->second->second;
+  if (found != index_.end()) {
+    // Merged in place: MergeWithinLimit leaves the set untouched on failure.
+    SiblingSet& stored = found->second->second;
+    DYNAMO_RETURN_IF_ERROR(internal::MergeWithinLimit(key, stored, incoming, limits_).status());
+    reader(stored);
+    return absl::OkStatus();
+  }
+  SiblingSet stored;
   DYNAMO_ASSIGN_OR_RETURN(bool changed,
                           internal::MergeWithinLimit(key, stored, incoming, limits_));
-  if (changed && !stored.empty()) {
-    if (found == index_.end()) {
-      auto inserted = data_.emplace(DataKey(key), stored).first;
-      index_.emplace(std::string(key), inserted);
-    } else {
-      found->second->second = stored;
-    }
+  if (!changed || stored.empty()) {
+    reader(stored);
+    return absl::OkStatus();
   }
-  return stored;
+  auto inserted = data_.emplace(DataKey(key), std::move(stored)).first;
+  index_.emplace(std::string(key), inserted);
+  reader(inserted->second);
+  return absl::OkStatus();
 }
 
 absl::Status MemoryEngine::ReapTombstones(std::string_view key, const SiblingSet& tombstones) {

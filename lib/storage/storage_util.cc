@@ -105,6 +105,11 @@ absl::Status ValidateSiblings(std::string_view key, const SiblingSet& siblings,
 
 absl::StatusOr<bool> MergeWithinLimit(std::string_view key, SiblingSet& stored,
                                       const SiblingSet& incoming, const StorageLimits& limits) {
+  // A merge never grows the set by more than `incoming`, so when that stays
+  // within the limit there is nothing to roll back and no copy is needed.
+  if (stored.size() + incoming.size() <= limits.siblings_max) {
+    return MergeSiblings(stored, incoming);
+  }
   SiblingSet merged = stored;
   bool changed = MergeSiblings(merged, incoming);
   if (merged.size() > limits.siblings_max) {

@@ -243,6 +243,20 @@ TEST_CASE("MerkleTree rejects bad shapes, requests and replies") {
   other[0].value = "y";
   CHECK(MerkleTree::KeyHash("k", siblings) == MerkleTree::KeyHash("k", siblings));
   CHECK(MerkleTree::KeyHash("k", siblings) != MerkleTree::KeyHash("k", other));
+  CHECK(MerkleTree::KeyHash("k", siblings) != MerkleTree::KeyHash("j", siblings));
+  SiblingSet deleted = siblings;
+  deleted[0].tombstone = true;
+  CHECK(MerkleTree::KeyHash("k", siblings) != MerkleTree::KeyHash("k", deleted));
+  SiblingSet later = siblings;
+  later[0].dot.counter = 3;
+  CHECK(MerkleTree::KeyHash("k", siblings) != MerkleTree::KeyHash("k", later));
+  SiblingSet pair = siblings;
+  pair.push_back(later[0]);
+  CHECK(MerkleTree::KeyHash("k", pair) != MerkleTree::KeyHash("k", siblings));
+  // The context is fixed by the dot, so it does not take part.
+  SiblingSet with_context = siblings;
+  with_context[0].context.Increment(7, 0);
+  CHECK(MerkleTree::KeyHash("k", siblings) == MerkleTree::KeyHash("k", with_context));
 }
 
 }  // namespace

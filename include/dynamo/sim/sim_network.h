@@ -133,7 +133,18 @@ struct LinkEntry {
 class SimNetwork {
  public:
   // Virtual time starts here, so simulated times look like real ones.
-  static absl::Time Epoch() { return absl::UnixEpoch() + absl::Seconds(1'000'000'000); }
+  static constexpr int64_t kEpochUnixNanos = int64_t{1'000'000'000} * 1'000'000'000;
+  // FromUnixNanos is inline; absl::Time arithmetic is a library call, and
+  // every node reads the clock many times per message.
+  static absl::Time Epoch() { return absl::FromUnixNanos(kEpochUnixNanos); }
+  // Epoch() + ns, saturating like absl::Time arithmetic does.
+  static absl::Time TimeAt(int64_t ns) {
+    int64_t unix_ns;
+    if (__builtin_add_overflow(kEpochUnixNanos, ns, &unix_ns)) {
+      return ns > 0 ? absl::InfiniteFuture() : absl::InfinitePast();
+    }
+    return absl::FromUnixNanos(unix_ns);
+  }
 
   explicit SimNetwork(uint64_t seed, NetworkOptions options = {});
   ~SimNetwork();
@@ -184,7 +195,7 @@ class SimNetwork {
 
   // --- Driving.
   // True virtual time (no skew).
-  absl::Time Now() const { return Epoch() + absl::Nanoseconds(now_ns_); }
+  absl::Time Now() const { return TimeAt(now_ns_); }
   // Runs the earliest event; false if there is none.
   bool Step();
   // Runs every event due within `duration`, then sets the time to now + duration.
