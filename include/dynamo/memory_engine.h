@@ -7,8 +7,8 @@
 //
 // Behaviour is the StorageEngine contract exactly as LmdbEngine implements
 // it: the same limits, the same merge rules, the same token order for scans
-// (data is keyed by the 16-byte big-endian token of the key followed by the
-// key bytes), the same approximate byte accounting for scan limits and hint
+// (by token, ties by key bytes: the order of LmdbEngine's token-prefixed
+// keys), the same approximate byte accounting for scan limits and hint
 // usage. Writes are durable as soon as they return (there is no buffer), so
 // Flush() is a no-op and WriteOptions::durable changes nothing.
 //
@@ -23,7 +23,8 @@
 #include <string>
 #include <string_view>
 
-#include "absl/container/flat_hash_map.h"
+#include "absl/container/btree_set.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "dynamo/storage_engine.h"
@@ -72,14 +73,26 @@ class MemoryEngine final : public StorageEngine {
   size_t key_count() const { return data_.size(); }
 
  private:
+  // A stored key in ring order: by token, ties by key bytes, the order of
+  // LmdbEngine's TokenToBytes(token) + key. `key` points into data_.
+  struct OrderedKey {
+    Token token;
+    std::string_view key;
+    friend bool operator<(const OrderedKey& a, const OrderedKey& b) {
+      return a.token != b.token ? a.token < b.token : a.key < b.key;
+    }
+  };
+
+  // Erases a key found in data_ from both containers.
+  void EraseFound(absl::node_hash_map<std::string, SiblingSet>::iterator found);
+
   StorageLimits limits_;
-  // Keyed by TokenToBytes(KeyToken(key)) + key, so iteration is token order.
-  using DataMap = std::map<std::string, SiblingSet, std::less<>>;
-  DataMap data_;
-  // Point lookups by plain key go through a hash index instead of the
-  // ordered map's string comparisons (the simulator's hot path). Only looked
+  // Each key's sibling set. Point lookups (the simulator's hot path) hash;
+  // nodes keep their keys in place, so order_ can point at them. Only looked
   // up, never iterated, so its per-process hash seed decides nothing.
-  absl::flat_hash_map<std::string, DataMap::iterator> index_;
+  absl::node_hash_map<std::string, SiblingSet> data_;
+  // Every key of data_ in ring order, for scans.
+  absl::btree_set<OrderedKey> order_;
   // Keyed by 8-byte big-endian owner + token bytes + key.
   std::map<std::string, SiblingSet, std::less<>> hints_;
   std::map<std::string, std::string, std::less<>> metadata_;

@@ -1,6 +1,8 @@
 // The wire codec: the one binary encoding for everything that crosses a node
 // boundary (network messages, stored sibling sets, hints, membership). Varints
-// for integers, length-prefixed bytes for strings.
+// for counts and counters, fixed 64-bit little-endian for vector-clock actors
+// and timestamps (random ids and microsecond clocks would take 8-10 varint
+// bytes each), length-prefixed bytes for strings.
 //
 // Decoding treats its input as untrusted: every read is bounds-checked, every
 // length and count is checked against a declared maximum *before* anything is

@@ -23,7 +23,7 @@
 
 namespace dynamo::internal {
 
-inline constexpr uint8_t kProtocolVersion = 1;
+inline constexpr uint8_t kProtocolVersion = 2;  // 2: fixed-width actors and timestamps
 
 // Coordinator -> replica: merge these versions into the key. With a
 // hint_owner other than the receiver, keep them as a hint for that node

@@ -7,7 +7,6 @@
 
 namespace dynamo {
 
-using internal::DataKey;
 using internal::HintKey;
 
 absl::StatusOr<std::unique_ptr<MemoryEngine>> MemoryEngine::Create(const StorageLimits& limits) {
@@ -16,19 +15,19 @@ absl::StatusOr<std::unique_ptr<MemoryEngine>> MemoryEngine::Create(const Storage
 
 absl::StatusOr<SiblingSet> MemoryEngine::Get(std::string_view key) {
   DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, limits_));
-  auto found = index_.find(absl::string_view(key.data(), key.size()));
-  if (found == index_.end()) return SiblingSet();
-  return found->second->second;
+  auto found = data_.find(absl::string_view(key.data(), key.size()));
+  if (found == data_.end()) return SiblingSet();
+  return found->second;
 }
 
 absl::Status MemoryEngine::Visit(std::string_view key,
                                  absl::FunctionRef<void(const SiblingSet&)> reader) {
   DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, limits_));
-  auto found = index_.find(absl::string_view(key.data(), key.size()));
-  if (found == index_.end()) {
+  auto found = data_.find(absl::string_view(key.data(), key.size()));
+  if (found == data_.end()) {
     reader(SiblingSet());
   } else {
-    reader(found->second->second);
+    reader(found->second);  // not through ?:, which would copy the set
   }
   return absl::OkStatus();
 }
@@ -45,10 +44,10 @@ absl::Status MemoryEngine::PutAndVisit(std::string_view key, const SiblingSet& i
                                        const WriteOptions& /*options*/,
                                        absl::FunctionRef<void(const SiblingSet&)> reader) {
   DYNAMO_RETURN_IF_ERROR(internal::ValidateSiblings(key, incoming, limits_));
-  auto found = index_.find(absl::string_view(key.data(), key.size()));
-  if (found != index_.end()) {
+  auto found = data_.find(absl::string_view(key.data(), key.size()));
+  if (found != data_.end()) {
     // Merged in place: MergeWithinLimit leaves the set untouched on failure.
-    SiblingSet& stored = found->second->second;
+    SiblingSet& stored = found->second;
     DYNAMO_RETURN_IF_ERROR(internal::MergeWithinLimit(key, stored, incoming, limits_).status());
     reader(stored);
     return absl::OkStatus();
@@ -60,31 +59,32 @@ absl::Status MemoryEngine::PutAndVisit(std::string_view key, const SiblingSet& i
     reader(stored);
     return absl::OkStatus();
   }
-  auto inserted = data_.emplace(DataKey(key), std::move(stored)).first;
-  index_.emplace(std::string(key), inserted);
+  auto inserted = data_.emplace(std::string(key), std::move(stored)).first;
+  order_.insert(OrderedKey{KeyToken(key), inserted->first});
   reader(inserted->second);
   return absl::OkStatus();
 }
 
 absl::Status MemoryEngine::ReapTombstones(std::string_view key, const SiblingSet& tombstones) {
   DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, limits_));
-  auto found = index_.find(absl::string_view(key.data(), key.size()));
-  if (found == index_.end()) return absl::OkStatus();
-  internal::RemoveReapedTombstones(found->second->second, tombstones);
-  if (found->second->second.empty()) {
-    data_.erase(found->second);
-    index_.erase(found);
-  }
+  auto found = data_.find(absl::string_view(key.data(), key.size()));
+  if (found == data_.end()) return absl::OkStatus();
+  internal::RemoveReapedTombstones(found->second, tombstones);
+  if (found->second.empty()) EraseFound(found);
   return absl::OkStatus();
 }
 
 absl::Status MemoryEngine::Erase(std::string_view key) {
   DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, limits_));
-  auto found = index_.find(absl::string_view(key.data(), key.size()));
-  if (found == index_.end()) return absl::OkStatus();
-  data_.erase(found->second);
-  index_.erase(found);
+  auto found = data_.find(absl::string_view(key.data(), key.size()));
+  if (found == data_.end()) return absl::OkStatus();
+  EraseFound(found);
   return absl::OkStatus();
+}
+
+void MemoryEngine::EraseFound(absl::node_hash_map<std::string, SiblingSet>::iterator found) {
+  order_.erase(OrderedKey{KeyToken(found->first), found->first});
+  data_.erase(found);
 }
 
 absl::StatusOr<ScanResult> MemoryEngine::Scan(const TokenRange& range, std::string_view cursor,
@@ -93,13 +93,18 @@ absl::StatusOr<ScanResult> MemoryEngine::Scan(const TokenRange& range, std::stri
                           internal::PlanScan(range, cursor));
   internal::ScanCollector<KeyEntry> collector(limits);
   for (const internal::ScanSegment& segment : segments) {
-    auto it = segment.start_exclusive ? data_.upper_bound(segment.start)
-                                      : data_.lower_bound(segment.start);
-    for (; it != data_.end() && segment.InSegment(it->first); ++it) {
-      std::string_view key = internal::UserKeyOfDataKey(it->first);
-      uint64_t bytes = internal::ApproxEntryBytes(key, it->second);
+    const std::string_view start_key = segment.start;
+    const OrderedKey start{TokenFromBytes(start_key.substr(0, internal::kTokenBytes)),
+                           internal::UserKeyOfDataKey(start_key)};
+    const Token last = TokenFromBytes(segment.last_token);
+    auto it = segment.start_exclusive ? order_.upper_bound(start) : order_.lower_bound(start);
+    for (; it != order_.end() && it->token <= last; ++it) {
+      const SiblingSet& siblings = data_.find(absl::string_view(it->key.data(), it->key.size()))->second;
+      uint64_t bytes = internal::ApproxEntryBytes(it->key, siblings);
       if (!collector.HasRoom(bytes)) break;
-      collector.Add(it->first, bytes, KeyEntry{std::string(key), it->second});
+      std::string stored_key = TokenToBytes(it->token);
+      stored_key.append(it->key);
+      collector.Add(stored_key, bytes, KeyEntry{std::string(it->key), siblings});
     }
     if (collector.full()) break;
   }

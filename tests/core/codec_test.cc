@@ -86,7 +86,7 @@ TEST_CASE("Codec rejects every truncation of a valid encoding") {
 TEST_CASE("Codec enforces declared maxima before allocating") {
   std::string buf;
   Encoder enc(&buf);
-  enc.PutU8(1);                // format
+  enc.PutU8(2);                // format version
   enc.PutVarint(1ull << 40);   // absurd sibling count
   auto r = DecodeSiblingSet(buf);
   REQUIRE_FALSE(r.ok());
