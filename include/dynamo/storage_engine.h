@@ -176,6 +176,18 @@ class StorageEngine {
   virtual absl::Status Flush() = 0;
 
   virtual const StorageLimits& limits() const = 0;
+
+ protected:
+  // Put for an engine whose merge lives in PutAndVisit: the stored set,
+  // copied out.
+  absl::StatusOr<SiblingSet> PutThroughVisit(std::string_view key, const SiblingSet& incoming,
+                                             const WriteOptions& options) {
+    SiblingSet copy;
+    absl::Status status =
+        PutAndVisit(key, incoming, options, [&](const SiblingSet& stored) { copy = stored; });
+    if (!status.ok()) return status;
+    return copy;
+  }
 };
 
 // Forwards every call to another engine. A test derives from it and

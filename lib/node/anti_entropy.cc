@@ -4,7 +4,6 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "core/status_macros.h"
 
 namespace dynamo::internal {
 
@@ -71,10 +70,7 @@ void ObservedStorage::Changed(std::string_view key, uint64_t old_hash, const Sib
 
 absl::StatusOr<SiblingSet> ObservedStorage::Put(std::string_view key, const SiblingSet& incoming,
                                                 const WriteOptions& options) {
-  SiblingSet copy;
-  DYNAMO_RETURN_IF_ERROR(
-      PutAndVisit(key, incoming, options, [&](const SiblingSet& stored) { copy = stored; }));
-  return copy;
+  return PutThroughVisit(key, incoming, options);
 }
 
 absl::Status ObservedStorage::PutAndVisit(std::string_view key, const SiblingSet& incoming,

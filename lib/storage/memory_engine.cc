@@ -34,10 +34,7 @@ absl::Status MemoryEngine::Visit(std::string_view key,
 
 absl::StatusOr<SiblingSet> MemoryEngine::Put(std::string_view key, const SiblingSet& incoming,
                                              const WriteOptions& options) {
-  SiblingSet copy;
-  DYNAMO_RETURN_IF_ERROR(
-      PutAndVisit(key, incoming, options, [&](const SiblingSet& stored) { copy = stored; }));
-  return copy;
+  return PutThroughVisit(key, incoming, options);
 }
 
 absl::Status MemoryEngine::PutAndVisit(std::string_view key, const SiblingSet& incoming,
