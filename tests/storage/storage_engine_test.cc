@@ -70,6 +70,83 @@ TEMPLATE_TEST_CASE("Put applies the reconciliation rules", "[storage]", ENGINE_T
   CHECK(got->empty());
 }
 
+TEMPLATE_TEST_CASE("Visit and PutAndVisit show what Get and Put return", "[storage]",
+                   ENGINE_TYPES) {
+  TestType factory;
+  factory.limits.siblings_max = 2;
+  auto engine = factory.Open();
+  REQUIRE(engine != nullptr);
+
+  int calls = 0;
+  SiblingSet seen = {MakeVersion(9, 9)};
+  REQUIRE(engine->Visit("k", [&](const SiblingSet& s) {
+    ++calls;
+    seen = s;
+  }).ok());
+  CHECK(calls == 1);
+  CHECK(seen.empty());
+
+  Version v1 = MakeVersion(1, 1);
+  Version w1 = MakeVersion(2, 1);
+  REQUIRE(engine->PutAndVisit("k", {v1}, kWrite, [&](const SiblingSet& s) { seen = s; }).ok());
+  CHECK(seen == SiblingSet{v1});
+  REQUIRE(engine->PutAndVisit("k", {w1}, kWrite, [&](const SiblingSet& s) { seen = s; }).ok());
+  CHECK(seen == SiblingSet{v1, w1});
+  // A dominated version changes nothing; the reader still sees the set.
+  REQUIRE(engine->PutAndVisit("k", {v1}, kWrite, [&](const SiblingSet& s) { seen = s; }).ok());
+  CHECK(seen == SiblingSet{v1, w1});
+  REQUIRE(engine->Visit("k", [&](const SiblingSet& s) { seen = s; }).ok());
+  CHECK(seen == SiblingSet{v1, w1});
+  auto got = engine->Get("k");
+  REQUIRE(got.ok());
+  CHECK(*got == seen);
+
+  // Past siblings_max: an error, no call, nothing written.
+  calls = 0;
+  absl::Status over = engine->PutAndVisit("k", {MakeVersion(3, 1)}, kWrite,
+                                          [&](const SiblingSet&) { ++calls; });
+  CHECK(over.code() == absl::StatusCode::kFailedPrecondition);
+  CHECK(calls == 0);
+  got = engine->Get("k");
+  REQUIRE(got.ok());
+  CHECK(*got == SiblingSet{v1, w1});
+
+  // Bad keys are refused as by Get and Put.
+  const std::string long_key(factory.limits.key_bytes_max + 1, 'x');
+  CHECK(engine->Visit(long_key, [&](const SiblingSet&) { ++calls; }).code() ==
+        absl::StatusCode::kInvalidArgument);
+  CHECK(engine->PutAndVisit(long_key, {v1}, kWrite, [&](const SiblingSet&) { ++calls; }).code() ==
+        absl::StatusCode::kInvalidArgument);
+  CHECK(calls == 0);
+}
+
+// A wrapper that overrides only Get and Put, as a fault-injecting test does.
+class FailingReadsAndWrites : public StorageEngineWrapper {
+ public:
+  using StorageEngineWrapper::StorageEngineWrapper;
+  absl::StatusOr<SiblingSet> Get(std::string_view) override {
+    return absl::DataLossError("injected read fault");
+  }
+  absl::StatusOr<SiblingSet> Put(std::string_view, const SiblingSet&, const WriteOptions&) override {
+    return absl::UnavailableError("injected write fault");
+  }
+};
+
+TEST_CASE("Visit and PutAndVisit of a wrapper go through its Get and Put", "[storage]") {
+  MemoryEngine engine;
+  REQUIRE(engine.Put("k", {MakeVersion(1, 1)}, kWrite).ok());
+  FailingReadsAndWrites faulty(&engine);
+  int calls = 0;
+  CHECK(faulty.Visit("k", [&](const SiblingSet&) { ++calls; }).code() ==
+        absl::StatusCode::kDataLoss);
+  CHECK(faulty.PutAndVisit("k", {MakeVersion(2, 1)}, kWrite, [&](const SiblingSet&) { ++calls; })
+            .code() == absl::StatusCode::kUnavailable);
+  CHECK(calls == 0);
+  auto got = engine.Get("k");
+  REQUIRE(got.ok());
+  CHECK(got->size() == 1);
+}
+
 TEMPLATE_TEST_CASE("siblings_max refuses the put and writes nothing", "[storage]",
                    ENGINE_TYPES) {
   TestType factory;
