@@ -76,7 +76,7 @@ done
 # suspected its peers). Failed runs are counted, not averaged in.
 run() {  # port test pipeline requests
   redis-benchmark -h 127.0.0.1 -p "$1" -n "$4" -c "$clients" -P "$3" -r 10000 -d 100 -t "$2" \
-    2>/dev/null | tr '\r' '\n' | awk '
+    2>"$dir/stderr" | tr '\r' '\n' | awk '
       /throughput summary:/ { rps = $3 }
       /^Latency by percentile distribution/ { in_dist = 1; next }
       /^Cumulative distribution/ { in_dist = 0 }
@@ -91,6 +91,7 @@ run() {  # port test pipeline requests
 
 targets=("redis-server:6399" "dynamo-1node-N1R1W1:6391" "dynamo-3nodes-N3R2W2:6401")
 echo "target,test,pipeline,run,rps,p50_ms,p99_ms,p999_ms" >"$out.raw.csv"
+: >"$out.errors.txt"
 for r in $(seq "$repeats"); do
   for p in 1 "$pipeline"; do
     n=$requests
@@ -100,6 +101,9 @@ for r in $(seq "$repeats"); do
       for test in set get; do
         read -r rps p50 p99 p999 < <(run "$port" "$test" "$p" "$n")
         echo "$name,$test,$p,$r,$rps,$p50,$p99,$p999" >>"$out.raw.csv"
+        if [ -z "$rps" ]; then
+          echo "$name $test -P $p run $r: $(grep -m1 -i error "$dir/stderr" || echo 'no output')" >>"$out.errors.txt"
+        fi
       done
     done
   done
@@ -135,3 +139,4 @@ tail -n +2 "$out.csv" | while IFS=, read -r name test p ok failed rps p50 p99 p9
 done
 echo "(median of $repeats runs; durability=$durability; $requests requests ($((requests * 5)) pipelined), $clients clients, 100-byte values, 10k keys; 127.0.0.1)"
 echo "raw runs: $out.raw.csv, medians: $out.csv"
+if [ -s "$out.errors.txt" ]; then echo "failed runs:"; cat "$out.errors.txt"; fi
