@@ -121,6 +121,7 @@ class Node {
     SiblingSet siblings;
     size_t acks_needed = 0;
     bool erase_when_confirmed = true;
+    std::vector<NodeId> targets;  // the owners it was pushed to
   };
   struct HintDelivery {
     NodeId owner;

@@ -812,7 +812,7 @@ void Node::Sweep() {
     }
     if (targets.empty()) continue;
     size_t index = pushed_.size();
-    pushed_.push_back(PushedKey{entry.key, entry.siblings, targets.size(), !keep});
+    pushed_.push_back(PushedKey{entry.key, entry.siblings, targets.size(), !keep, targets});
     for (NodeId target : targets) {
       uint64_t request = ++request_id_counter_;
       push_requests_.emplace(request, index);
@@ -854,6 +854,27 @@ void Node::FinishLeave() {
   OnMembershipChanged();
 }
 
+namespace {
+// Whether a key pushed to `confirmed` may be dropped now: the rings may have
+// moved while the pushes were in flight, so `self` must own it on neither
+// ring and every owner on both must be among those that confirmed.
+bool HandedToEveryOwner(NodeId self, const Ring& ring, const Ring& pending,
+                        const std::string& key, size_t n, const std::vector<NodeId>& confirmed) {
+  Token token = KeyToken(key);
+  std::vector<NodeId> owners;
+  for (const Ring* r : {&ring, &pending}) {
+    if (r->size() == 0) continue;
+    r->PreferenceList(token, n, 0, &owners);
+    for (NodeId o : owners) {
+      if (o == self || std::find(confirmed.begin(), confirmed.end(), o) == confirmed.end()) {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+}  // namespace
+
 bool Node::OnPushAck(NodeId /*from*/, uint64_t request_id, bool ok) {
   auto it = push_requests_.find(request_id);
   if (it == push_requests_.end()) return false;
@@ -861,7 +882,9 @@ bool Node::OnPushAck(NodeId /*from*/, uint64_t request_id, bool ok) {
   push_requests_.erase(it);
   if (!ok) leave_batch_failed_ = true;
   if (!ok && !push_requests_.empty()) return true;
-  if (ok && --pushed.acks_needed == 0 && pushed.erase_when_confirmed) {
+  if (ok && --pushed.acks_needed == 0 && pushed.erase_when_confirmed &&
+      HandedToEveryOwner(id(), ring_, pending_ring_, pushed.key, ReplicationMax(),
+                         pushed.targets)) {
     // Erase only if nothing was written since: a newer version would be lost.
     absl::StatusOr<SiblingSet> now = storage_->Get(pushed.key);
     if (now.ok() && *now == pushed.siblings) {
