@@ -10,14 +10,17 @@
 // register), its fault mix (swarm testing: FaultPlan::Swarm) and, for every
 // eighth seed, a fault-free run with the read-latest check. With --check-
 // determinism every seed is run twice and the trace digests compared.
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/time/time.h"
 #include "dynamo/sim/scenario.h"
 
 namespace {
@@ -86,6 +89,9 @@ int main(int argc, char** argv) {
   auto begin = std::chrono::steady_clock::now();
   uint64_t ran = 0, failed = 0;
   std::vector<uint64_t> failures;
+  // Simulated time from the end of the faults until the replicas converged,
+  // per seed: the figure the convergence bound is set from.
+  std::vector<std::pair<double, uint64_t>> converged_s;
   for (uint64_t seed = start;; ++seed) {
     double elapsed =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
@@ -101,6 +107,7 @@ int main(int argc, char** argv) {
       }
     }
     ++ran;
+    converged_s.emplace_back(absl::ToDoubleSeconds(r.quiesce_time), seed);
     if (!ok) {
       ++failed;
       failures.push_back(seed);
@@ -116,6 +123,17 @@ int main(int argc, char** argv) {
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
   std::printf("sim_soak: %llu seeds in %.1f s, %llu failed\n", static_cast<unsigned long long>(ran),
               elapsed, static_cast<unsigned long long>(failed));
+  if (!converged_s.empty()) {
+    std::sort(converged_s.begin(), converged_s.end());
+    auto at = [&](double q) {
+      return converged_s[std::min(converged_s.size() - 1,
+                                  static_cast<size_t>(q * converged_s.size()))].first;
+    };
+    std::printf("sim_soak: converged after the faults stopped in median %.2f s, p99 %.2f s, "
+                "max %.2f s (seed %llu) of simulated time\n",
+                at(0.5), at(0.99), converged_s.back().first,
+                static_cast<unsigned long long>(converged_s.back().second));
+  }
   for (uint64_t seed : failures) {
     std::printf("  ./examples/sim_soak --seed=%llu\n", static_cast<unsigned long long>(seed));
   }

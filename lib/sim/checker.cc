@@ -293,13 +293,78 @@ CheckReport CheckReadLatest(const History& history) {
 ReplicaMonitor::ReplicaMonitor(Simulation* sim, std::string bucket, std::vector<std::string> keys)
     : sim_(sim), bucket_(std::move(bucket)), keys_(std::move(keys)) {
   report_.name = "replica-causality";
-  report_.counters = {{"samples", 0}, {"versions_dropped", 0}};
+  report_.counters = {{"samples", 0}, {"versions_dropped", 0}, {"keys_handed_off", 0}};
+  for (const BucketOptions& b : sim_->options().node.buckets) n_ = std::max(n_, b.n);
+  for (const std::string& key : keys_) key_of_[Coordinator::StorageKey(bucket_, key)] = key;
+  sim_->SetEraseObserver([this](NodeId id, std::string_view skey, const SiblingSet& stored) {
+    OnErase(id, skey, stored);
+  });
 }
 
-ReplicaMonitor::~ReplicaMonitor() { *alive_ = false; }
+ReplicaMonitor::~ReplicaMonitor() {
+  *alive_ = false;
+  sim_->SetEraseObserver(nullptr);
+}
 
 void ReplicaMonitor::OnWipe(NodeId node) {
   for (const std::string& key : keys_) state_.erase({node, key});
+  wiped_at_[node] = sim_->network().Now();
+}
+
+void ReplicaMonitor::OnErase(NodeId id, std::string_view skey, const SiblingSet& stored) {
+  auto key = key_of_.find(std::string(skey));
+  if (key == key_of_.end()) return;
+  erased_since_sample_.insert({id, key->second});
+  erased_at_[key->second][id] = sim_->network().Now();
+  std::string where = absl::StrCat("node ", id, " key ", key->second, " at ",
+                                    absl::FormatTime(sim_->network().Now()), ": ");
+  // Node::OnPushAck erases a key only when, on the node's current view, it
+  // owns the key on neither its routing nor its pending ring and every owner
+  // on both confirmed it stored the versions handed over.
+  Node* node = sim_->node(id);
+  if (node == nullptr) {
+    report_.Fail(absl::StrCat(where, "a crashed node erased the key"));
+    return;
+  }
+  std::vector<NodeId> owners;
+  for (const Ring* ring : {&node->ring(), &node->pending_ring()}) {
+    if (ring->size() == 0) continue;
+    for (NodeId o : ring->PreferenceList(skey, n_)) {
+      if (std::find(owners.begin(), owners.end(), o) == owners.end()) owners.push_back(o);
+    }
+  }
+  if (std::find(owners.begin(), owners.end(), id) != owners.end()) {
+    report_.Fail(absl::StrCat(where, "the node erased the key though it owns it"));
+    return;
+  }
+  ++report_.counters["keys_handed_off"];
+  // Every owner confirmed it stored the versions within the last
+  // transfer_timeout (older pushes are abandoned). Since then an owner can
+  // only have lost them by a wipe or by erasing the key itself (views differ
+  // while gossip spreads a change, so two nodes may each hand the key to
+  // the other); otherwise it holds them or descendants. And some owner must
+  // hold them.
+  absl::Time now = sim_->network().Now();
+  absl::Duration confirm_age_max = sim_->options().node.transfer_timeout;
+  auto recent = [&](const std::map<NodeId, absl::Time>& times, NodeId owner) {
+    auto it = times.find(owner);
+    return it != times.end() && now - it->second <= confirm_age_max;
+  };
+  bool some_owner_holds = false;
+  for (NodeId owner : owners) {
+    absl::StatusOr<SiblingSet> held = sim_->disk(owner).Get(skey);
+    VectorClock clock = held.ok() ? MergedClock(*held) : VectorClock();
+    bool holds = std::all_of(stored.begin(), stored.end(),
+                             [&](const Version& v) { return Covers(clock, v.dot); });
+    some_owner_holds = some_owner_holds || holds;
+    if (holds || recent(wiped_at_, owner) || recent(erased_at_[key->second], owner)) continue;
+    report_.Fail(absl::StrCat(where, "erased the key though owner ", owner,
+                              " holds neither all its versions nor descendants, and neither "
+                              "erased the key nor lost its disk since it could have confirmed"));
+  }
+  if (!some_owner_holds) {
+    report_.Fail(absl::StrCat(where, "erased the key though no owner holds its versions"));
+  }
 }
 
 void ReplicaMonitor::Sample() {
@@ -323,6 +388,14 @@ void ReplicaMonitor::Sample() {
         }
       }
       ReplicaKey& st = state_[{id, key}];
+      if (erased_since_sample_.contains({id, key})) {
+        // Handed off (OnErase checked it): what the node stores next is a
+        // new holding period. Its merge rules no longer see the versions
+        // it dropped, so a stale copy pushed to it later (by a node whose
+        // view still counts it an owner) is not a regression; owners that
+        // hold the newer versions discard such a copy.
+        st = ReplicaKey();
+      }
       VectorClock clock = MergedClock(*stored);
       if (!clock.Descends(st.clock)) {
         report_.Fail(absl::StrCat(where, "clock went backwards from ", st.clock.DebugString(),
@@ -349,6 +422,7 @@ void ReplicaMonitor::Sample() {
       st.clock.Merge(clock);
     }
   }
+  erased_since_sample_.clear();
 }
 
 void ReplicaMonitor::SampleEvery(absl::Duration interval) {
@@ -377,14 +451,20 @@ CheckReport CheckConvergence(Simulation& sim, const std::string& bucket,
       r.Fail(absl::StrCat("node ", id, " still holds ", usage->count, " hints"));
     }
   }
+  std::optional<Ring> ring = sim.SettledRing();
+  if (!ring.has_value()) {
+    r.Fail("the ring has not settled: running members disagree on the membership, or a node is "
+           "joining, leaving or transferring ranges");
+  }
   auto describe = [](const SiblingSet& s) {
     std::vector<std::string> parts;
     for (const Version& v : s) parts.push_back(absl::StrCat(DotString(v.dot), "=\"", AbbreviateValue(v.value), "\""));
     return absl::StrCat("{", absl::StrJoin(parts, ", "), "}");
   };
   for (const std::string& key : keys) {
+    if (!ring.has_value()) break;
     std::string skey = Coordinator::StorageKey(bucket, key);
-    std::vector<NodeId> owners = sim.initial_ring().PreferenceList(skey, n);
+    std::vector<NodeId> owners = ring->PreferenceList(skey, n);
     std::optional<SiblingSet> first;
     NodeId first_owner = kNoNode;
     for (NodeId owner : owners) {
@@ -403,7 +483,33 @@ CheckReport CheckConvergence(Simulation& sim, const std::string& bucket,
       }
     }
   }
-  r.counters = {{"keys", keys.size()}, {"hints_left", hints}, {"keys_diverged", keys_diverged}};
+  r.counters = {{"keys", keys.size()},
+                {"hints_left", hints},
+                {"keys_diverged", keys_diverged},
+                {"members", ring.has_value() ? ring->size() : 0}};
+  return r;
+}
+
+CheckReport AwaitConvergence(Simulation& sim, const std::string& bucket,
+                             const std::vector<std::string>& keys, size_t n,
+                             absl::Duration bound, absl::Duration step) {
+  absl::Time start = sim.network().Now();
+  CheckReport r = CheckConvergence(sim, bucket, keys, n);
+  while (!r.ok && sim.network().Now() - start < bound) {
+    sim.RunFor(step);
+    r = CheckConvergence(sim, bucket, keys, n);
+  }
+  absl::Duration waited = sim.network().Now() - start;
+  r.counters["waited_ms"] = static_cast<uint64_t>(absl::ToInt64Milliseconds(waited));
+  if (!r.ok) {
+    // The bound goes first: it is what failed; the rest says where.
+    r.violations.insert(r.violations.begin(),
+                        absl::StrCat("not converged within the bound of ",
+                                     absl::FormatDuration(bound),
+                                     " of simulated time (no requests were running); at the "
+                                     "bound:"));
+    ++r.violations_total;
+  }
   return r;
 }
 

@@ -14,15 +14,6 @@ double Uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11)
 double Uniform(std::mt19937_64& rng, double lo, double hi) { return lo + (hi - lo) * Uniform01(rng); }
 bool Coin(std::mt19937_64& rng) { return (rng() >> 63) != 0; }
 
-uint64_t TotalHints(Simulation& sim) {
-  uint64_t total = 0;
-  for (NodeId id : sim.node_ids()) {
-    absl::StatusOr<HintUsage> usage = sim.disk(id).GetHintUsage();
-    if (usage.ok()) total += usage->count;
-  }
-  return total;
-}
-
 }  // namespace
 
 FaultPlan FaultPlan::All() {
@@ -37,6 +28,7 @@ FaultPlan FaultPlan::All() {
   p.wipes_max = 1;
   p.nodes_down_max = 2;
   p.clock_skew_max = absl::Seconds(2);
+  p.membership_changes = true;
   return p;
 }
 
@@ -54,13 +46,15 @@ FaultPlan FaultPlan::Swarm(uint64_t seed) {
   p.nodes_down_max = 1 + rng() % 2;
   if (Coin(rng)) p.clock_skew_max = absl::Milliseconds(Uniform(rng, 10, 5000));
   p.event_interval_mean = absl::Milliseconds(Uniform(rng, 100, 1000));
+  // Drawn last, so the draws above (and the CI seeds' plans) stay as they were.
+  p.membership_changes = Coin(rng);
   return p;
 }
 
 bool FaultPlan::any() const {
   return loss_probability > 0 || duplicate_probability > 0 || reorder_probability > 0 ||
          spike_latency_mean > absl::ZeroDuration() || partitions || one_way_partitions ||
-         crashes || clock_skew_max > absl::ZeroDuration();
+         crashes || clock_skew_max > absl::ZeroDuration() || membership_changes;
 }
 
 std::string FaultPlan::ToString() const {
@@ -78,6 +72,10 @@ std::string FaultPlan::ToString() const {
   if (clock_skew_max > absl::ZeroDuration()) {
     parts.push_back(absl::StrCat("skew<=", absl::FormatDuration(clock_skew_max)));
   }
+  if (membership_changes) {
+    parts.push_back(absl::StrCat("membership(members ", members_min, "..", members_max,
+                                 ",joins<=", joins_max, ")"));
+  }
   parts.push_back(absl::StrCat("every~", absl::FormatDuration(event_interval_mean)));
   return absl::StrJoin(parts, " ");
 }
@@ -88,7 +86,8 @@ FaultSchedule::FaultSchedule(Simulation* sim, FaultPlan plan, uint64_t seed,
       plan_(plan),
       rng_(seed),
       on_wipe_(std::move(on_wipe)),
-      base_(sim->network().options()) {}
+      base_(sim->network().options()),
+      members_(sim->node_ids()) {}
 
 FaultSchedule::~FaultSchedule() { *alive_ = false; }
 
@@ -117,7 +116,7 @@ void FaultSchedule::Note(std::string what) {
 }
 
 void FaultSchedule::Event() {
-  enum Kind { kWeather, kPartition, kOneWay, kCrash, kSkew };
+  enum Kind { kWeather, kPartition, kOneWay, kCrash, kSkew, kMembership };
   std::vector<Kind> kinds;
   if (plan_.loss_probability > 0 || plan_.duplicate_probability > 0 ||
       plan_.reorder_probability > 0 || plan_.spike_latency_mean > absl::ZeroDuration()) {
@@ -127,6 +126,7 @@ void FaultSchedule::Event() {
   if (plan_.one_way_partitions) kinds.push_back(kOneWay);
   if (plan_.crashes) kinds.push_back(kCrash);
   if (plan_.clock_skew_max > absl::ZeroDuration()) kinds.push_back(kSkew);
+  if (plan_.membership_changes) kinds.push_back(kMembership);
   if (kinds.empty()) return;
   const std::vector<NodeId>& nodes = sim_->node_ids();
   SimNetwork& net = sim_->network();
@@ -216,7 +216,97 @@ void FaultSchedule::Event() {
                            drift));
       break;
     }
+    case kMembership:
+      MembershipEvent();
+      break;
   }
+}
+
+std::vector<NodeId> FaultSchedule::UpMembers() {
+  std::vector<NodeId> up;
+  for (NodeId id : sim_->node_ids()) {
+    Node* node = sim_->node(id);
+    if (node == nullptr) continue;
+    const MemberEntry* mine = node->membership().Find(id);
+    if (mine != nullptr && mine->status == MemberStatus::kUp) up.push_back(id);
+  }
+  return up;
+}
+
+void FaultSchedule::MembershipEvent() {
+  std::vector<NodeId> up = UpMembers();
+  if (up.empty()) return;
+  enum Change { kJoin, kLeave, kRemove };
+  std::vector<Change> possible;
+  if (members_.size() < plan_.members_max && joins_ < plan_.joins_max) possible.push_back(kJoin);
+  if (members_.size() > plan_.members_min) {
+    possible.push_back(kLeave);
+    possible.push_back(kRemove);
+  }
+  if (possible.empty()) return;
+  switch (possible[rng_() % possible.size()]) {
+    case kJoin: {
+      const std::vector<NodeId>& ids = sim_->node_ids();
+      NodeId id = *std::max_element(ids.begin(), ids.end()) + 1;
+      absl::StatusOr<Node*> added = sim_->AddNode(id);
+      if (!added.ok()) {
+        Note(absl::StrCat("add node ", id, " failed: ", added.status().ToString()));
+        break;
+      }
+      ++joins_;
+      members_.push_back(id);  // the largest id: members_ stays sorted
+      Note(absl::StrCat("node ", id, " joins"));
+      JoinUntilMember(id);
+      break;
+    }
+    case kLeave: {
+      std::vector<NodeId> candidates;
+      for (NodeId id : up) {
+        if (std::binary_search(members_.begin(), members_.end(), id)) candidates.push_back(id);
+      }
+      if (candidates.empty()) break;
+      NodeId id = candidates[rng_() % candidates.size()];
+      absl::Status left = sim_->node(id)->Leave();
+      if (!left.ok()) {
+        Note(absl::StrCat("node ", id, " cannot leave: ", left.ToString()));
+        break;
+      }
+      members_.erase(std::find(members_.begin(), members_.end(), id));
+      ++departures_;
+      Note(absl::StrCat("node ", id, " leaves"));
+      break;
+    }
+    case kRemove: {
+      NodeId target = members_[rng_() % members_.size()];
+      NodeId admin = up[rng_() % up.size()];
+      if (admin == target) break;
+      absl::Status removed = sim_->node(admin)->Remove(target);
+      if (!removed.ok()) {
+        Note(absl::StrCat("node ", admin, " cannot remove ", target, ": ", removed.ToString()));
+        break;
+      }
+      members_.erase(std::find(members_.begin(), members_.end(), target));
+      ++departures_;
+      Note(absl::StrCat("node ", admin, " removes ", target,
+                        sim_->node(target) == nullptr ? " (crashed)" : ""));
+      break;
+    }
+  }
+}
+
+void FaultSchedule::JoinUntilMember(NodeId id) {
+  // Removed again before it ever joined: the operator stops asking.
+  if (!std::binary_search(members_.begin(), members_.end(), id)) return;
+  if (Node* node = sim_->node(id); node != nullptr) {
+    const MemberEntry* mine = node->membership().Find(id);
+    if (mine != nullptr && mine->status != MemberStatus::kRemoved) return;
+    std::vector<NodeId> up = UpMembers();
+    if (!up.empty()) node->Join(up[rng_() % up.size()], [](absl::Status) {});
+  }
+  std::shared_ptr<bool> alive = alive_;
+  sim_->network().Schedule(absl::Seconds(2), [this, alive, id] {
+    if (*alive) JoinUntilMember(id);
+  });
 }
 
 absl::Status FaultSchedule::StopAndHeal() {
@@ -244,7 +334,12 @@ const CheckReport* ScenarioResult::Find(const std::string& name) const {
 std::string ScenarioResult::ToString() const {
   std::string out = absl::StrCat("seed ", seed, ": ", ok ? "OK" : "FAILED", "\n  faults: ",
                                  plan.ToString(), "\n  history: ", history_summary,
-                                 "\n  handoff quiesced in ", absl::FormatDuration(quiesce_time),
+                                 "\n  converged ", absl::FormatDuration(quiesce_time),
+                                 " after the faults stopped",
+                                 (joins + departures > 0
+                                      ? absl::StrCat("\n  membership: ", joins, " joined, ",
+                                                     departures, " left or removed")
+                                      : std::string()),
                                  absl::StrFormat("\n  trace digest %016x", trace_digest), "\n");
   if (!setup_error.empty()) absl::StrAppend(&out, "  error: ", setup_error, "\n");
   for (const CheckReport& r : reports) absl::StrAppend(&out, "  ", r.ToString(), "\n");
@@ -276,6 +371,8 @@ ScenarioResult RunScenario(const ScenarioOptions& options) {
   ScenarioResult result;
   result.seed = options.seed;
   result.plan = options.swarm ? FaultPlan::Swarm(options.seed) : options.faults;
+  // Keys keep N replicas, and stay readable with a node down.
+  result.plan.members_min = std::max(result.plan.members_min, options.bucket.n + 1);
 
   SimulationOptions so;
   so.seed = options.seed;
@@ -314,23 +411,18 @@ ScenarioResult RunScenario(const ScenarioOptions& options) {
   (*workload)->Stop();
   absl::Time stopped = sim.network().Now();
   sim.network().RunUntil([&] { return (*workload)->Idle(); }, absl::Seconds(60));
-  // Coordinators may still be retrying stand-ins for requests whose client
-  // gave up; let their deadlines pass before waiting for the hints to drain.
-  sim.RunFor(sim.options().node.request_timeout * 2);
-  bool quiet = sim.network().RunUntil([&] { return TotalHints(sim) == 0; },
-                                      options.handoff_quiesce_max);
+  // Hinted handoff, ownership transfer and anti-entropy must bring the
+  // replicas together with no requests running (the final reads come after,
+  // so read repair plays no part).
+  CheckReport convergence = AwaitConvergence(sim, options.bucket.name, (*workload)->keys(),
+                                             options.bucket.n, options.convergence_bound);
   result.quiesce_time = sim.network().Now() - stopped;
   absl::Status final_reads = (*workload)->FinalReads();
-  sim.RunFor(options.convergence_wait);
   monitor.Sample();
   monitor.Stop();
 
   if (!healed.ok()) result.setup_error = absl::StrCat("restart failed: ", healed.ToString());
   if (!final_reads.ok()) result.setup_error = final_reads.ToString();
-  if (!quiet) {
-    absl::StrAppend(&result.setup_error, result.setup_error.empty() ? "" : "; ",
-                    "hints did not drain within ", absl::FormatDuration(options.handoff_quiesce_max));
-  }
 
   if (wo.kind == WorkloadKind::kSet) {
     result.reports.push_back(CheckSetFull(history));
@@ -339,8 +431,7 @@ ScenarioResult RunScenario(const ScenarioOptions& options) {
   }
   result.reports.push_back(CheckReadAntichain(history));
   result.reports.push_back(monitor.report());
-  result.reports.push_back(
-      CheckConvergence(sim, options.bucket.name, (*workload)->keys(), options.bucket.n));
+  result.reports.push_back(std::move(convergence));
   if (options.check_read_latest) result.reports.push_back(CheckReadLatest(history));
 
   result.ok = result.setup_error.empty();
@@ -350,6 +441,8 @@ ScenarioResult RunScenario(const ScenarioOptions& options) {
   result.history_summary = history.Summary();
   if (options.keep_history_dump) result.history_dump = history.Dump(400);
   result.fault_log = faults.log();
+  result.joins = faults.joins();
+  result.departures = faults.departures();
   return result;
 }
 

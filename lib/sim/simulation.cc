@@ -7,6 +7,24 @@
 
 namespace dynamo::sim {
 
+// A node's disk as the node sees it: reports erasures to the observer.
+class Simulation::ObservedDisk : public StorageEngineWrapper {
+ public:
+  ObservedDisk(Simulation* sim, NodeId id, MemoryEngine* disk)
+      : StorageEngineWrapper(disk), sim_(sim), id_(id) {}
+  absl::Status Erase(std::string_view key) override {
+    if (sim_->erase_observer_) {
+      absl::StatusOr<SiblingSet> stored = target()->Get(key);
+      if (stored.ok() && !stored->empty()) sim_->erase_observer_(id_, key, *stored);
+    }
+    return target()->Erase(key);
+  }
+
+ private:
+  Simulation* sim_;
+  NodeId id_;
+};
+
 absl::StatusOr<std::unique_ptr<Simulation>> Simulation::Create(SimulationOptions options) {
   if (options.nodes == 0) return absl::InvalidArgumentError("a simulation needs nodes");
   std::unique_ptr<Simulation> sim(new Simulation(std::move(options)));
@@ -34,15 +52,17 @@ Simulation::~Simulation() {
   // so they go first.
   clients_.clear();
   nodes_.clear();
+  observed_disks_.clear();
 }
 
 absl::Status Simulation::StartNode(NodeId id) {
   auto added = added_options_.find(id);
   bool is_added = added != added_options_.end();
+  observed_disks_[id] = std::make_unique<ObservedDisk>(this, id, disks_.at(id).get());
   DYNAMO_ASSIGN_OR_RETURN(
       std::unique_ptr<Node> node,
       Node::Create(is_added ? added->second : options_.node, runtimes_.at(id),
-                   disks_.at(id).get(), is_added ? Ring(options_.ring) : ring_));
+                   observed_disks_.at(id).get(), is_added ? Ring(options_.ring) : ring_));
   nodes_[id] = std::move(node);
   return absl::OkStatus();
 }
@@ -53,6 +73,48 @@ Node* Simulation::node(NodeId id) {
 }
 
 MemoryEngine& Simulation::disk(NodeId id) { return *disks_.at(id); }
+
+namespace {
+// A node that counts itself a member: its own entry is up or leaving.
+bool SelfMember(const Node& node) {
+  const MemberEntry* mine = node.membership().Find(node.id());
+  return mine != nullptr &&
+         (mine->status == MemberStatus::kUp || mine->status == MemberStatus::kLeaving);
+}
+}  // namespace
+
+const Ring* Simulation::CurrentRing() {
+  for (const auto& [id, node] : nodes_) {
+    if (SelfMember(*node)) return &node->ring();
+  }
+  return nullptr;
+}
+
+std::optional<Ring> Simulation::SettledRing() {
+  const Node* reference = nullptr;
+  for (const auto& [id, node] : nodes_) {
+    if (!SelfMember(*node)) continue;
+    if (node->transfers_pending() > 0) return std::nullopt;
+    if (reference == nullptr) {
+      reference = node.get();
+    } else if (node->membership().entries() != reference->membership().entries()) {
+      return std::nullopt;
+    }
+  }
+  if (reference == nullptr) return std::nullopt;
+  for (NodeId id : reference->membership().Live()) {
+    // A running member that has not learned it is one (a wiped joiner
+    // before gossip reaches it) is still moving.
+    auto it = nodes_.find(id);
+    if (it != nodes_.end() && !SelfMember(*it->second)) return std::nullopt;
+  }
+  for (const auto& [id, entry] : reference->membership().entries()) {
+    if (entry.status == MemberStatus::kJoining || entry.status == MemberStatus::kLeaving) {
+      return std::nullopt;
+    }
+  }
+  return reference->ring();
+}
 
 absl::Status Simulation::Crash(NodeId id, bool wipe_disk) {
   auto it = nodes_.find(id);

@@ -209,15 +209,17 @@ absl::Status Workload::FinalReads(size_t attempts_max) {
   // suspects, so it notices healed replicas within a probe interval, while a
   // Client only hears from nodes it sends requests to (see docs/design.md,
   // sim-checker, on the client that never probes).
-  const std::vector<NodeId>& nodes = sim_->node_ids();
   for (const std::string& key : keys_) {
     bool done = false;
-    std::vector<NodeId> owners =
-        sim_->initial_ring().PreferenceList(Coordinator::StorageKey(options_.bucket, key), 1);
-    size_t start = 0;
-    while (start < nodes.size() && nodes[start] != owners[0]) ++start;
+    // The key's owners on the current ring first (membership may have
+    // changed), then every other member in walk order.
+    std::vector<NodeId> order;
+    if (const Ring* ring = sim_->CurrentRing(); ring != nullptr) {
+      order = ring->PreferenceList(Coordinator::StorageKey(options_.bucket, key), ring->size());
+    }
+    if (order.empty()) order = sim_->node_ids();
     for (size_t attempt = 0; attempt < attempts_max && !done; ++attempt) {
-      Node* via = sim_->node(nodes[(start + attempt) % nodes.size()]);
+      Node* via = sim_->node(order[attempt % order.size()]);
       if (via == nullptr) continue;
       size_t index = history_->Invoke(0, OpType::kGet, options_.bucket, key, "", Context(),
                                       sim_->network().Now());

@@ -144,15 +144,101 @@ TEST_CASE("read-latest: a read that misses the latest acknowledged write is repo
   CHECK(r.violations_total == 1);
 }
 
+SimulationOptions SmallCluster(uint64_t seed) {
+  SimulationOptions o;
+  o.seed = seed;
+  o.nodes = 4;
+  o.ring.partitions = 32;
+  return o;
+}
+
+bool Contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+TEST_CASE("replica monitor: a node erasing a key it owns or a key vanishing is reported") {
+  uint64_t seed = TestSeed(8101);
+  DYNAMO_SEED_INFO(seed);
+  auto sim = *Simulation::Create(SmallCluster(seed));
+  ReplicaMonitor monitor(sim.get(), "default", {"k"});
+  REQUIRE(sim->Put(1, "default", "k", {}, "v").ok());
+  sim->RunFor(absl::Seconds(1));
+  monitor.Sample();
+  REQUIRE(monitor.report().ok);
+  std::string skey = Coordinator::StorageKey("default", "k");
+  std::vector<NodeId> owners = sim->node(1)->ring().PreferenceList(skey, 3);
+  SECTION("an owner erases it through its node") {
+    REQUIRE(sim->node(owners[0])->storage().Erase(skey).ok());
+    monitor.Sample();
+    INFO(monitor.report().ToString());
+    REQUIRE_FALSE(monitor.report().ok);
+    CHECK(Contains(monitor.report().violations[0], "erased the key though it owns it"));
+  }
+  SECTION("it disappears from a disk without an erase") {
+    REQUIRE(sim->disk(owners[1]).Erase(skey).ok());
+    monitor.Sample();
+    INFO(monitor.report().ToString());
+    REQUIRE_FALSE(monitor.report().ok);
+    CHECK(Contains(monitor.report().ToString(), "vanished without a version that descends"));
+  }
+}
+
+TEST_CASE("convergence: anti-entropy repairs a replica with no reads and without it the bound fails") {
+  uint64_t seed = TestSeed(8102);
+  DYNAMO_SEED_INFO(seed);
+  for (bool anti_entropy : {true, false}) {
+    INFO("anti-entropy " << anti_entropy);
+    SimulationOptions o = SmallCluster(seed);
+    o.node.anti_entropy_enabled = anti_entropy;
+    o.node.anti_entropy_interval = absl::Seconds(2);
+    auto sim = *Simulation::Create(o);
+    REQUIRE(sim->Put(1, "default", "k", {}, "v").ok());
+    sim->RunFor(absl::Seconds(1));
+    REQUIRE(CheckConvergence(*sim, "default", {"k"}, 3).ok);
+    // A version only one replica has, written through its node (so its
+    // Merkle tree sees it), as if the other replicas had missed a put.
+    std::string skey = Coordinator::StorageKey("default", "k");
+    NodeId owner = sim->node(1)->ring().PreferenceList(skey, 3)[2];
+    REQUIRE(sim->node(owner)->storage().Put(skey, {MakeVersion(77, 1, "only-here")}, {}).ok());
+    REQUIRE_FALSE(CheckConvergence(*sim, "default", {"k"}, 3).ok);
+    CheckReport r = AwaitConvergence(*sim, "default", {"k"}, 3, absl::Seconds(20));
+    INFO(r.ToString());
+    if (anti_entropy) {
+      CHECK(r.ok);
+      CHECK(r.counters["waited_ms"] > 0);
+      CHECK(r.counters["waited_ms"] <= 20000);
+    } else {
+      REQUIRE_FALSE(r.ok);
+      CHECK(Contains(r.violations[0], "not converged within the bound of 20s"));
+      CHECK(r.counters["keys_diverged"] == 1);
+    }
+  }
+}
+
 // Runs `options` twice: the checks must pass and the two runs must agree
 // bit for bit (trace digest and history).
-void RunSeed(ScenarioOptions options) {
+ScenarioResult RunSeed(ScenarioOptions options) {
   ScenarioResult first = RunScenario(options);
   INFO(first.ToString());
   REQUIRE(first.ok);
   ScenarioResult second = RunScenario(options);
   CHECK(second.trace_digest == first.trace_digest);
   CHECK(second.history_digest == first.history_digest);
+  return first;
+}
+
+// A scenario with a fixed fault plan (no swarm) and 5 s of faults.
+ScenarioOptions FixedFaults(uint64_t seed, FaultPlan plan, WorkloadKind kind, size_t keys,
+                            size_t clients) {
+  ScenarioOptions o;
+  o.seed = seed;
+  o.swarm = false;
+  o.faults = plan;
+  o.fault_duration = absl::Seconds(5);
+  o.workload.kind = kind;
+  o.workload.keys = keys;
+  o.workload.clients = clients;
+  return o;
 }
 
 // The CI seeds of the randomized scenario: each picks its workload and its
@@ -182,15 +268,23 @@ TEST_CASE("Every fault at once with one wiped disk: no acknowledged write lost")
   uint64_t seed = TestSeed(4242);
   DYNAMO_SEED_INFO(seed);
   for (WorkloadKind kind : {WorkloadKind::kSet, WorkloadKind::kRegister}) {
-    ScenarioOptions o;
-    o.seed = seed;
-    o.swarm = false;
-    o.faults = FaultPlan::All();
-    o.fault_duration = absl::Seconds(5);
-    o.workload.kind = kind;
-    o.workload.keys = 6;
-    o.workload.clients = 4;
-    RunSeed(o);
+    RunSeed(FixedFaults(seed, FaultPlan::All(), kind, /*keys=*/6, /*clients=*/4));
+  }
+}
+
+TEST_CASE("Membership changes under load: nothing acknowledged lost and replicas follow the ring") {
+  uint64_t seed = TestSeed(4343);
+  DYNAMO_SEED_INFO(seed);
+  FaultPlan membership;
+  membership.membership_changes = true;
+  membership.event_interval_mean = absl::Milliseconds(500);
+  for (WorkloadKind kind : {WorkloadKind::kSet, WorkloadKind::kRegister}) {
+    ScenarioResult r = RunSeed(FixedFaults(seed, membership, kind, /*keys=*/12, /*clients=*/3));
+    INFO(r.ToString());
+    CHECK(r.joins > 0);
+    CHECK(r.departures > 0);
+    CHECK(r.Find("replica-causality")->counters.at("keys_handed_off") > 0);
+    CHECK(r.Find("convergence")->counters.at("members") == 5 + r.joins - r.departures);
   }
 }
 

@@ -56,5 +56,26 @@ TEST_CASE("Regression seed 1: a client notices replicas that came back") {
   CHECK(after.ok());
 }
 
+// Found by `sim_soak --seed=6` once the fault schedules changed membership
+// under load: Node::Sweep decides a key is no longer this node's, pushes it
+// to the owners, and erased it when they all confirmed, judged by the rings
+// of the sweep. Meanwhile gossip brought news (here: a removal) that made
+// the node an owner again, so it erased a key it owned, and the owners it
+// had not pushed to (new ones) did not hold it either. The ReplicaMonitor
+// checks every erase against the node's view at that instant. Fixed in
+// Node::OnPushAck: erase only if, on the current rings, the node owns the
+// key on neither and every owner is among those that confirmed.
+TEST_CASE("Regression seed 6: a node erases a handed-off key only if it still is not an owner") {
+  uint64_t seed = TestSeed(6);
+  DYNAMO_SEED_INFO(seed);
+  ScenarioResult r = RunScenario(SoakOptions(seed));
+  INFO(r.ToString());
+  REQUIRE(r.joins + r.departures > 0);
+  const CheckReport* monitor = r.Find("replica-causality");
+  REQUIRE(monitor != nullptr);
+  CHECK(monitor->counters.at("keys_handed_off") > 0);
+  CHECK(r.ok);
+}
+
 }  // namespace
 }  // namespace dynamo::sim

@@ -22,14 +22,20 @@
 //                      overlaps no put of its key returns the value of the
 //                      latest acknowledged put of that key, and no value that
 //                      put's context covered.
-//   ReplicaMonitor     Samples every replica's stored siblings over time:
-//                      stored sets are antichains, a replica's merged clock
-//                      for a key never goes backwards, and a version a
-//                      replica dropped as dominated never comes back to it
-//                      (a wiped disk starts a new history; call OnWipe).
-//   CheckConvergence   After faults stop and hinted handoff quiesces: no
-//                      hints are left and every owner of every key (its
-//                      preference list of N) stores the same versions.
+//   ReplicaMonitor     Samples every node's stored siblings over time:
+//                      stored sets are antichains; while a node holds a key
+//                      its merged clock for it never goes backwards and a
+//                      version never vanishes without a descendant; a
+//                      version a node dropped as dominated never comes back
+//                      to it; a node drops a whole key only as a handoff
+//                      (it owns the key on neither of its rings, and every
+//                      owner holds what it dropped). A wiped disk starts a
+//                      new history (call OnWipe).
+//   CheckConvergence   No hints are left, the membership has settled, and
+//                      every owner of every key (its preference list of N on
+//                      the current ring) stores the same versions.
+//   AwaitConvergence   Runs the simulation without requests until
+//                      CheckConvergence passes, within a stated bound.
 //
 // Thread-safety: none; plain functions over values and the simulation.
 #ifndef DYNAMO_SIM_CHECKER_H_
@@ -44,6 +50,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/time/time.h"
 #include "dynamo/sim/history.h"
 #include "dynamo/sim/simulation.h"
 
@@ -74,11 +81,15 @@ CheckReport CheckReadAntichain(const History& history);
 CheckReport CheckReadLatest(const History& history);
 
 // Samples replica state for the causality checks. Keys are the workload's
-// keys in `bucket`.
+// keys in `bucket`. Replica sets are the nodes' own views: a node holds a key
+// from when it first stores it until it erases it in a handoff, which the
+// monitor judges at the instant of the erase (it registers itself as the
+// simulation's erase observer, one monitor per simulation).
 class ReplicaMonitor {
  public:
   ReplicaMonitor(Simulation* sim, std::string bucket, std::vector<std::string> keys);
-  // Pending sampling events become no-ops once the monitor is gone.
+  // Pending sampling events become no-ops once the monitor is gone; the
+  // erase observer is removed.
   ~ReplicaMonitor();
   ReplicaMonitor(const ReplicaMonitor&) = delete;
   ReplicaMonitor& operator=(const ReplicaMonitor&) = delete;
@@ -99,21 +110,42 @@ class ReplicaMonitor {
     std::set<std::pair<ActorId, uint64_t>> dropped;  // dominated and gone
   };
   void Tick(absl::Duration interval);
+  // Node `id` is about to erase storage key `skey`: legitimate only as a
+  // handoff.
+  void OnErase(NodeId id, std::string_view skey, const SiblingSet& stored);
 
   Simulation* sim_;
   std::string bucket_;
   std::vector<std::string> keys_;
   std::map<std::pair<NodeId, std::string>, ReplicaKey> state_;
+  size_t n_ = 1;  // the largest N of the nodes' buckets, as Node::Sweep uses
+  std::map<std::string, std::string> key_of_;  // storage key -> key
+  std::map<NodeId, absl::Time> wiped_at_;  // the last wipe of each node
+  std::map<std::string, std::map<NodeId, absl::Time>> erased_at_;  // key -> node -> last erase
+  std::set<std::pair<NodeId, std::string>> erased_since_sample_;
   bool sampling_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   CheckReport report_;
 };
 
-// Checks that no node holds hints and that every key's N owners (on the
-// simulation's initial ring) store identical sibling sets (compared by dot
-// and value). `keys` are bucket-relative names.
+// Checks, at this instant, that no node holds hints, that the ring has
+// settled (Simulation::SettledRing) and that every key's N owners on that
+// ring store identical sibling sets (compared by dot and value). `keys` are
+// bucket-relative names.
 CheckReport CheckConvergence(Simulation& sim, const std::string& bucket,
                              const std::vector<std::string>& keys, size_t n);
+
+// Runs the simulation, issuing no requests (so no read repair), until
+// CheckConvergence passes, checking every `step` of simulated time: hinted
+// handoff, ownership transfer and anti-entropy must bring the replicas
+// together on their own. Fails if that takes longer than `bound`, naming the
+// bound and what still differed. The counter waited_ms is the simulated
+// time it ran. Call it once the faults have stopped and the clients are
+// idle.
+CheckReport AwaitConvergence(Simulation& sim, const std::string& bucket,
+                             const std::vector<std::string>& keys, size_t n,
+                             absl::Duration bound,
+                             absl::Duration step = absl::Milliseconds(100));
 
 }  // namespace dynamo::sim
 

@@ -18,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "dynamo/client.h"
@@ -51,6 +52,16 @@ class Simulation {
   const std::vector<NodeId>& node_ids() const { return node_ids_; }
   const Ring& initial_ring() const { return ring_; }
 
+  // The routing ring (members up or leaving) as the running member with the
+  // lowest id sees it, or nullptr if no running node counts itself a member.
+  // Unlike initial_ring(), it follows joins, leaves and removals.
+  const Ring* CurrentRing();
+  // The ring once the cluster has stopped moving: every running node that
+  // counts itself a member holds the same membership view, nobody in it is
+  // joining or leaving, and no node has an ownership transfer pending.
+  // nullopt while that is not so (or no member runs).
+  std::optional<Ring> SettledRing();
+
   // The running node, or nullptr while it is crashed.
   Node* node(NodeId id);
   // The node's disk, which survives a crash unless wiped.
@@ -66,6 +77,14 @@ class Simulation {
   // empty disk); make it one with Node::Join. `options` defaults to the
   // simulation's node options.
   absl::StatusOr<Node*> AddNode(NodeId id, std::optional<NodeOptions> options = std::nullopt);
+
+  // Called whenever a running node erases a key from its disk (Node drops
+  // keys it handed to their owners), before the erase, with the versions
+  // stored. Checkers use it to judge the erase against the node's view at
+  // that instant. Replaces any previous observer; nullptr removes it.
+  using EraseObserver =
+      absl::AnyInvocable<void(NodeId node, std::string_view key, const SiblingSet& stored)>;
+  void SetEraseObserver(EraseObserver observer) { erase_observer_ = std::move(observer); }
 
   // Adds a partition-aware client with its own network endpoint.
   absl::StatusOr<Client*> AddClient(NodeId id, ClientOptions options);
@@ -85,6 +104,7 @@ class Simulation {
   absl::Status StartNode(NodeId id);
   template <typename Result, typename Issue>
   Result Await(Issue issue);
+  class ObservedDisk;
 
   SimulationOptions options_;
   SimNetwork network_;
@@ -92,6 +112,8 @@ class Simulation {
   std::vector<NodeId> node_ids_;
   std::map<NodeId, Runtime*> runtimes_;  // owned by network_
   std::map<NodeId, std::unique_ptr<MemoryEngine>> disks_;
+  std::map<NodeId, std::unique_ptr<ObservedDisk>> observed_disks_;  // what nodes write through
+  EraseObserver erase_observer_;
   std::map<NodeId, std::unique_ptr<Node>> nodes_;
   std::map<NodeId, std::unique_ptr<Client>> clients_;
   std::map<NodeId, NodeOptions> added_options_;  // nodes added after the start
