@@ -34,8 +34,9 @@ struct Coordinator::PutOp {
   uint64_t id = 0;
   size_t w = 0;
   // The replica write, built once: its key, and the new version as a
-  // one-element sibling set, are what the coordinator stores locally and
-  // sends to every replica (hint_owner set per target).
+  // one-element sibling set, are what the coordinator stores locally; once
+  // stored, the coordinator's other siblings with its actor join it (see
+  // Put) and it is sent to every replica (hint_owner set per target).
   internal::ReplicaPut write;
   NodeList fallbacks;  // healthy candidates not yet used, in ring order
   absl::InlinedVector<Target, 4> targets;
@@ -500,9 +501,22 @@ void Coordinator::Write(const BucketOptions& bucket, std::string_view key, const
   WriteOptions durable;
   durable.durable = env_.options->coordinator_writes_durably;  // paper 6.1
   size_t siblings_stored = 0;
-  absl::Status written =
-      env_.storage->PutAndVisit(skey_ref, op->write.versions, durable,
-                                [&](const SiblingSet& stored) { siblings_stored = stored.size(); });
+  // A version's clock counts its dot as (actor, counter), which covers every
+  // lower counter of that actor. A replica that received only the new
+  // version would therefore hand readers a context covering this actor's
+  // concurrent siblings (written earlier, with contexts that did not see
+  // each other) and the next put would drop them. So they travel with it.
+  // Found by sim_soak seed 123 (acknowledged adds lost after a removal).
+  SiblingSet same_actor;
+  absl::Status written = env_.storage->PutAndVisit(
+      skey_ref, op->write.versions, durable, [&](const SiblingSet& stored) {
+        siblings_stored = stored.size();
+        for (const Version& s : stored) {
+          if (s.dot.actor == env_.actor && s.dot != op->write.versions.front().dot) {
+            same_actor.push_back(s);
+          }
+        }
+      });
   if (!written.ok()) {
     if (written.code() == absl::StatusCode::kFailedPrecondition) {
       env_.metrics->puts_over_sibling_limit++;
@@ -516,6 +530,7 @@ void Coordinator::Write(const BucketOptions& bucket, std::string_view key, const
   if (siblings_stored >= env_.options->siblings_warn_count) {
     env_.metrics->keys_over_sibling_warning++;
   }
+  MergeSiblings(op->write.versions, same_actor);
   op->acks = 1;
   op->callback = std::move(done);
   uint64_t id = op->id;

@@ -77,5 +77,27 @@ TEST_CASE("Regression seed 6: a node erases a handed-off key only if it still is
   CHECK(r.ok);
 }
 
+// Found by `sim_soak --seed=123` (loss and membership changes): 68
+// acknowledged adds of one key lost. A version's clock counts its dot as
+// (actor, counter), covering every lower counter of that actor. After a
+// removal, new owners without the key's data answered a read with nothing;
+// the client's add went through coordinator A with an empty context and
+// became A:37, a sibling of A:21..A:36 on A; but only A:37 was sent to the
+// other replicas. A read from two of them returned context {A:37}, and the
+// next put, covering A:1..A:37, replaced every older sibling everywhere.
+// Fixed in Coordinator::Put: the coordinator's other siblings with its own
+// actor travel with the new version.
+TEST_CASE("Regression seed 123: siblings of the coordinator's actor travel with a new version") {
+  uint64_t seed = TestSeed(123);
+  DYNAMO_SEED_INFO(seed);
+  ScenarioResult r = RunScenario(SoakOptions(seed));
+  INFO(r.ToString());
+  REQUIRE(r.joins + r.departures > 0);
+  const CheckReport* set = r.Find("set-full");
+  REQUIRE(set != nullptr);
+  CHECK(set->counters.at("lost") == 0);
+  CHECK(r.ok);
+}
+
 }  // namespace
 }  // namespace dynamo::sim
