@@ -205,10 +205,8 @@ absl::Status Workload::FinalReads(size_t attempts_max) {
   sim_->network().RunUntil([this] { return Idle(); }, absl::Seconds(120));
   if (!Idle()) return absl::DeadlineExceededError("workload: clients still busy after 120 s");
   // The final reads go through the nodes (each key's first owner, then the
-  // next one), not the partition-aware clients: a node probes the peers it
-  // suspects, so it notices healed replicas within a probe interval, while a
-  // Client only hears from nodes it sends requests to (see docs/design.md,
-  // sim-checker, on the client that never probes).
+  // next one), not the partition-aware clients, whose rings may be stale
+  // after membership changes.
   for (const std::string& key : keys_) {
     bool done = false;
     // The key's owners on the current ring first (membership may have
