@@ -25,6 +25,7 @@
 #define DYNAMO_COORDINATOR_H_
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -97,6 +98,7 @@ class Coordinator {
   bool OnReplicaGetReply(NodeId from, internal::ReplicaGetReply&& reply);
   bool OnClientReply(NodeId from, internal::ClientReply&& reply);
 
+  // Gets and puts whose callers still wait, plus forwarded requests.
   size_t requests_in_flight() const;
 
   // The key under which a bucket's key is stored and placed on the ring.
@@ -129,6 +131,9 @@ class Coordinator {
   // The op's replica write, addressed to `hint_owner` (kNoNode: a real owner).
   std::string EncodeReplicaWrite(PutOp& op, NodeId hint_owner);
   void MaybeRetirePut(uint64_t id);
+  // Retires the oldest finished requests while more than
+  // requests_in_flight_max of them still wait on replicas.
+  void ShedSettling();
   void Send(NodeId to, std::string bytes);
   uint64_t NextRequestId() { return ++*env_.request_id_counter; }
   NodeId self() const { return env_.runtime->self(); }
@@ -137,6 +142,11 @@ class Coordinator {
   std::map<uint64_t, std::unique_ptr<PutOp>> puts_;
   std::map<uint64_t, std::unique_ptr<GetOp>> gets_;
   std::map<uint64_t, std::unique_ptr<ForwardOp>> forwards_;
+  // Gets and puts whose callback has not run yet.
+  size_t callers_waiting_ = 0;
+  // Ids of finished gets and puts in finishing order, some still waiting on
+  // replicas (see ShedSettling), some already retired (dropped lazily).
+  std::deque<uint64_t> settling_;
   std::vector<NodeId> walk_scratch_;
 };
 

@@ -14,6 +14,9 @@ struct NodeMetrics {
   uint64_t puts_ok = 0, puts_failed = 0;
   uint64_t requests_forwarded = 0;
   uint64_t requests_rejected_overload = 0;  // requests_in_flight_max reached
+  // Finished requests retired before their last replicas answered, because
+  // more than requests_in_flight_max were still waiting on replicas.
+  uint64_t requests_settled_early = 0;
 
   // Replica side.
   uint64_t replica_puts = 0, replica_gets = 0;

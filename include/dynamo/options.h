@@ -44,7 +44,10 @@ struct NodeOptions {
 
   size_t clock_entries_max = 10;       // paper 4.4: truncate past 10 entries
   size_t siblings_warn_count = 25;     // counted in metrics from here
-  size_t requests_in_flight_max = 10000;  // coordinated at once; beyond: kResourceExhausted
+  // Requests a node coordinates whose callers wait, at once; beyond it new
+  // ones get kResourceExhausted. Also bounds finished requests still waiting
+  // on their last replicas (the oldest are let go early past it).
+  size_t requests_in_flight_max = 10000;
   size_t forward_hops_max = 2;
   // Nodes past the top N of a preference list tried as stand-ins for
   // unreachable replicas (sloppy quorum).

@@ -135,7 +135,34 @@ Coordinator::~Coordinator() {
 }
 
 size_t Coordinator::requests_in_flight() const {
-  return puts_.size() + gets_.size() + forwards_.size();
+  return callers_waiting_ + forwards_.size();
+}
+
+void Coordinator::ShedSettling() {
+  // A finished request waits up to a replica timeout for its last replicas
+  // (read repair, stand-ins for silent owners), so under load their number
+  // is rate x timeout, not bounded by the callers waiting. Past
+  // requests_in_flight_max the oldest are let go early: a get repairs with
+  // the replies it has, a put stops waiting (anti-entropy brings any replica
+  // it missed up to date).
+  auto settling = [this] { return puts_.size() + gets_.size() - callers_waiting_; };
+  while (!settling_.empty()) {
+    const uint64_t id = settling_.front();
+    const bool is_get = gets_.contains(id);
+    auto put = puts_.find(id);
+    if (is_get || put != puts_.end()) {
+      if (settling() <= env_.options->requests_in_flight_max) return;
+      env_.metrics->requests_settled_early++;
+      if (is_get) {
+        RepairAndRetire(id);
+      } else {
+        env_.runtime->Cancel(put->second->deadline);
+        env_.runtime->Cancel(put->second->replica_timer);
+        puts_.erase(put);
+      }
+    }
+    settling_.pop_front();  // retired now, or earlier on its own
+  }
 }
 
 std::string Coordinator::StorageKey(std::string_view bucket, std::string_view key) {
@@ -294,12 +321,16 @@ void Coordinator::StartGet(const BucketOptions& bucket, std::string skey,
     }
     if (g.done) RepairAndRetire(id);
   });
+  ShedSettling();
   gets_.emplace(id, std::move(op));
+  callers_waiting_++;
   MaybeCompleteGet(id);
 }
 
 void Coordinator::FinishGet(GetOp& op, absl::Status status) {
   op.done = true;
+  callers_waiting_--;
+  settling_.push_back(op.id);
   if (!status.ok()) {
     env_.metrics->gets_failed++;
     op.callback(std::move(status));
@@ -569,7 +600,9 @@ void Coordinator::Write(const BucketOptions& bucket, std::string_view key, const
   op->replica_timer = env_.runtime->Schedule(env_.options->replica_timeout,
                                              [this, id] { OnPutReplicaTimeout(id); });
   PutOp& ref = *op;
+  ShedSettling();
   puts_.emplace(id, std::move(op));
+  callers_waiting_++;
   if (ref.acks >= ref.w) FinishPut(ref, absl::OkStatus());
   MaybeRetirePut(id);
 }
@@ -622,6 +655,8 @@ std::string Coordinator::EncodeReplicaWrite(PutOp& op, NodeId hint_owner) {
 
 void Coordinator::FinishPut(PutOp& op, absl::Status status) {
   op.done = true;
+  callers_waiting_--;
+  settling_.push_back(op.id);
   if (status.ok()) {
     env_.metrics->puts_ok++;
   } else {

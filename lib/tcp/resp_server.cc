@@ -583,6 +583,7 @@ std::string RespServer::Info(std::string_view section) const {
                     "\r\nputs_ok:", m.puts_ok, "\r\nputs_failed:", m.puts_failed,
                     "\r\nrequests_forwarded:", m.requests_forwarded,
                     "\r\nrequests_rejected_overload:", m.requests_rejected_overload,
+                    "\r\nrequests_settled_early:", m.requests_settled_early,
                     "\r\nreplica_puts:", m.replica_puts, "\r\nreplica_gets:", m.replica_gets,
                     "\r\nread_repairs_sent:", m.read_repairs_sent,
                     "\r\nmessages_malformed:", m.messages_malformed,

@@ -140,6 +140,35 @@ TEST_CASE("Too few live replicas: kUnavailable with the count") {
   CHECK(std::string(read.status().message()).find("R=2 replicas but only 1") != std::string::npos);
 }
 
+TEST_CASE("Finished requests awaiting a silent replica do not count against the limit") {
+  uint64_t seed = TestSeed(512);
+  DYNAMO_SEED_INFO(seed);
+  SimulationOptions o;
+  o.seed = seed;
+  o.nodes = 3;
+  o.ring.partitions = 64;
+  o.node.requests_in_flight_max = 4;
+  auto created = Simulation::Create(o);
+  REQUIRE(created.ok());
+  auto sim = *std::move(created);
+  // Node 3 hears everything but its answers to node 1 are lost: each request
+  // node 1 coordinates finishes with R=2 / W=2 (itself and node 2) and then
+  // waits a replica timeout for node 3. Far more than 4 finish within one.
+  sim->network().BlockLink(3, 1);
+  const absl::Time start = sim->network().Now();
+  for (int i = 0; i < 40; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    REQUIRE(sim->Put(1, "default", key, {}, "v").ok());
+    auto got = sim->Get(1, "default", key);
+    REQUIRE(got.ok());
+    CHECK(got->values == std::vector<std::string>{"v"});
+  }
+  CHECK(sim->network().Now() - start < o.node.replica_timeout);
+  const NodeMetrics& m = sim->node(1)->metrics();
+  CHECK(m.requests_rejected_overload == 0);
+  CHECK(m.requests_settled_early >= 70);  // all but the last 4 of 80
+}
+
 std::string MergeCarts(const std::vector<std::string>& carts) {
   std::set<std::string> items;
   for (const std::string& cart : carts) {
