@@ -35,25 +35,23 @@ bool Covers(const SiblingSet& stored, const SiblingSet& tombstones) {
 
 // ---------------------------------------------------------------- ObservedStorage
 
-absl::StatusOr<SiblingSet> ObservedStorage::Get(std::string_view key) {
+template <typename Read>
+auto ObservedStorage::Timed(Read read) {
+  if (admission_ == nullptr) return read();
   const absl::Time start = runtime_->Now();
-  absl::StatusOr<SiblingSet> result = target()->Get(key);
-  if (admission_ != nullptr) {
-    const absl::Time end = runtime_->Now();
-    admission_->RecordSample(end, end - start);
-  }
+  auto result = read();
+  const absl::Time end = runtime_->Now();
+  admission_->RecordSample(end, end - start);
   return result;
+}
+
+absl::StatusOr<SiblingSet> ObservedStorage::Get(std::string_view key) {
+  return Timed([&] { return target()->Get(key); });
 }
 
 absl::Status ObservedStorage::Visit(std::string_view key,
                                     absl::FunctionRef<void(const SiblingSet&)> reader) {
-  const absl::Time start = runtime_->Now();
-  absl::Status status = target()->Visit(key, reader);
-  if (admission_ != nullptr) {
-    const absl::Time end = runtime_->Now();
-    admission_->RecordSample(end, end - start);
-  }
-  return status;
+  return Timed([&] { return target()->Visit(key, reader); });
 }
 
 uint64_t ObservedStorage::HashBefore(std::string_view key, bool* tracked) {

@@ -96,6 +96,9 @@ class ObservedStorage : public StorageEngineWrapper {
   absl::Status Erase(std::string_view key) override;
 
  private:
+  // A foreground read, timed for admission control when there is any.
+  template <typename Read>
+  auto Timed(Read read);
   uint64_t HashBefore(std::string_view key, bool* tracked);
   void Changed(std::string_view key, uint64_t old_hash, const SiblingSet& after);
 

@@ -10,12 +10,12 @@ namespace dynamo::internal {
 
 namespace {
 
-void PutReplicaGetReply(Encoder& e, uint64_t request_id, int code, std::string_view error,
-                        const SiblingSet& siblings) {
+// Every reply starts with the request it answers and an absl::StatusCode
+// with its message.
+void PutReplyHeader(Encoder& e, uint64_t request_id, int code, std::string_view error) {
   e.PutVarint(request_id);
   e.PutVarint(static_cast<uint64_t>(code));
   e.PutBytes(error);
-  e.PutSiblings(siblings);
 }
 
 template <typename T, size_t I = 0>
@@ -56,16 +56,15 @@ struct EncodeVisitor {
     e.PutBool(m.durable);
   }
   void operator()(const ReplicaPutReply& m) {
-    e.PutVarint(m.request_id);
-    e.PutVarint(static_cast<uint64_t>(m.code));
-    e.PutBytes(m.error);
+    PutReplyHeader(e, m.request_id, m.code, m.error);
   }
   void operator()(const ReplicaGet& m) {
     e.PutVarint(m.request_id);
     e.PutBytes(m.key);
   }
   void operator()(const ReplicaGetReply& m) {
-    PutReplicaGetReply(e, m.request_id, m.code, m.error, m.siblings);
+    PutReplyHeader(e, m.request_id, m.code, m.error);
+    e.PutSiblings(m.siblings);
   }
   void operator()(const ClientRequest& m) {
     e.PutVarint(m.request_id);
@@ -77,9 +76,7 @@ struct EncodeVisitor {
     e.PutVarint(m.hops);
   }
   void operator()(const ClientReply& m) {
-    e.PutVarint(m.request_id);
-    e.PutVarint(static_cast<uint64_t>(m.code));
-    e.PutBytes(m.error);
+    PutReplyHeader(e, m.request_id, m.code, m.error);
     e.PutSiblings(m.siblings);
     e.PutVarint(m.fastest);
     e.PutVarint(m.replicas_answered);
@@ -108,9 +105,7 @@ struct EncodeVisitor {
     e.PutBytes(m.entry);
   }
   void operator()(const JoinReply& m) {
-    e.PutVarint(m.request_id);
-    e.PutVarint(static_cast<uint64_t>(m.code));
-    e.PutBytes(m.error);
+    PutReplyHeader(e, m.request_id, m.code, m.error);
     e.PutBytes(m.entries);
   }
   void operator()(const TransferRequest& m) {
@@ -120,9 +115,7 @@ struct EncodeVisitor {
     e.PutBytes(m.cursor);
   }
   void operator()(const TransferBatch& m) {
-    e.PutVarint(m.request_id);
-    e.PutVarint(static_cast<uint64_t>(m.code));
-    e.PutBytes(m.error);
+    PutReplyHeader(e, m.request_id, m.code, m.error);
     e.PutVarint(m.entries.size());
     for (const auto& [key, siblings] : m.entries) {
       e.PutBytes(key);
@@ -144,9 +137,7 @@ struct EncodeVisitor {
     }
   }
   void operator()(const MerkleReply& m) {
-    e.PutVarint(m.request_id);
-    e.PutVarint(static_cast<uint64_t>(m.code));
-    e.PutBytes(m.error);
+    PutReplyHeader(e, m.request_id, m.code, m.error);
     e.PutVarint(m.hashes.size());
     for (uint64_t h : m.hashes) e.PutFixed64(h);
   }
@@ -167,9 +158,7 @@ struct EncodeVisitor {
     PutEntries(m.entries);
   }
   void operator()(const KeyExchangeReply& m) {
-    e.PutVarint(m.request_id);
-    e.PutVarint(static_cast<uint64_t>(m.code));
-    e.PutBytes(m.error);
+    PutReplyHeader(e, m.request_id, m.code, m.error);
     PutEntries(m.entries);
   }
   void operator()(const TombstoneCheck& m) {
@@ -200,6 +189,12 @@ absl::Status GetCode(Decoder& d, int* code) {
   return absl::OkStatus();
 }
 
+absl::Status GetReplyHeader(Decoder& d, uint64_t* request_id, int* code, std::string* error) {
+  DYNAMO_RETURN_IF_ERROR(d.GetVarint(request_id));
+  DYNAMO_RETURN_IF_ERROR(GetCode(d, code));
+  return d.GetString(error, kErrorBytesMax, "error message");
+}
+
 absl::Status DecodeBody(Decoder& d, ReplicaPut& m) {
   DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.request_id));
   DYNAMO_RETURN_IF_ERROR(d.GetString(&m.key, d.limits().key_bytes_max, "key"));
@@ -208,18 +203,14 @@ absl::Status DecodeBody(Decoder& d, ReplicaPut& m) {
   return d.GetBool(&m.durable);
 }
 absl::Status DecodeBody(Decoder& d, ReplicaPutReply& m) {
-  DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.request_id));
-  DYNAMO_RETURN_IF_ERROR(GetCode(d, &m.code));
-  return d.GetString(&m.error, kErrorBytesMax, "error message");
+  return GetReplyHeader(d, &m.request_id, &m.code, &m.error);
 }
 absl::Status DecodeBody(Decoder& d, ReplicaGet& m) {
   DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.request_id));
   return d.GetString(&m.key, d.limits().key_bytes_max, "key");
 }
 absl::Status DecodeBody(Decoder& d, ReplicaGetReply& m) {
-  DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.request_id));
-  DYNAMO_RETURN_IF_ERROR(GetCode(d, &m.code));
-  DYNAMO_RETURN_IF_ERROR(d.GetString(&m.error, kErrorBytesMax, "error message"));
+  DYNAMO_RETURN_IF_ERROR(GetReplyHeader(d, &m.request_id, &m.code, &m.error));
   return d.GetSiblings(&m.siblings);
 }
 absl::Status DecodeBody(Decoder& d, ClientRequest& m) {
@@ -238,9 +229,7 @@ absl::Status DecodeBody(Decoder& d, ClientRequest& m) {
   return absl::OkStatus();
 }
 absl::Status DecodeBody(Decoder& d, ClientReply& m) {
-  DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.request_id));
-  DYNAMO_RETURN_IF_ERROR(GetCode(d, &m.code));
-  DYNAMO_RETURN_IF_ERROR(d.GetString(&m.error, kErrorBytesMax, "error message"));
+  DYNAMO_RETURN_IF_ERROR(GetReplyHeader(d, &m.request_id, &m.code, &m.error));
   DYNAMO_RETURN_IF_ERROR(d.GetSiblings(&m.siblings));
   DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.fastest));
   uint64_t n;
@@ -284,9 +273,7 @@ absl::Status DecodeBody(Decoder& d, JoinRequest& m) {
   return d.GetString(&m.entry, kMembershipBytesMax, "member entry");
 }
 absl::Status DecodeBody(Decoder& d, JoinReply& m) {
-  DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.request_id));
-  DYNAMO_RETURN_IF_ERROR(GetCode(d, &m.code));
-  DYNAMO_RETURN_IF_ERROR(d.GetString(&m.error, kErrorBytesMax, "error message"));
+  DYNAMO_RETURN_IF_ERROR(GetReplyHeader(d, &m.request_id, &m.code, &m.error));
   return d.GetString(&m.entries, kMembershipBytesMax, "membership entries");
 }
 absl::Status DecodeBody(Decoder& d, TransferRequest& m) {
@@ -296,9 +283,7 @@ absl::Status DecodeBody(Decoder& d, TransferRequest& m) {
   return d.GetString(&m.cursor, kCursorBytesMax, "transfer cursor");
 }
 absl::Status DecodeBody(Decoder& d, TransferBatch& m) {
-  DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.request_id));
-  DYNAMO_RETURN_IF_ERROR(GetCode(d, &m.code));
-  DYNAMO_RETURN_IF_ERROR(d.GetString(&m.error, kErrorBytesMax, "error message"));
+  DYNAMO_RETURN_IF_ERROR(GetReplyHeader(d, &m.request_id, &m.code, &m.error));
   uint64_t n;
   DYNAMO_RETURN_IF_ERROR(d.GetCount(&n, kTransferEntriesMax, 2, "transfer entry"));
   m.entries.resize(n);
@@ -346,9 +331,7 @@ absl::Status DecodeBody(Decoder& d, MerkleRequest& m) {
   return absl::OkStatus();
 }
 absl::Status DecodeBody(Decoder& d, MerkleReply& m) {
-  DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.request_id));
-  DYNAMO_RETURN_IF_ERROR(GetCode(d, &m.code));
-  DYNAMO_RETURN_IF_ERROR(d.GetString(&m.error, kErrorBytesMax, "error message"));
+  DYNAMO_RETURN_IF_ERROR(GetReplyHeader(d, &m.request_id, &m.code, &m.error));
   uint64_t n;
   DYNAMO_RETURN_IF_ERROR(d.GetCount(&n, kMerkleNodesMax, 8, "merkle hash"));
   m.hashes.resize(n);
@@ -365,9 +348,7 @@ absl::Status DecodeBody(Decoder& d, KeyExchange& m) {
   return GetEntries(d, &m.entries);
 }
 absl::Status DecodeBody(Decoder& d, KeyExchangeReply& m) {
-  DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.request_id));
-  DYNAMO_RETURN_IF_ERROR(GetCode(d, &m.code));
-  DYNAMO_RETURN_IF_ERROR(d.GetString(&m.error, kErrorBytesMax, "error message"));
+  DYNAMO_RETURN_IF_ERROR(GetReplyHeader(d, &m.request_id, &m.code, &m.error));
   return GetEntries(d, &m.entries);
 }
 absl::Status DecodeBody(Decoder& d, TombstoneCheck& m) {
@@ -411,7 +392,8 @@ std::string EncodeMessage(const Message& message) {
 std::string EncodeReplicaGetReply(uint64_t request_id, const SiblingSet& siblings) {
   std::string out;
   Encoder e = StartMessage(&out, WireType<ReplicaGetReply>());
-  PutReplicaGetReply(e, request_id, 0, "", siblings);
+  PutReplyHeader(e, request_id, 0, "");
+  e.PutSiblings(siblings);
   return out;
 }
 

@@ -14,10 +14,9 @@ absl::StatusOr<std::unique_ptr<MemoryEngine>> MemoryEngine::Create(const Storage
 }
 
 absl::StatusOr<SiblingSet> MemoryEngine::Get(std::string_view key) {
-  DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, limits_));
-  auto found = data_.find(absl::string_view(key.data(), key.size()));
-  if (found == data_.end()) return SiblingSet();
-  return found->second;
+  SiblingSet copy;
+  DYNAMO_RETURN_IF_ERROR(Visit(key, [&](const SiblingSet& stored) { copy = stored; }));
+  return copy;
 }
 
 absl::Status MemoryEngine::Visit(std::string_view key,
