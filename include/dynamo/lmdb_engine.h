@@ -39,11 +39,13 @@
 // The identity record is always fsynced, whatever the mode: losing it while
 // keeping the data would make the node reuse vector-clock counters.
 //
-// Errors: kInvalidArgument for keys or values over the limits; kDataLoss when
-// the directory holds a corrupt or foreign file (on Open) or a stored record
-// does not decode (naming the key); kResourceExhausted when the map would have
-// to grow past map_bytes_max; kUnavailable / kInternal for I/O errors. A failed
-// call changes nothing.
+// Errors: kInvalidArgument for keys or values over the limits; kDataLoss
+// when the directory holds a corrupt or foreign file (on Open) or a stored
+// record does not decode (naming the key); kResourceExhausted when the map
+// would have to grow past map_bytes_max, and, before anything is buffered or
+// written, for a key whose sibling set alone could never fit in
+// map_bytes_max or in one LMDB record (4 GiB); kUnavailable / kInternal for
+// I/O errors. A failed call changes nothing.
 //
 // Thread-safety: none; one node uses an engine from its one thread. Do not
 // fork() while an engine is open and use it in the child.
@@ -82,7 +84,8 @@ struct LmdbOptions {
   // A single entry larger than this is still buffered, alone.
   size_t write_buffer_bytes_max = size_t{64} << 20;
   // Approximate bytes written per LMDB transaction by Flush(); larger
-  // flushes are split (LMDB bounds a transaction's dirty pages). Positive.
+  // flushes are split (LMDB holds a transaction's dirty pages in memory up
+  // to 128k pages, then spills them). Positive.
   size_t flush_transaction_bytes_max = size_t{64} << 20;
   // Initial size of the memory map; it grows by doubling as needed. The file
   // on disk grows only with the data, not with the map.

@@ -140,6 +140,112 @@ TEST_CASE("LmdbEngine map growth stops at map_bytes_max", "[storage][lmdb]") {
   CHECK(last.code() == absl::StatusCode::kResourceExhausted);
 }
 
+// Values of value_bytes_max (1 MiB), distinct per key.
+std::string LargeValue(int i) { return std::string(size_t{1} << 20, static_cast<char>('a' + i % 26)); }
+
+constexpr LmdbOptions::Durability kAllDurabilities[] = {LmdbOptions::Durability::kSync,
+                                                        LmdbOptions::Durability::kNoSync,
+                                                        LmdbOptions::Durability::kBuffered};
+
+// Expects `key` to hold exactly one version, with `value`.
+void CheckHolds(LmdbEngine& e, const std::string& key, const std::string& value) {
+  auto got = e.Get(key);
+  REQUIRE(got.ok());
+  REQUIRE(got->size() == 1);
+  CHECK((*got)[0].value == value);
+}
+
+// A key larger than the engine can ever hold: LMDB would take it in one
+// transaction (it spills dirty pages rather than fail with MDB_TXN_FULL), so
+// the bound is the map. A buffered put must be refused up front too, or it
+// would be acknowledged and then fail every later flush.
+TEST_CASE("LmdbEngine refuses a key that can never fit in map_bytes_max and keeps working",
+          "[storage][lmdb]") {
+  for (LmdbOptions::Durability durability : kAllDurabilities) {
+    CAPTURE(static_cast<int>(durability));
+    TempDir dir;
+    LmdbOptions options = OptionsAt(dir, durability);
+    options.map_bytes_max = size_t{4} << 20;
+    options.limits.value_bytes_max = size_t{8} << 20;
+    WriteOptions durable;
+    durable.durable = true;
+    {
+      auto engine = LmdbEngine::Open(options);
+      REQUIRE(engine.ok());
+      LmdbEngine& e = **engine;
+      for (int i = 0; i < 8; ++i) {
+        REQUIRE(e.Put("kept" + std::to_string(i), {MakeVersion(1, 1 + i)}, durable).ok());
+      }
+      const std::string huge(size_t{5} << 20, 'h');
+      auto put = e.Put("huge", {MakeVersion(2, 1, {}, huge)}, WriteOptions());
+      CHECK(put.status().code() == absl::StatusCode::kResourceExhausted);
+      CHECK_THAT(std::string(put.status().message()),
+                 Catch::Contains("key huge") && Catch::Contains("map_bytes_max 4194304"));
+      CHECK(e.Get("huge")->empty());
+      CHECK(e.buffered_objects() == 0);
+      // A concurrent sibling that would make an existing key too large is
+      // refused the same way; the key keeps its version.
+      put = e.Put("kept0", {MakeVersion(2, 2, {}, huge)}, WriteOptions());
+      CHECK(put.status().code() == absl::StatusCode::kResourceExhausted);
+      CheckHolds(e, "kept0", "v1.1");
+      for (int i = 0; i < 8; ++i) CheckHolds(e, "kept" + std::to_string(i), "v1." + std::to_string(1 + i));
+      REQUIRE(e.Put("after", {MakeVersion(3, 1)}, durable).ok());
+      REQUIRE(e.Flush().ok());
+    }
+    auto engine = LmdbEngine::Open(options);
+    REQUIRE(engine.ok());
+    for (int i = 0; i < 8; ++i) {
+      CheckHolds(**engine, "kept" + std::to_string(i), "v1." + std::to_string(1 + i));
+    }
+    CheckHolds(**engine, "after", "v3.1");
+    CHECK((*engine)->Get("huge")->empty());
+  }
+}
+
+// A single value that fits map_bytes_max but not the room left in it reaches
+// LMDB, which reports MDB_MAP_FULL until the map cannot grow further.
+TEST_CASE("LmdbEngine fails a value larger than the room left in the map without losing data",
+          "[storage][lmdb]") {
+  for (LmdbOptions::Durability durability : kAllDurabilities) {
+    CAPTURE(static_cast<int>(durability));
+    TempDir dir;
+    LmdbOptions options = OptionsAt(dir, durability);  // 1 MiB initial map
+    options.map_bytes_max = size_t{4} << 20;
+    options.limits.value_bytes_max = size_t{8} << 20;
+    WriteOptions durable;  // kBuffered: written through, so the failure is this put's
+    durable.durable = true;
+    const std::string big(size_t{2} << 20, 'b');
+    {
+      auto engine = LmdbEngine::Open(options);
+      REQUIRE(engine.ok());
+      LmdbEngine& e = **engine;
+      for (int i = 0; i < 3; ++i) {
+        REQUIRE(e.Put("filler" + std::to_string(i), {MakeVersion(1, 1 + i, {}, LargeValue(i))},
+                      durable)
+                    .ok());
+      }
+      auto put = e.Put("big", {MakeVersion(2, 1, {}, big)}, durable);
+      CHECK(put.status().code() == absl::StatusCode::kResourceExhausted);
+      CHECK_THAT(std::string(put.status().message()),
+                 Catch::Contains("may not grow past map_bytes_max 4194304"));
+      CHECK(e.map_bytes() == options.map_bytes_max);
+      CHECK(e.Get("big")->empty());
+      CHECK(e.buffered_objects() == 0);  // the failed durable put was undone
+      for (int i = 0; i < 3; ++i) CheckHolds(e, "filler" + std::to_string(i), LargeValue(i));
+      REQUIRE(e.Put("small", {MakeVersion(3, 1)}, durable).ok());
+    }
+    // Nothing acknowledged was lost, and with a larger map the value goes in.
+    options.map_bytes_max = size_t{16} << 20;
+    auto engine = LmdbEngine::Open(options);
+    REQUIRE(engine.ok());
+    for (int i = 0; i < 3; ++i) CheckHolds(**engine, "filler" + std::to_string(i), LargeValue(i));
+    CheckHolds(**engine, "small", "v3.1");
+    CHECK((*engine)->Get("big")->empty());
+    REQUIRE((*engine)->Put("big", {MakeVersion(2, 1, {}, big)}, durable).ok());
+    CheckHolds(**engine, "big", big);
+  }
+}
+
 TEST_CASE("LmdbEngine write buffer: visible at once, flushed when full or asked",
           "[storage][lmdb]") {
   TempDir dir;
@@ -168,9 +274,6 @@ TEST_CASE("LmdbEngine write buffer: visible at once, flushed when full or asked"
   REQUIRE(e.Put("f", {MakeVersion(1, 6)}, durable).ok());
   CHECK(e.buffered_objects() == 0);
 }
-
-// Values of value_bytes_max (1 MiB), distinct per key.
-std::string LargeValue(int i) { return std::string(size_t{1} << 20, static_cast<char>('a' + i % 26)); }
 
 TEST_CASE("LmdbEngine write buffer: a flush of large values grows the map as it goes",
           "[storage][lmdb]") {
