@@ -1,6 +1,8 @@
 #include "core/codec.h"
 
 #include <algorithm>
+#include <bit>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
@@ -115,8 +117,11 @@ absl::Status Decoder::GetSignedVarint(int64_t* v) {
 
 absl::Status Decoder::GetFixed64(uint64_t* v) {
   if (remaining() < 8) return Short("fixed64");
-  uint64_t r = 0;
-  for (int i = 0; i < 8; ++i) r |= static_cast<uint64_t>(static_cast<uint8_t>(in_[pos_ + i])) << (8 * i);
+  // One load instead of a byte loop (~50 instructions, four times per
+  // stored version): every read of a record decodes its dot and clock.
+  uint64_t r;
+  std::memcpy(&r, in_.data() + pos_, sizeof r);
+  if constexpr (std::endian::native == std::endian::big) r = __builtin_bswap64(r);
   pos_ += 8;
   *v = r;
   return absl::OkStatus();
