@@ -26,12 +26,12 @@
 
 #include <cstdint>
 #include <deque>
-#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -126,8 +126,8 @@ class Coordinator {
   void RepairAndRetire(uint64_t id);
   void OnPutReplicaTimeout(uint64_t id);
   void FinishPut(PutOp& op, absl::Status status);
-  // The reconciled sibling set of the replies a get has so far.
-  const SiblingSet& ReconcileReplies(GetOp& op);
+  // Records a replica's answer and merges its versions into the get's.
+  void AddReply(GetOp& op, NodeId from, SiblingSet siblings);
   // The op's replica write, addressed to `hint_owner` (kNoNode: a real owner).
   std::string EncodeReplicaWrite(PutOp& op, NodeId hint_owner);
   void MaybeRetirePut(uint64_t id);
@@ -139,9 +139,11 @@ class Coordinator {
   NodeId self() const { return env_.runtime->self(); }
 
   CoordinatorEnv env_;
-  std::map<uint64_t, std::unique_ptr<PutOp>> puts_;
-  std::map<uint64_t, std::unique_ptr<GetOp>> gets_;
-  std::map<uint64_t, std::unique_ptr<ForwardOp>> forwards_;
+  // By request id. A callback run while one is looked up may add requests
+  // (and rehash), so code that ran a callback finds its request again by id.
+  absl::flat_hash_map<uint64_t, std::unique_ptr<PutOp>> puts_;
+  absl::flat_hash_map<uint64_t, std::unique_ptr<GetOp>> gets_;
+  absl::flat_hash_map<uint64_t, std::unique_ptr<ForwardOp>> forwards_;
   // Gets and puts whose callback has not run yet.
   size_t callers_waiting_ = 0;
   // Ids of finished gets and puts in finishing order, some still waiting on

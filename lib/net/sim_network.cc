@@ -122,7 +122,10 @@ class SimNetwork::NodeRuntime final : public Runtime, public Transport {
 };
 
 SimNetwork::SimNetwork(uint64_t seed, NetworkOptions options)
-    : seed_(seed), options_(options), digest_(Mix64(seed ^ 0x64696765737400ULL)) {}
+    : seed_(seed),
+      options_(options),
+      latency_ns_(LatencyBoundsOf(options_)),
+      digest_(Mix64(seed ^ 0x64696765737400ULL)) {}
 
 SimNetwork::~SimNetwork() {
   // Destroy callbacks before the runtimes they may point into.
@@ -326,9 +329,17 @@ void SimNetwork::Mix(uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
 // ---------------------------------------------------------------------------
 // Messages.
 
+SimNetwork::LatencyNs SimNetwork::LatencyBoundsOf(const NetworkOptions& options) {
+  LatencyNs ns;
+  ns.min = std::max<int64_t>(0, DurationNs(options.latency_min));
+  ns.mean = std::max<int64_t>(ns.min, DurationNs(options.latency_mean));
+  ns.max = std::max(ns.min, DurationNs(options.latency_max));
+  return ns;
+}
+
 int64_t SimNetwork::DrawLatencyNs(NodeRuntime& sender) {
-  const int64_t min_ns = std::max<int64_t>(0, DurationNs(options_.latency_min));
-  const int64_t mean_ns = std::max<int64_t>(min_ns, DurationNs(options_.latency_mean));
+  const int64_t min_ns = latency_ns_.min;
+  const int64_t mean_ns = latency_ns_.mean;
   const double spread = static_cast<double>(mean_ns - min_ns);
   Xoshiro256& rng = sender.net_rng_;
   double latency;
@@ -351,7 +362,7 @@ int64_t SimNetwork::DrawLatencyNs(NodeRuntime& sender) {
     default:
       latency = static_cast<double>(mean_ns);
   }
-  const double max_ns = static_cast<double>(std::max(min_ns, DurationNs(options_.latency_max)));
+  const double max_ns = static_cast<double>(latency_ns_.max);
   return static_cast<int64_t>(std::min(latency, max_ns));
 }
 
@@ -521,7 +532,10 @@ void SimNetwork::Restart(NodeId id) { nodes_[IndexOf(id)]->up_ = true; }
 
 bool SimNetwork::IsUp(NodeId id) const { return nodes_[IndexOf(id)]->up_; }
 
-void SimNetwork::SetOptions(const NetworkOptions& options) { options_ = options; }
+void SimNetwork::SetOptions(const NetworkOptions& options) {
+  options_ = options;
+  latency_ns_ = LatencyBoundsOf(options_);
+}
 
 void SimNetwork::Partition(const std::vector<std::vector<NodeId>>& groups) {
   // Group 0 holds every node not named.

@@ -54,16 +54,18 @@ absl::Status ObservedStorage::Visit(std::string_view key,
   return Timed([&] { return target()->Visit(key, reader); });
 }
 
-uint64_t ObservedStorage::HashBefore(std::string_view key, bool* tracked) {
-  *tracked = anti_entropy_ != nullptr && anti_entropy_->Tracks(key);
-  if (!*tracked) return 0;
+uint64_t ObservedStorage::HashBefore(std::string_view key, AntiEntropy::TrackedKey* tracked) {
+  if (anti_entropy_ == nullptr) return 0;
+  *tracked = anti_entropy_->Track(key);
+  if (!tracked->tracked()) return 0;
   uint64_t hash = 0;
   (void)target()->Visit(key, [&](const SiblingSet& before) { hash = HashOf(key, before); });
   return hash;
 }
 
-void ObservedStorage::Changed(std::string_view key, uint64_t old_hash, const SiblingSet& after) {
-  anti_entropy_->OnKeyChanged(key, old_hash, HashOf(key, after));
+void ObservedStorage::Changed(const AntiEntropy::TrackedKey& tracked, std::string_view key,
+                              uint64_t old_hash, const SiblingSet& after) {
+  anti_entropy_->OnKeyChanged(tracked, key, old_hash, HashOf(key, after));
 }
 
 absl::StatusOr<SiblingSet> ObservedStorage::Put(std::string_view key, const SiblingSet& incoming,
@@ -74,30 +76,30 @@ absl::StatusOr<SiblingSet> ObservedStorage::Put(std::string_view key, const Sibl
 absl::Status ObservedStorage::PutAndVisit(std::string_view key, const SiblingSet& incoming,
                                           const WriteOptions& options,
                                           absl::FunctionRef<void(const SiblingSet&)> reader) {
-  bool tracked;
+  AntiEntropy::TrackedKey tracked;
   const uint64_t old_hash = HashBefore(key, &tracked);
   return target()->PutAndVisit(key, incoming, options, [&](const SiblingSet& stored) {
-    if (tracked) Changed(key, old_hash, stored);
+    if (tracked.tracked()) Changed(tracked, key, old_hash, stored);
     reader(stored);
   });
 }
 
 absl::Status ObservedStorage::ReapTombstones(std::string_view key, const SiblingSet& tombstones) {
-  bool tracked;
+  AntiEntropy::TrackedKey tracked;
   const uint64_t old_hash = HashBefore(key, &tracked);
   absl::Status status = target()->ReapTombstones(key, tombstones);
-  if (tracked && status.ok()) {
+  if (tracked.tracked() && status.ok()) {
     absl::StatusOr<SiblingSet> after = target()->Get(key);
-    if (after.ok()) Changed(key, old_hash, *after);
+    if (after.ok()) Changed(tracked, key, old_hash, *after);
   }
   return status;
 }
 
 absl::Status ObservedStorage::Erase(std::string_view key) {
-  bool tracked;
+  AntiEntropy::TrackedKey tracked;
   const uint64_t old_hash = HashBefore(key, &tracked);
   absl::Status status = target()->Erase(key);
-  if (tracked && status.ok()) Changed(key, old_hash, SiblingSet());
+  if (tracked.tracked() && status.ok()) Changed(tracked, key, old_hash, SiblingSet());
   return status;
 }
 
@@ -169,8 +171,10 @@ void AntiEntropy::OnRingChanged(const Ring& ring) {
   for (auto& [key, spec] : wanted) {
     absl::StatusOr<MerkleTree> tree = MerkleTree::Create(spec.first, shape);
     if (!tree.ok()) continue;  // a range smaller than the leaf count: not tracked
-    trees_.emplace(key, RangeState{key.first, spec.first, std::move(spec.second),
-                                   *std::move(tree)});
+    trees_.emplace(key, RangeState{.n = key.first,
+                                   .range = spec.first,
+                                   .replicas = std::move(spec.second),
+                                   .tree = *std::move(tree)});
   }
   env_.metrics->merkle_trees = trees_.size();
   env_.metrics->merkle_trees_built = trees_built();
@@ -201,15 +205,20 @@ uint64_t AntiEntropy::RootFor(uint32_t n, Token token) const {
   return state == nullptr ? 0 : state->tree.Root();
 }
 
-bool AntiEntropy::Tracks(std::string_view key) const {
+AntiEntropy::TrackedKey AntiEntropy::Track(std::string_view key) {
+  TrackedKey tracked;
   const uint32_t n = ReplicasOf(key);
-  return n != 0 && FindTree(n, KeyToken(key)) != nullptr;
+  if (n == 0) return tracked;
+  tracked.token = KeyToken(key);
+  tracked.state = FindTree(n, tracked.token);
+  return tracked;
 }
 
-void AntiEntropy::OnKeyChanged(std::string_view key, uint64_t old_hash, uint64_t new_hash) {
-  const Token token = KeyToken(key);
-  RangeState* state = FindTree(ReplicasOf(key), token);
+void AntiEntropy::OnKeyChanged(const TrackedKey& tracked, std::string_view key, uint64_t old_hash,
+                               uint64_t new_hash) {
+  RangeState* state = tracked.state;
   if (state == nullptr) return;
+  const Token token = tracked.token;
   if (!state->built) {
     // The rebuild scan will read keys past its position itself.
     if (!state->scanned_any) return;
@@ -552,7 +561,7 @@ void AntiEntropy::Handle(NodeId from, const KeyExchangeReply& m) {
   }
   const uint32_t n = trees_.at(it->second.tree).n;
   for (const auto& [key, siblings] : m.entries) {
-    if (ReplicasOf(key) != n || !Tracks(key)) continue;
+    if (ReplicasOf(key) != n || !Track(key).tracked()) continue;
     absl::StatusOr<SiblingSet> stored = env_.writer->Put(key, siblings, WriteOptions());
     if (!stored.ok() && stored.status().code() != absl::StatusCode::kFailedPrecondition) {
       env_.metrics->storage_errors++;

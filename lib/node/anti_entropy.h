@@ -74,39 +74,6 @@ inline constexpr bool kIsAntiEntropyMessage =
     std::is_same_v<T, TombstoneCheck> || std::is_same_v<T, TombstoneCheckReply> ||
     std::is_same_v<T, TombstoneReap>;
 
-// The engine a Node actually uses: forwards to the engine it was given,
-// times foreground reads for admission control, and reports every change of
-// a key's stored set to AntiEntropy so its Merkle trees follow the data.
-class ObservedStorage : public StorageEngineWrapper {
- public:
-  // Borrowed pointers; admission may be null (no latency samples).
-  ObservedStorage(StorageEngine* target, Runtime* runtime, AdmissionController* admission)
-      : StorageEngineWrapper(target), runtime_(runtime), admission_(admission) {}
-  void set_anti_entropy(AntiEntropy* anti_entropy) { anti_entropy_ = anti_entropy; }
-
-  absl::StatusOr<SiblingSet> Get(std::string_view key) override;
-  absl::Status Visit(std::string_view key,
-                     absl::FunctionRef<void(const SiblingSet&)> reader) override;
-  absl::StatusOr<SiblingSet> Put(std::string_view key, const SiblingSet& incoming,
-                                 const WriteOptions& options) override;
-  absl::Status PutAndVisit(std::string_view key, const SiblingSet& incoming,
-                           const WriteOptions& options,
-                           absl::FunctionRef<void(const SiblingSet&)> reader) override;
-  absl::Status ReapTombstones(std::string_view key, const SiblingSet& tombstones) override;
-  absl::Status Erase(std::string_view key) override;
-
- private:
-  // A foreground read, timed for admission control when there is any.
-  template <typename Read>
-  auto Timed(Read read);
-  uint64_t HashBefore(std::string_view key, bool* tracked);
-  void Changed(std::string_view key, uint64_t old_hash, const SiblingSet& after);
-
-  Runtime* runtime_;
-  AdmissionController* admission_;
-  AntiEntropy* anti_entropy_ = nullptr;
-};
-
 struct AntiEntropyEnv {
   Runtime* runtime = nullptr;
   StorageEngine* storage = nullptr;  // the raw engine: scans and reads
@@ -132,9 +99,20 @@ class AntiEntropy {
   // others (aborting their exchanges) and rebuilds trees for new ranges.
   void OnRingChanged(const Ring& ring);
 
-  // From ObservedStorage: is the key in a tree, and its change.
-  bool Tracks(std::string_view key) const;
-  void OnKeyChanged(std::string_view key, uint64_t old_hash, uint64_t new_hash);
+  // From ObservedStorage: the tree a key's hash is folded into, found once
+  // per change (hashing the key and searching the trees is most of the cost
+  // of keeping them current), then the change itself. A TrackedKey is valid
+  // until the trees change (the next ring change or rebuild step), so it is
+  // used within the one storage call it was found for.
+  struct RangeState;
+  struct TrackedKey {
+    RangeState* state = nullptr;  // null: no tree covers the key
+    Token token = 0;
+    bool tracked() const { return state != nullptr; }
+  };
+  TrackedKey Track(std::string_view key);
+  void OnKeyChanged(const TrackedKey& tracked, std::string_view key, uint64_t old_hash,
+                    uint64_t new_hash);
 
   // Messages (routed by Node::OnMessage).
   void Handle(NodeId from, const MerkleRequest& m);
@@ -157,6 +135,7 @@ class AntiEntropy {
 
  private:
   using TreeKey = std::pair<uint32_t, Token>;  // (n, range end)
+ public:
   struct RangeState {
     uint32_t n = 0;
     TokenRange range;
@@ -164,15 +143,17 @@ class AntiEntropy {
     MerkleTree tree;
     bool built = false;
     // Rebuild progress: the scan cursor and the last (offset, key) folded in.
-    std::string cursor;
+    std::string cursor{};
     bool scanned_any = false;
     Token scanned_offset = 0;
-    std::string scanned_key;
+    std::string scanned_key{};
     absl::Time last_exchange = absl::InfinitePast();
     size_t next_peer = 0;
     bool exchanging = false;
-    std::string sweep_cursor;
+    std::string sweep_cursor{};
   };
+
+ private:
   struct Session {
     TreeKey tree;
     NodeId peer = kNoNode;
@@ -222,6 +203,40 @@ class AntiEntropy {
   TimerId tick_timer_ = kNoTimer;
   TimerId rebuild_timer_ = kNoTimer;
   bool started_ = false;
+};
+
+// The engine a Node actually uses: forwards to the engine it was given,
+// times foreground reads for admission control, and reports every change of
+// a key's stored set to AntiEntropy so its Merkle trees follow the data.
+class ObservedStorage : public StorageEngineWrapper {
+ public:
+  // Borrowed pointers; admission may be null (no latency samples).
+  ObservedStorage(StorageEngine* target, Runtime* runtime, AdmissionController* admission)
+      : StorageEngineWrapper(target), runtime_(runtime), admission_(admission) {}
+  void set_anti_entropy(AntiEntropy* anti_entropy) { anti_entropy_ = anti_entropy; }
+
+  absl::StatusOr<SiblingSet> Get(std::string_view key) override;
+  absl::Status Visit(std::string_view key,
+                     absl::FunctionRef<void(const SiblingSet&)> reader) override;
+  absl::StatusOr<SiblingSet> Put(std::string_view key, const SiblingSet& incoming,
+                                 const WriteOptions& options) override;
+  absl::Status PutAndVisit(std::string_view key, const SiblingSet& incoming,
+                           const WriteOptions& options,
+                           absl::FunctionRef<void(const SiblingSet&)> reader) override;
+  absl::Status ReapTombstones(std::string_view key, const SiblingSet& tombstones) override;
+  absl::Status Erase(std::string_view key) override;
+
+ private:
+  // A foreground read, timed for admission control when there is any.
+  template <typename Read>
+  auto Timed(Read read);
+  uint64_t HashBefore(std::string_view key, AntiEntropy::TrackedKey* tracked);
+  void Changed(const AntiEntropy::TrackedKey& tracked, std::string_view key, uint64_t old_hash,
+               const SiblingSet& after);
+
+  Runtime* runtime_;
+  AdmissionController* admission_;
+  AntiEntropy* anti_entropy_ = nullptr;
 };
 
 }  // namespace dynamo::internal

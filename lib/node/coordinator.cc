@@ -49,9 +49,12 @@ struct Coordinator::PutOp {
 };
 
 struct Coordinator::GetOp {
+  // A replica's answer, kept as the dots of the versions it held: a dot
+  // names one write, so a reply is current exactly when its dots are the
+  // reconciled set's (read repair needs no more of it).
   struct Reply {
     NodeId node;
-    SiblingSet siblings;
+    absl::InlinedVector<Dot, 2> dots;
   };
   uint64_t id = 0;
   size_t r = 0;
@@ -60,10 +63,8 @@ struct Coordinator::GetOp {
   NodeList targets;  // remote replicas asked
   bool local = false;  // this node read its own copy too
   absl::InlinedVector<Reply, 3> replies;
-  // Reconcile(replies) as of `reconciled_replies` replies: computed when the
-  // get finishes and reused by read repair unless more replies came since.
+  // Every reply's versions merged in (moved, not copied) as it arrives.
   SiblingSet reconciled;
-  size_t reconciled_replies = 0;
   size_t errors = 0;
   NodeId fastest = kNoNode;
   bool done = false;
@@ -287,7 +288,7 @@ void Coordinator::StartGet(const BucketOptions& bucket, std::string skey,
   if (local) {
     absl::StatusOr<SiblingSet> mine = env_.storage->Get(op->skey);
     if (mine.ok()) {
-      op->replies.push_back({self(), *std::move(mine)});
+      AddReply(*op, self(), *std::move(mine));
       op->fastest = self();
     } else {
       env_.metrics->storage_errors++;
@@ -337,18 +338,17 @@ void Coordinator::FinishGet(GetOp& op, absl::Status status) {
     return;
   }
   env_.metrics->gets_ok++;
-  op.callback(MakeGetResult(ReconcileReplies(op), op.policy, op.fastest, op.replies.size()));
+  op.callback(MakeGetResult(op.reconciled, op.policy, op.fastest, op.replies.size()));
 }
 
-const SiblingSet& Coordinator::ReconcileReplies(GetOp& op) {
-  if (op.reconciled_replies != op.replies.size()) {
-    // Each reply is an antichain, so merging them one into another is
-    // Reconcile of their union without copying versions already held.
-    op.reconciled.clear();
-    for (const GetOp::Reply& r : op.replies) MergeSiblings(op.reconciled, r.siblings);
-    op.reconciled_replies = op.replies.size();
-  }
-  return op.reconciled;
+void Coordinator::AddReply(GetOp& op, NodeId from, SiblingSet siblings) {
+  GetOp::Reply& reply = op.replies.emplace_back();
+  reply.node = from;
+  reply.dots.reserve(siblings.size());
+  for (const Version& v : siblings) reply.dots.push_back(v.dot);
+  // Each reply is an antichain, so merging them one into another is
+  // Reconcile of their union.
+  for (Version& v : siblings) MergeVersion(op.reconciled, std::move(v));
 }
 
 void Coordinator::MaybeCompleteGet(uint64_t id) {
@@ -372,11 +372,14 @@ void Coordinator::RepairAndRetire(uint64_t id) {
   auto it = gets_.find(id);
   if (it == gets_.end()) return;
   GetOp& op = *it->second;
-  const SiblingSet& reconciled = ReconcileReplies(op);
+  const SiblingSet& reconciled = op.reconciled;
   if (!reconciled.empty()) {
     std::string repair;
     for (const GetOp::Reply& r : op.replies) {
-      if (r.siblings == reconciled) continue;
+      if (std::equal(r.dots.begin(), r.dots.end(), reconciled.begin(), reconciled.end(),
+                     [](const Dot& d, const Version& v) { return d == v.dot; })) {
+        continue;
+      }
       env_.metrics->read_repairs_sent++;
       if (r.node == self() && env_.storage != nullptr) {
         if (!env_.storage->Put(op.skey, reconciled, WriteOptions()).ok()) {
@@ -407,7 +410,7 @@ bool Coordinator::OnReplicaGetReply(NodeId from, ReplicaGetReply&& reply) {
     op.errors++;
   } else {
     if (op.replies.empty()) op.fastest = from;
-    op.replies.push_back({from, std::move(reply.siblings)});
+    AddReply(op, from, std::move(reply.siblings));
   }
   MaybeCompleteGet(reply.request_id);
   return true;
@@ -595,7 +598,7 @@ void Coordinator::Write(const BucketOptions& bucket, std::string_view key, const
                        "put: ", p.acks, " of W=", p.w, " replicas acknowledged before the deadline")));
     }
     env_.runtime->Cancel(p.replica_timer);
-    puts_.erase(it);
+    puts_.erase(id);  // not `it`: the callback may have added requests
   });
   op->replica_timer = env_.runtime->Schedule(env_.options->replica_timeout,
                                              [this, id] { OnPutReplicaTimeout(id); });
@@ -679,7 +682,7 @@ void Coordinator::MaybeRetirePut(uint64_t id) {
   }
   env_.runtime->Cancel(op.deadline);
   env_.runtime->Cancel(op.replica_timer);
-  puts_.erase(it);
+  puts_.erase(id);  // not `it`: FinishPut's callback may have added requests
 }
 
 bool Coordinator::OnReplicaPutReply(NodeId from, const ReplicaPutReply& reply) {

@@ -12,6 +12,18 @@ class Simulation::ObservedDisk : public StorageEngineWrapper {
  public:
   ObservedDisk(Simulation* sim, NodeId id, MemoryEngine* disk)
       : StorageEngineWrapper(disk), sim_(sim), id_(id) {}
+  // The copy-free reads and merges go straight to the disk: this wrapper
+  // changes nothing they see (StorageEngineWrapper's defaults would route
+  // them through Get and Put, copying every sibling set).
+  absl::Status Visit(std::string_view key,
+                     absl::FunctionRef<void(const SiblingSet&)> reader) override {
+    return target()->Visit(key, reader);
+  }
+  absl::Status PutAndVisit(std::string_view key, const SiblingSet& incoming,
+                           const WriteOptions& options,
+                           absl::FunctionRef<void(const SiblingSet&)> reader) override {
+    return target()->PutAndVisit(key, incoming, options, reader);
+  }
   absl::Status Erase(std::string_view key) override {
     if (sim_->erase_observer_) {
       absl::StatusOr<SiblingSet> stored = target()->Get(key);

@@ -291,6 +291,14 @@ class SimNetwork {
 
   const uint64_t seed_;
   NetworkOptions options_;
+  // options_'s latency bounds in nanoseconds, computed once per SetOptions:
+  // every message draws a latency, and converting Durations each time was
+  // a measurable part of a send.
+  struct LatencyNs {
+    int64_t min = 0, mean = 0, max = 0;
+  };
+  static LatencyNs LatencyBoundsOf(const NetworkOptions& options);
+  LatencyNs latency_ns_;
   int64_t now_ns_ = 0;  // virtual time since Epoch()
   uint64_t next_seq_ = 1;
   uint64_t next_message_id_ = 1;
