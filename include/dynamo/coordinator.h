@@ -124,7 +124,16 @@ class Coordinator {
   void FinishGet(GetOp& op, absl::Status status);
   void MaybeCompleteGet(uint64_t id);
   void RepairAndRetire(uint64_t id);
-  void OnPutReplicaTimeout(uint64_t id);
+  struct RequestTimer;
+  // Arms a request's timer for `step` (a replica timeout), or for what is
+  // left until the deadline if that is sooner.
+  template <typename Fire>
+  void Arm(RequestTimer& timer, absl::Duration step, Fire fire);
+  // Called first when a request's timer fires: true at the deadline.
+  bool Fired(RequestTimer& timer);
+  void OnGetTimer(uint64_t id);
+  void OnPutTimer(uint64_t id);
+  void OnForwardTimer(uint64_t id);
   void FinishPut(PutOp& op, absl::Status status);
   // Records a replica's answer and merges its versions into the get's.
   void AddReply(GetOp& op, NodeId from, SiblingSet siblings);

@@ -16,7 +16,7 @@ constexpr uint8_t kSiblingSetFormat = 2;
 constexpr size_t kMaxVarintBytes = 10;
 }  // namespace
 
-void Encoder::PutVarint(uint64_t v) {
+void Encoder::PutLongVarint(uint64_t v) {
   // Build the bytes locally and append once: one capacity check instead of
   // one per byte (the codec is on every simulated message's path).
   char bytes[kMaxVarintBytes];
@@ -75,18 +75,7 @@ absl::Status Decoder::Short(const char* what) const {
                    " bytes left at offset ", pos_));
 }
 
-absl::Status Decoder::GetU8(uint8_t* v) {
-  if (remaining() < 1) return Short("byte");
-  *v = static_cast<uint8_t>(in_[pos_++]);
-  return absl::OkStatus();
-}
-
-absl::Status Decoder::GetVarint(uint64_t* v) {
-  // Fast path: a one-byte varint (small counts, lengths, counters).
-  if (pos_ < in_.size() && (static_cast<uint8_t>(in_[pos_]) & 0x80) == 0) {
-    *v = static_cast<uint8_t>(in_[pos_++]);
-    return absl::OkStatus();
-  }
+absl::Status Decoder::GetLongVarint(uint64_t* v) {
   uint64_t result = 0;
   for (size_t i = 0; i < kMaxVarintBytes; ++i) {
     if (pos_ >= in_.size()) return Short("varint");
@@ -148,7 +137,7 @@ absl::Status Decoder::GetString(std::string* v, size_t max_len, const char* what
 }
 
 absl::Status Decoder::GetBool(bool* b) {
-  uint8_t v;
+  uint8_t v = 0;
   DYNAMO_RETURN_IF_ERROR(GetU8(&v));
   if (v > 1) return absl::InvalidArgumentError(absl::StrCat("bool byte is ", v, ", not 0 or 1"));
   *b = v == 1;
@@ -249,7 +238,7 @@ std::string EncodeSiblingSet(const SiblingSet& siblings) {
 
 absl::StatusOr<SiblingSet> DecodeSiblingSet(std::string_view bytes, const CodecLimits& limits) {
   Decoder dec(bytes, limits);
-  uint8_t format;
+  uint8_t format = 0;
   DYNAMO_RETURN_IF_ERROR(dec.GetU8(&format));
   if (format != kSiblingSetFormat) {
     return absl::InvalidArgumentError(

@@ -39,7 +39,15 @@ class Encoder {
  public:
   explicit Encoder(std::string* out) : out_(out) {}
   void PutU8(uint8_t v) { out_->push_back(static_cast<char>(v)); }
-  void PutVarint(uint64_t v);
+  // Small numbers (counts, lengths, counters) take the inline one-byte path:
+  // the codec runs on every simulated message.
+  void PutVarint(uint64_t v) {
+    if (v < 0x80) {
+      out_->push_back(static_cast<char>(v));
+    } else {
+      PutLongVarint(v);
+    }
+  }
   void PutSignedVarint(int64_t v);  // zigzag
   void PutFixed64(uint64_t v);
   void PutBytes(std::string_view bytes);  // varint length + bytes
@@ -51,6 +59,7 @@ class Encoder {
   std::string* out() { return out_; }
 
  private:
+  void PutLongVarint(uint64_t v);
   std::string* out_;
 };
 
@@ -61,8 +70,19 @@ class Decoder {
   explicit Decoder(std::string_view in, const CodecLimits& limits = CodecLimits())
       : in_(in), limits_(limits) {}
 
-  absl::Status GetU8(uint8_t* v);
-  absl::Status GetVarint(uint64_t* v);
+  absl::Status GetU8(uint8_t* v) {
+    if (pos_ >= in_.size()) return Short("byte");
+    *v = static_cast<uint8_t>(in_[pos_++]);
+    return absl::OkStatus();
+  }
+  absl::Status GetVarint(uint64_t* v) {
+    // Inline fast path: a one-byte varint (small counts, lengths, counters).
+    if (pos_ < in_.size() && (static_cast<uint8_t>(in_[pos_]) & 0x80) == 0) {
+      *v = static_cast<uint8_t>(in_[pos_++]);
+      return absl::OkStatus();
+    }
+    return GetLongVarint(v);
+  }
   absl::Status GetSignedVarint(int64_t* v);
   absl::Status GetFixed64(uint64_t* v);
   // `what` names the field in error messages; `max_len` bounds its length.
@@ -85,6 +105,7 @@ class Decoder {
 
  private:
   absl::Status Short(const char* what) const;
+  absl::Status GetLongVarint(uint64_t* v);
   std::string_view in_;
   size_t pos_ = 0;
   CodecLimits limits_;

@@ -20,7 +20,7 @@ std::string Context::Encode() const {
 
 absl::StatusOr<Context> Context::Decode(std::string_view bytes) {
   internal::Decoder d(bytes);
-  uint8_t format;
+  uint8_t format = 0;
   DYNAMO_RETURN_IF_ERROR(d.GetU8(&format));
   if (format != kContextFormat) {
     return absl::InvalidArgumentError("context: unknown format (not produced by libdynamo?)");

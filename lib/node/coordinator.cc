@@ -24,6 +24,17 @@ namespace {
 using NodeList = absl::InlinedVector<NodeId, 8>;
 }  // namespace
 
+// One timer per request: it fires at each replica timeout (the request's
+// next step) and at the latest at the request deadline, which is reached
+// when the delays of the timers that fired add up to request_timeout. A
+// deadline timer beside a replica timer cost every request a schedule and a
+// cancel more, and most requests finish before either fires.
+struct Coordinator::RequestTimer {
+  TimerId id = kNoTimer;
+  absl::Duration waited;  // the delays of the timers that fired
+  absl::Duration armed;   // the delay of the one armed
+};
+
 struct Coordinator::PutOp {
   struct Target {
     NodeId node = kNoNode;
@@ -43,8 +54,7 @@ struct Coordinator::PutOp {
   size_t acks = 0;
   size_t errors = 0;
   bool done = false;
-  TimerId deadline = kNoTimer;
-  TimerId replica_timer = kNoTimer;
+  RequestTimer timer;
   PutCallback callback;
 };
 
@@ -68,8 +78,8 @@ struct Coordinator::GetOp {
   size_t errors = 0;
   NodeId fastest = kNoNode;
   bool done = false;
-  TimerId deadline = kNoTimer;
-  TimerId replica_timer = kNoTimer;
+  bool replica_timeout_passed = false;
+  RequestTimer timer;
   GetCallback callback;
 };
 
@@ -77,12 +87,11 @@ struct Coordinator::ForwardOp {
   internal::ClientRequest request;  // kept to retry on another replica
   std::vector<NodeId> candidates;   // replicas not tried yet, in preference order
   NodeId target = kNoNode;
-  TimerId attempt_timer = kNoTimer;
+  RequestTimer timer;
   ClientOp op = ClientOp::kGet;
   ConflictPolicy policy = ConflictPolicy::kKeepSiblings;
   GetCallback get_done;
   PutCallback put_done;
-  TimerId deadline = kNoTimer;
 };
 
 namespace {
@@ -121,18 +130,9 @@ GetResult MakeGetResult(SiblingSet versions, ConflictPolicy policy, NodeId faste
 Coordinator::Coordinator(CoordinatorEnv env) : env_(env) {}
 
 Coordinator::~Coordinator() {
-  for (auto& [id, op] : puts_) {
-    env_.runtime->Cancel(op->deadline);
-    env_.runtime->Cancel(op->replica_timer);
-  }
-  for (auto& [id, op] : gets_) {
-    env_.runtime->Cancel(op->deadline);
-    env_.runtime->Cancel(op->replica_timer);
-  }
-  for (auto& [id, op] : forwards_) {
-    env_.runtime->Cancel(op->deadline);
-    env_.runtime->Cancel(op->attempt_timer);
-  }
+  for (auto& [id, op] : puts_) env_.runtime->Cancel(op->timer.id);
+  for (auto& [id, op] : gets_) env_.runtime->Cancel(op->timer.id);
+  for (auto& [id, op] : forwards_) env_.runtime->Cancel(op->timer.id);
 }
 
 size_t Coordinator::requests_in_flight() const {
@@ -157,8 +157,7 @@ void Coordinator::ShedSettling() {
       if (is_get) {
         RepairAndRetire(id);
       } else {
-        env_.runtime->Cancel(put->second->deadline);
-        env_.runtime->Cancel(put->second->replica_timer);
+        env_.runtime->Cancel(put->second->timer.id);
         puts_.erase(put);
       }
     }
@@ -213,6 +212,20 @@ void Coordinator::Send(NodeId to, std::string bytes) {
   // A local send error (unknown peer, full queue) looks to the protocol like
   // a lost message: the replica timeout and the deadline handle both.
   (void)env_.runtime->transport().Send(to, std::move(bytes));
+}
+
+template <typename Fire>
+void Coordinator::Arm(RequestTimer& timer, absl::Duration step, Fire fire) {
+  timer.armed = std::min(step, env_.options->request_timeout - timer.waited);
+  // `fire` captures [this, id]: small enough to live inside the callback
+  // without an allocation.
+  timer.id = env_.runtime->Schedule(timer.armed, std::move(fire));
+}
+
+bool Coordinator::Fired(RequestTimer& timer) {
+  timer.id = kNoTimer;
+  timer.waited += timer.armed;
+  return timer.waited >= env_.options->request_timeout;
 }
 
 // ---------------------------------------------------------------- get
@@ -298,34 +311,37 @@ void Coordinator::StartGet(const BucketOptions& bucket, std::string skey,
   uint64_t id = op->id;
   std::string request = EncodeMessage(ReplicaGet{id, op->skey});
   for (NodeId t : op->targets) Send(t, request);
-  op->deadline = env_.runtime->Schedule(env_.options->request_timeout, [this, id] {
-    auto it = gets_.find(id);
-    if (it == gets_.end()) return;
-    it->second->deadline = kNoTimer;
-    if (!it->second->done) {
-      FinishGet(*it->second,
-                absl::DeadlineExceededError(absl::StrCat(
-                    "get: ", it->second->replies.size(), " of R=", it->second->r,
-                    " replicas answered before the deadline")));
-    }
-    RepairAndRetire(id);
-  });
-  op->replica_timer = env_.runtime->Schedule(env_.options->replica_timeout, [this, id] {
-    auto it = gets_.find(id);
-    if (it == gets_.end()) return;
-    GetOp& g = *it->second;
-    g.replica_timer = kNoTimer;
+  Arm(op->timer, env_.options->replica_timeout, [this, id] { OnGetTimer(id); });
+  ShedSettling();
+  gets_.emplace(id, std::move(op));
+  callers_waiting_++;
+  MaybeCompleteGet(id);
+}
+
+void Coordinator::OnGetTimer(uint64_t id) {
+  auto it = gets_.find(id);
+  if (it == gets_.end()) return;
+  GetOp& g = *it->second;
+  const bool deadline = Fired(g.timer);
+  if (!g.replica_timeout_passed) {
+    g.replica_timeout_passed = true;
     for (NodeId t : g.targets) {
       bool replied = std::any_of(g.replies.begin(), g.replies.end(),
                                  [t](const GetOp::Reply& r) { return r.node == t; });
       if (!replied) env_.failure_detector->OnTimeout(t, env_.runtime->Now());
     }
-    if (g.done) RepairAndRetire(id);
-  });
-  ShedSettling();
-  gets_.emplace(id, std::move(op));
-  callers_waiting_++;
-  MaybeCompleteGet(id);
+  }
+  if (deadline && !g.done) {
+    FinishGet(g, absl::DeadlineExceededError(absl::StrCat("get: ", g.replies.size(), " of R=", g.r,
+                                                          " replicas answered before the deadline")));
+  }
+  // A finished get repairs with the replies it has rather than wait for
+  // silent replicas; an unfinished one waits for them until the deadline.
+  if (deadline || g.done) {
+    RepairAndRetire(id);
+    return;
+  }
+  Arm(g.timer, absl::InfiniteDuration(), [this, id] { OnGetTimer(id); });
 }
 
 void Coordinator::FinishGet(GetOp& op, absl::Status status) {
@@ -393,8 +409,7 @@ void Coordinator::RepairAndRetire(uint64_t id) {
       Send(r.node, repair);
     }
   }
-  env_.runtime->Cancel(op.deadline);
-  env_.runtime->Cancel(op.replica_timer);
+  env_.runtime->Cancel(op.timer.id);
   gets_.erase(it);
 }
 
@@ -588,20 +603,7 @@ void Coordinator::Write(const BucketOptions& bucket, std::string_view key, const
       Send(f, copy);
     }
   }
-  op->deadline = env_.runtime->Schedule(env_.options->request_timeout, [this, id] {
-    auto it = puts_.find(id);
-    if (it == puts_.end()) return;
-    PutOp& p = *it->second;
-    p.deadline = kNoTimer;
-    if (!p.done) {
-      FinishPut(p, absl::DeadlineExceededError(absl::StrCat(
-                       "put: ", p.acks, " of W=", p.w, " replicas acknowledged before the deadline")));
-    }
-    env_.runtime->Cancel(p.replica_timer);
-    puts_.erase(id);  // not `it`: the callback may have added requests
-  });
-  op->replica_timer = env_.runtime->Schedule(env_.options->replica_timeout,
-                                             [this, id] { OnPutReplicaTimeout(id); });
+  Arm(op->timer, env_.options->replica_timeout, [this, id] { OnPutTimer(id); });
   PutOp& ref = *op;
   ShedSettling();
   puts_.emplace(id, std::move(op));
@@ -610,11 +612,18 @@ void Coordinator::Write(const BucketOptions& bucket, std::string_view key, const
   MaybeRetirePut(id);
 }
 
-void Coordinator::OnPutReplicaTimeout(uint64_t id) {
+void Coordinator::OnPutTimer(uint64_t id) {
   auto it = puts_.find(id);
   if (it == puts_.end()) return;
   PutOp& op = *it->second;
-  op.replica_timer = kNoTimer;
+  if (Fired(op.timer)) {
+    if (!op.done) {
+      FinishPut(op, absl::DeadlineExceededError(absl::StrCat(
+                        "put: ", op.acks, " of W=", op.w, " replicas acknowledged before the deadline")));
+    }
+    puts_.erase(id);  // not `it`: the callback may have added requests
+    return;
+  }
   // Sloppy quorum: every replica that stayed silent is suspected, and its
   // copy goes to the next healthy node as a hint, so the write still reaches
   // N nodes and W can still be met.
@@ -639,10 +648,9 @@ void Coordinator::OnPutReplicaTimeout(uint64_t id) {
   // timeout at a time, until the deadline or the candidates run out.
   bool waiting = std::any_of(op.targets.begin(), op.targets.end(),
                              [](const PutOp::Target& t) { return !t.replied && !t.replaced; });
-  if (waiting && !op.fallbacks.empty()) {
-    op.replica_timer = env_.runtime->Schedule(env_.options->replica_timeout,
-                                              [this, id] { OnPutReplicaTimeout(id); });
-  }
+  Arm(op.timer,
+      waiting && !op.fallbacks.empty() ? env_.options->replica_timeout : absl::InfiniteDuration(),
+      [this, id] { OnPutTimer(id); });
   MaybeRetirePut(id);
 }
 
@@ -680,8 +688,7 @@ void Coordinator::MaybeRetirePut(uint64_t id) {
                                                       " replicas acknowledged, ", op.errors,
                                                       " refused")));
   }
-  env_.runtime->Cancel(op.deadline);
-  env_.runtime->Cancel(op.replica_timer);
+  env_.runtime->Cancel(op.timer.id);
   puts_.erase(id);  // not `it`: FinishPut's callback may have added requests
 }
 
@@ -716,33 +723,36 @@ void Coordinator::Forward(std::vector<NodeId> candidates, ClientRequest request,
   op->policy = policy;
   op->get_done = std::move(get_done);
   op->put_done = std::move(put_done);
-  op->deadline = env_.runtime->Schedule(env_.options->request_timeout, [this, id] {
-    auto it = forwards_.find(id);
-    if (it == forwards_.end()) return;
-    std::unique_ptr<ForwardOp> f = std::move(it->second);
-    forwards_.erase(it);
-    env_.runtime->Cancel(f->attempt_timer);
-    absl::Status status =
-        absl::DeadlineExceededError("the coordinating replica did not answer before the deadline");
-    if (f->op == ClientOp::kGet) {
-      env_.metrics->gets_failed++;
-      f->get_done(status);
-    } else {
-      env_.metrics->puts_failed++;
-      f->put_done(status);
-    }
-  });
   op->request = std::move(request);
   forwards_.emplace(id, std::move(op));
   env_.metrics->requests_forwarded++;
   ForwardAttempt(id);
 }
 
+void Coordinator::OnForwardTimer(uint64_t id) {
+  auto it = forwards_.find(id);
+  if (it == forwards_.end()) return;
+  if (!Fired(it->second->timer)) {
+    ForwardAttempt(id);
+    return;
+  }
+  std::unique_ptr<ForwardOp> f = std::move(it->second);
+  forwards_.erase(it);
+  absl::Status status =
+      absl::DeadlineExceededError("the coordinating replica did not answer before the deadline");
+  if (f->op == ClientOp::kGet) {
+    env_.metrics->gets_failed++;
+    f->get_done(status);
+  } else {
+    env_.metrics->puts_failed++;
+    f->put_done(status);
+  }
+}
+
 void Coordinator::ForwardAttempt(uint64_t id) {
   auto it = forwards_.find(id);
   if (it == forwards_.end()) return;
   ForwardOp& f = *it->second;
-  f.attempt_timer = kNoTimer;
   if (f.target != kNoNode) env_.failure_detector->OnTimeout(f.target, env_.runtime->Now());
   f.target = kNoNode;
   while (!f.candidates.empty() && f.target == kNoNode) {
@@ -750,13 +760,16 @@ void Coordinator::ForwardAttempt(uint64_t id) {
     f.candidates.erase(f.candidates.begin());
     if (next != self() && env_.failure_detector->IsReachable(next)) f.target = next;
   }
-  if (f.target == kNoNode) return;  // the deadline reports the failure
+  if (f.target == kNoNode) {
+    // The deadline reports the failure.
+    Arm(f.timer, absl::InfiniteDuration(), [this, id] { OnForwardTimer(id); });
+    return;
+  }
   Send(f.target, EncodeMessage(f.request));
   // The replica may itself need a replica timeout to assemble a sloppy
   // quorum; silence for twice that means it is unreachable, so try the next
   // one. A late answer from the first still completes the request (same id).
-  f.attempt_timer =
-      env_.runtime->Schedule(2 * env_.options->replica_timeout, [this, id] { ForwardAttempt(id); });
+  Arm(f.timer, 2 * env_.options->replica_timeout, [this, id] { OnForwardTimer(id); });
 }
 
 bool Coordinator::OnClientReply(NodeId /*from*/, ClientReply&& reply) {
@@ -764,8 +777,7 @@ bool Coordinator::OnClientReply(NodeId /*from*/, ClientReply&& reply) {
   if (it == forwards_.end()) return false;
   std::unique_ptr<ForwardOp> f = std::move(it->second);
   forwards_.erase(it);
-  env_.runtime->Cancel(f->deadline);
-  env_.runtime->Cancel(f->attempt_timer);
+  env_.runtime->Cancel(f->timer.id);
   absl::Status status = StatusFromWire(reply.code, reply.error);
   if (f->op == ClientOp::kGet) {
     if (!status.ok()) {

@@ -161,7 +161,7 @@ std::string EncodeMemberEntries(const std::vector<MemberEntry>& entries) {
 
 absl::StatusOr<std::vector<MemberEntry>> DecodeMemberEntries(std::string_view bytes) {
   internal::Decoder d(bytes);
-  uint8_t format;
+  uint8_t format = 0;
   DYNAMO_RETURN_IF_ERROR(d.GetU8(&format));
   if (format != kEntriesFormat) {
     return absl::InvalidArgumentError(absl::StrCat("membership: unknown format ", format));
@@ -180,7 +180,7 @@ absl::StatusOr<std::vector<MemberEntry>> DecodeMemberEntries(std::string_view by
     if (!std::isfinite(m.weight) || m.weight <= 0) {
       return absl::InvalidArgumentError("membership: weight must be finite and positive");
     }
-    uint8_t status;
+    uint8_t status = 0;
     DYNAMO_RETURN_IF_ERROR(d.GetU8(&status));
     if (status < 1 || status > 4) {
       return absl::InvalidArgumentError(absl::StrCat("membership: unknown status ", status));

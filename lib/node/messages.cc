@@ -215,7 +215,7 @@ absl::Status DecodeBody(Decoder& d, ReplicaGetReply& m) {
 }
 absl::Status DecodeBody(Decoder& d, ClientRequest& m) {
   DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.request_id));
-  uint8_t op;
+  uint8_t op = 0;
   DYNAMO_RETURN_IF_ERROR(d.GetU8(&op));
   if (op < 1 || op > 3) return absl::InvalidArgumentError(absl::StrCat("unknown client op ", op));
   m.op = static_cast<ClientOp>(op);
@@ -407,7 +407,7 @@ void PingUnreachable(const FailureDetector& detector, Transport& transport,
 
 absl::StatusOr<Message> DecodeMessage(std::string_view bytes, const CodecLimits& limits) {
   Decoder d(bytes, limits);
-  uint8_t version, type;
+  uint8_t version = 0, type = 0;
   DYNAMO_RETURN_IF_ERROR(d.GetU8(&version));
   if (version != kProtocolVersion) {
     return absl::InvalidArgumentError(absl::StrCat("unsupported protocol version ", version,

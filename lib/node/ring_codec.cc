@@ -37,7 +37,7 @@ std::string EncodeRing(const Ring& ring) {
 
 absl::StatusOr<Ring> DecodeRing(std::string_view bytes) {
   internal::Decoder d(bytes);
-  uint8_t format;
+  uint8_t format = 0;
   DYNAMO_RETURN_IF_ERROR(d.GetU8(&format));
   if (format != kRingFormat) return absl::InvalidArgumentError("ring: unknown format version");
   RingOptions o;
