@@ -192,7 +192,21 @@ class RespServer::Conn : public std::enable_shared_from_this<Conn> {
       pending_.pop_front();
       first_seq_++;
     }
-    Write();
+    ScheduleWrite();
+  }
+
+  // Replies completed in the same loop turn (a pipelined batch answered
+  // while it is parsed, or the requests a chunk of replica messages
+  // finished) go out in one write: the write runs after the handler that
+  // completed them, once per connection, instead of one send per reply.
+  void ScheduleWrite() {
+    if (write_posted_ || writing_ || closed_) return;
+    write_posted_ = true;
+    auto self = shared_from_this();
+    asio::post(socket_.get_executor(), [self] {
+      self->write_posted_ = false;
+      self->Write();
+    });
   }
 
   void Write() {
@@ -440,6 +454,7 @@ class RespServer::Conn : public std::enable_shared_from_this<Conn> {
   std::string out_, writing_buf_;
   bool closed_ = false, reading_ = false, writing_ = false, pumping_ = false;
   bool close_after_flush_ = false;
+  bool write_posted_ = false;  // a Write() is posted to the loop
 };
 
 RespServer::RespServer(RespServerOptions options, asio::io_context& io, Node* node,

@@ -7,8 +7,10 @@
 #include <exception>
 #include <random>
 #include <set>
+#include <tuple>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
@@ -148,13 +150,18 @@ class TcpRuntime::Impl {
     asio::steady_timer redial_timer;
   };
 
-  struct Timer {
-    std::unique_ptr<asio::steady_timer> timer;
-    absl::AnyInvocable<void()> callback;
+  using Clock = std::chrono::steady_clock;
+  // A pending timer's place in the deadline heap. Cancel() only forgets the
+  // callback; its entry is skipped when it reaches the top (or dropped when
+  // the heap is compacted), so cancelling costs no heap surgery.
+  struct Deadline {
+    Clock::time_point when;
+    TimerId id;  // ties fire in the order they were scheduled
+    bool operator>(const Deadline& o) const { return std::tie(when, id) > std::tie(o.when, o.id); }
   };
 
   Impl(TcpRuntime* owner, const TcpRuntimeOptions& options)
-      : owner_(owner), options_(options), acceptor_(io_) {
+      : owner_(owner), options_(options), acceptor_(io_), wakeup_(io_) {
     std::random_device rd;
     std::seed_seq seq{rd(), rd(), rd(), rd(), rd(), rd(), rd(), rd()};
     rng_.seed(seq);
@@ -168,7 +175,7 @@ class TcpRuntime::Impl {
     }
     for (const auto& conn : inbound_) conn->Close();
     inbound_.clear();
-    timers_.clear();
+    timer_callbacks_.clear();
     peers_.clear();
   }
 
@@ -197,28 +204,78 @@ class TcpRuntime::Impl {
 
   // ---------------------------------------------------------------- timers
 
+  // Every node timer (one or two per request in flight) lives in one heap
+  // ordered by deadline, and a single asio timer is armed for the earliest:
+  // a steady_timer per request cost an allocation, an epoll/timerfd update
+  // on arming and again on cancelling, per request.
   TimerId Schedule(absl::Duration delay, absl::AnyInvocable<void()> callback) {
     TimerId id = ++timer_counter_;
-    if (timers_.size() >= options_.timers_max) {
+    if (timer_callbacks_.size() >= options_.timers_max) {
       // Never expected with sane limits; a dropped timer is visible.
       metrics_.timers_refused++;
       return id;
     }
-    auto timer = std::make_unique<asio::steady_timer>(io_, ToChrono(delay));
-    timer->async_wait([this, id](const asio::error_code&) {
-      auto it = timers_.find(id);
-      if (it == timers_.end()) return;  // cancelled
-      absl::AnyInvocable<void()> callback = std::move(it->second.callback);
-      timers_.erase(it);
-      callback();
-    });
-    timers_.emplace(id, Timer{std::move(timer), std::move(callback)});
+    Clock::time_point now = Clock::now();
+    std::chrono::nanoseconds wait = ToChrono(delay);  // absl::InfiniteDuration: the far future
+    Clock::time_point when = wait < Clock::time_point::max() - now ? now + wait : Clock::time_point::max();
+    timer_callbacks_.emplace(id, std::move(callback));
+    deadlines_.push_back(Deadline{when, id});
+    std::push_heap(deadlines_.begin(), deadlines_.end(), std::greater<>());
+    CompactDeadlines();
+    ArmWakeup();
     return id;
   }
 
   void Cancel(TimerId id) {
     if (id == kNoTimer) return;
-    timers_.erase(id);  // the timer's destructor cancels its wait
+    timer_callbacks_.erase(id);
+  }
+
+  // Cancelled timers leave their entries in the heap; rebuild it when they
+  // outnumber the live ones, so it stays within 2 * timers_max + slack.
+  void CompactDeadlines() {
+    if (deadlines_.size() <= 2 * timer_callbacks_.size() + 1024) return;
+    std::erase_if(deadlines_, [this](const Deadline& d) { return !timer_callbacks_.contains(d.id); });
+    std::make_heap(deadlines_.begin(), deadlines_.end(), std::greater<>());
+  }
+
+  // Arms the asio timer for the earliest live deadline, unless it already
+  // wakes up no later than that.
+  void ArmWakeup() {
+    while (!deadlines_.empty() && !timer_callbacks_.contains(deadlines_.front().id)) {
+      std::pop_heap(deadlines_.begin(), deadlines_.end(), std::greater<>());
+      deadlines_.pop_back();
+    }
+    if (deadlines_.empty()) return;
+    Clock::time_point when = deadlines_.front().when;
+    if (wakeup_armed_ && wakeup_at_ <= when) return;
+    wakeup_armed_ = true;
+    wakeup_at_ = when;
+    wakeup_.expires_at(when);  // cancels a later wait, whose handler then ignores it
+    wakeup_.async_wait([this, when](const asio::error_code& e) {
+      if (e || !wakeup_armed_ || wakeup_at_ != when) return;  // replaced by an earlier one
+      wakeup_armed_ = false;
+      RunDueTimers();
+    });
+  }
+
+  // Runs the timers whose deadline has passed, in deadline order. A
+  // callback may schedule or cancel timers; one scheduled with no delay
+  // runs in this same pass only if it is due, never in an endless loop,
+  // because each pass takes `now` once.
+  void RunDueTimers() {
+    Clock::time_point now = Clock::now();
+    while (!deadlines_.empty() && deadlines_.front().when <= now) {
+      TimerId id = deadlines_.front().id;
+      std::pop_heap(deadlines_.begin(), deadlines_.end(), std::greater<>());
+      deadlines_.pop_back();
+      auto it = timer_callbacks_.find(id);
+      if (it == timer_callbacks_.end()) continue;  // cancelled
+      absl::AnyInvocable<void()> callback = std::move(it->second);
+      timer_callbacks_.erase(it);
+      callback();
+    }
+    ArmWakeup();
   }
 
   // ---------------------------------------------------------------- outbound
@@ -639,7 +696,13 @@ class TcpRuntime::Impl {
   asio::io_context io_;  // first: destroyed last, after everything using it
   tcp::acceptor acceptor_;
   std::mt19937_64 rng_;
-  std::map<TimerId, Timer> timers_;
+  // Pending timers: callbacks by id, and the min-heap of their deadlines
+  // (with entries of cancelled ones until they surface).
+  absl::flat_hash_map<TimerId, absl::AnyInvocable<void()>> timer_callbacks_;
+  std::vector<Deadline> deadlines_;
+  asio::steady_timer wakeup_;  // armed for deadlines_.front() when wakeup_armed_
+  Clock::time_point wakeup_at_;
+  bool wakeup_armed_ = false;
   TimerId timer_counter_ = 0;
   std::map<NodeId, std::unique_ptr<Peer>> peers_;
   std::set<std::shared_ptr<Conn>> inbound_;

@@ -148,6 +148,44 @@ TEST_CASE("timers run in order on the loop and cancelled timers never run") {
   REQUIRE(fired == std::vector<int>{1, 2, 3, 4});
 }
 
+// The runtime keeps every timer in one deadline heap behind a single asio
+// timer: a request's timeout is armed and then cancelled almost always.
+TEST_CASE("timers: an earlier deadline after later ones wakes the loop early, mass cancels") {
+  auto rt = TcpRuntime::Create(Options(1, "s"));
+  REQUIRE(rt.ok());
+  std::mutex mu;
+  std::vector<int> fired;
+  auto record = [&](int v) {
+    std::lock_guard<std::mutex> l(mu);
+    fired.push_back(v);
+  };
+  LoopThread loop(rt->get());
+  loop.Call([&] {
+    // Armed first: the single asio timer waits for these...
+    (*rt)->Schedule(absl::Seconds(30), [&] { record(-1); });
+    (*rt)->Schedule(absl::InfiniteDuration(), [&] { record(-2); });
+    // ...then thousands of request-like timers, nearly all cancelled (more
+    // than the heap keeps before it drops cancelled entries).
+    std::vector<TimerId> ids;
+    for (int i = 0; i < 5000; ++i) {
+      ids.push_back((*rt)->Schedule(absl::Milliseconds(5 + i / 100), [&, i] { record(i); }));
+    }
+    for (int i = 0; i < 5000; ++i) {
+      if (i % 1000 != 999) (*rt)->Cancel(ids[i]);
+    }
+    // A callback that schedules another timer, which runs after it.
+    (*rt)->Schedule(absl::Milliseconds(70), [&] {
+      record(10000);
+      (*rt)->Schedule(absl::ZeroDuration(), [&] { record(10001); });
+    });
+    return 0;
+  });
+  // Well before the 30 s timer: the earlier deadlines re-armed the wakeup.
+  REQUIRE(WaitUntil([&] { std::lock_guard<std::mutex> l(mu); return fired.size() >= 7; }));
+  std::lock_guard<std::mutex> l(mu);
+  REQUIRE(fired == std::vector<int>{999, 1999, 2999, 3999, 4999, 10000, 10001});
+}
+
 TEST_CASE("a runtime with the wrong secret is refused both ways") {
   Pair p = MakePair("right", "wrong");
   std::atomic<int> received{0};
