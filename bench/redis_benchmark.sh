@@ -11,9 +11,19 @@
 # (a replica of every key with N=3 on 3 nodes). Not run by CI; installs
 # redis-tools and redis-server when missing.
 #
+# CPU. With PIN=1 (the default on 2+ cores) every server — redis-server and
+# each dynamo-server — runs on core 0 and redis-benchmark on core 1, so the
+# client never takes CPU from the server it measures and every target gets
+# the same one core (the 3-node cluster shares it among its 3 processes,
+# as redis-server's single thread has one). Besides requests/s the table
+# shows the server CPU time per request (user + system, from /proc, summed
+# over the target's processes): on a machine shared with other work,
+# requests/s follows whatever else runs, CPU per request much less.
+#
 #   bench/redis_benchmark.sh [REQUESTS] [CLIENTS] [REPEATS]   (20000, 20, 3)
-#   env: DURABILITY=nosync|sync|buffered (nosync), PIPELINE (16),
-#        BUILD_DIR (build), OUT (raw and median CSV prefix, $BUILD_DIR/redis_benchmark)
+#   env: DURABILITY=nosync|sync|buffered|buffered-all (nosync), PIPELINE (16),
+#        PIN (1 on 2+ cores, else 0), BUILD_DIR (build),
+#        OUT (raw and median CSV prefix, $BUILD_DIR/redis_benchmark)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 requests=${1:-20000}
@@ -23,6 +33,9 @@ pipeline=${PIPELINE:-16}
 build=${BUILD_DIR:-build}
 out=${OUT:-$build/redis_benchmark}
 durability=${DURABILITY:-nosync}
+pin=${PIN:-$([ "$(nproc)" -ge 2 ] && echo 1 || echo 0)}
+on_server_core=(); on_client_core=()
+if [ "$pin" = 1 ]; then on_server_core=(taskset -c 0); on_client_core=(taskset -c 1); fi
 if ! command -v redis-benchmark >/dev/null || ! command -v redis-server >/dev/null; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
@@ -40,16 +53,20 @@ export DYNAMO_CLUSTER_SECRET=bench-secret
 server="$build/examples/dynamo-server"
 
 # One node, (1,1,1).
-"$server" --id 1 --peers 1=127.0.0.1:7201 --client 127.0.0.1:6391 --data-dir "$dir/single" \
+"${on_server_core[@]}" "$server" --id 1 --peers 1=127.0.0.1:7201 --client 127.0.0.1:6391 --data-dir "$dir/single" \
   --n 1 --r 1 --w 1 --durability "$durability" 2>"$dir/single.log" & pids+=($!)
+single_pids="$!"
+cluster_pids=""
 # Three nodes, (3,2,2).
 peers="1=127.0.0.1:7211,2=127.0.0.1:7212,3=127.0.0.1:7213"
 for i in 1 2 3; do
-  "$server" --id $i --peers "$peers" --client 127.0.0.1:640$i --data-dir "$dir/n$i" \
+  "${on_server_core[@]}" "$server" --id $i --peers "$peers" --client 127.0.0.1:640$i --data-dir "$dir/n$i" \
     --n 3 --r 2 --w 2 --durability "$durability" 2>"$dir/n$i.log" & pids+=($!)
+  cluster_pids="$cluster_pids $!"
 done
-redis-server --port 6399 --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
+"${on_server_core[@]}" redis-server --port 6399 --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
   >"$dir/redis.log" 2>&1 & pids+=($!)
+redis_pids="$!"
 for port in 6391 6401 6402 6403 6399; do
   for _ in $(seq 100); do
     redis-cli -p $port PING >/dev/null 2>&1 && break
@@ -70,13 +87,23 @@ for port in 6391 6401 6399; do
     >/dev/null 2>&1 || true
 done
 
+# CPU seconds (user + system) the given processes have used so far.
+cpu_seconds() {
+  local tck total=0 p
+  tck=$(getconf CLK_TCK)
+  for p in "$@"; do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  awk -v t="$total" -v k="$tck" 'BEGIN { printf "%.3f", t / k }'
+}
+
 # One redis-benchmark run -> "rps p50 p99 p99.9" (latencies in ms), or
 # nothing when the run failed: redis-benchmark stops at the first error reply
 # (e.g. a put refused with UNAVAILABLE while an overloaded coordinator
 # suspected its peers). Failed runs are counted, not averaged in.
 run() {  # port test pipeline requests
-  redis-benchmark -h 127.0.0.1 -p "$1" -n "$4" -c "$clients" -P "$3" -r 10000 -d 100 -t "$2" \
-    2>"$dir/stderr" | tr '\r' '\n' | awk '
+  "${on_client_core[@]}" redis-benchmark -h 127.0.0.1 -p "$1" -n "$4" -c "$clients" -P "$3" \
+    -r 10000 -d 100 -t "$2" 2>"$dir/stderr" | tr '\r' '\n' | awk '
       /throughput summary:/ { rps = $3 }
       /^Latency by percentile distribution/ { in_dist = 1; next }
       /^Cumulative distribution/ { in_dist = 0 }
@@ -90,7 +117,10 @@ run() {  # port test pipeline requests
 }
 
 targets=("redis-server:6399" "dynamo-1node-N1R1W1:6391" "dynamo-3nodes-N3R2W2:6401")
-echo "target,test,pipeline,run,rps,p50_ms,p99_ms,p999_ms" >"$out.raw.csv"
+declare -A target_pids=(["redis-server"]="$redis_pids" ["dynamo-1node-N1R1W1"]="$single_pids"
+                        ["dynamo-3nodes-N3R2W2"]="$cluster_pids")
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "target,test,pipeline,run,rps,p50_ms,p99_ms,p999_ms,cpu_us_per_req" >"$out.raw.csv"
 : >"$out.errors.txt"
 for r in $(seq "$repeats"); do
   for p in 1 "$pipeline"; do
@@ -99,8 +129,14 @@ for r in $(seq "$repeats"); do
     for t in "${targets[@]}"; do
       name=${t%%:*}; port=${t##*:}
       for test in set get; do
+        # shellcheck disable=SC2086  # the pid lists split on purpose
+        cpu0=$(cpu_seconds ${target_pids[$name]})
         read -r rps p50 p99 p999 < <(run "$port" "$test" "$p" "$n")
-        echo "$name,$test,$p,$r,$rps,$p50,$p99,$p999" >>"$out.raw.csv"
+        # shellcheck disable=SC2086
+        cpu1=$(cpu_seconds ${target_pids[$name]})
+        cpu_us=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$n" 'BEGIN { printf "%.2f", (b - a) * 1e6 / n }')
+        [ -z "$rps" ] && cpu_us=""
+        echo "$name,$test,$p,$r,$rps,$p50,$p99,$p999,$cpu_us" >>"$out.raw.csv"
         if [ -z "$rps" ]; then
           echo "$name $test -P $p run $r: $(grep -m1 -i error "$dir/stderr" || echo 'no output')" >>"$out.errors.txt"
         fi
@@ -114,7 +150,7 @@ awk -F, '
   NR == 1 { next }
   { k = $1 "," $2 "," $3; keys[k] = 1 }
   $5 == "" { failed[k]++; next }
-  { n[k]++; for (c = 5; c <= 8; c++) v[k, c, n[k]] = $c }
+  { n[k]++; for (c = 5; c <= 9; c++) v[k, c, n[k]] = $c }
   function median(key, col,    m, i, j, a, t) {
     m = n[key]; if (m == 0) return 0
     for (i = 1; i <= m; i++) a[i] = v[key, col, i] + 0
@@ -122,21 +158,26 @@ awk -F, '
     return (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
   }
   END {
-    print "target,test,pipeline,runs_ok,runs_failed,rps_median,p50_ms,p99_ms,p999_ms,rps_ratio_to_redis"
-    for (k in keys) rps[k] = median(k, 5)
+    print "target,test,pipeline,runs_ok,runs_failed,rps_median,p50_ms,p99_ms,p999_ms,rps_ratio_to_redis,cpu_us_per_req,cpu_ratio_to_redis"
+    for (k in keys) { rps[k] = median(k, 5); cpu[k] = median(k, 9) }
     for (k in keys) {
       split(k, f, ",")
       base = rps["redis-server," f[2] "," f[3]]
+      cpu_base = cpu["redis-server," f[2] "," f[3]]
       rank = f[1] == "redis-server" ? 0 : (f[1] ~ /1node/ ? 1 : 2)
-      printf "%d,%s,%d,%d,%.0f,%.3f,%.3f,%.3f,%.3f\n", rank, k, n[k], failed[k], rps[k],
-             median(k, 6), median(k, 7), median(k, 8), (base > 0 ? rps[k] / base : 0)
+      printf "%d,%s,%d,%d,%.0f,%.3f,%.3f,%.3f,%.3f,%.2f,%.1f\n", rank, k, n[k], failed[k], rps[k],
+             median(k, 6), median(k, 7), median(k, 8), (base > 0 ? rps[k] / base : 0),
+             cpu[k], (cpu_base > 0 ? cpu[k] / cpu_base : 0)
     }
   }' "$out.raw.csv" | { read -r header; echo "$header"; sort -t, -k4,4n -k3,3r -k1,1n | cut -d, -f2-; } >"$out.csv"
 
-printf "%-24s %-4s %3s %10s %8s %8s %8s %8s %7s\n" target test -P ops/s p50_ms p99_ms p99.9_ms x_redis failed
-tail -n +2 "$out.csv" | while IFS=, read -r name test p ok failed rps p50 p99 p999 ratio; do
-  printf "%-24s %-4s %3s %10s %8s %8s %8s %8s %7s\n" "$name" "$test" "$p" "$rps" "$p50" "$p99" "$p999" "$ratio" "$failed"
+printf "%-24s %-4s %3s %10s %8s %8s %8s %8s %8s %8s %7s\n" target test -P ops/s p50_ms p99_ms \
+  p99.9_ms x_redis cpu_us/op cpu_x failed
+tail -n +2 "$out.csv" | while IFS=, read -r name test p ok failed rps p50 p99 p999 ratio cpu cpu_x; do
+  printf "%-24s %-4s %3s %10s %8s %8s %8s %8s %8s %8s %7s\n" "$name" "$test" "$p" "$rps" "$p50" \
+    "$p99" "$p999" "$ratio" "$cpu" "$cpu_x" "$failed"
 done
-echo "(median of $repeats runs; durability=$durability; $requests requests ($((requests * 5)) pipelined), $clients clients, 100-byte values, 10k keys; 127.0.0.1)"
+echo "(median of $repeats runs; durability=$durability; $requests requests ($((requests * 5)) pipelined), $clients clients, 100-byte values, 10k keys; 127.0.0.1; pinned=$pin)"
+echo "load average before: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores)"
 echo "raw runs: $out.raw.csv, medians: $out.csv"
 if [ -s "$out.errors.txt" ]; then echo "failed runs:"; cat "$out.errors.txt"; fi
