@@ -212,9 +212,8 @@ absl::Status Decoder::GetSiblings(SiblingSet* siblings) {
   SiblingSet result;
   result.reserve(n);
   for (uint64_t i = 0; i < n; ++i) {
-    Version v;
-    DYNAMO_RETURN_IF_ERROR(GetVersion(&v));
-    result.push_back(std::move(v));
+    // Decoded in place: no temporary Version to move and destroy per sibling.
+    DYNAMO_RETURN_IF_ERROR(GetVersion(&result.emplace_back()));
   }
   *siblings = std::move(result);
   return absl::OkStatus();
