@@ -79,6 +79,10 @@ void PrefetchRecord(std::string_view record) {
   const size_t end = std::min(record.size(), kPrefetchBytesMax);
   for (size_t offset = 0; offset < end; offset += kCacheLineBytes) {
     __builtin_prefetch(record.data() + offset);
+    // GCC 12 deletes an inlined loop of nothing but prefetches (it counts
+    // them as free of side effects under -ffinite-loops); this empty volatile
+    // statement keeps the loop.
+    asm volatile("");
   }
 }
 
