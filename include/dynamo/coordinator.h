@@ -116,7 +116,7 @@ class Coordinator {
   void Read(std::string_view bucket, std::string_view key, uint32_t hops, GetCallback done);
   void Write(const BucketOptions& bucket, std::string_view key, const Context& context,
              std::string value, bool tombstone, uint32_t hops, PutCallback done);
-  void Forward(std::vector<NodeId> candidates, internal::ClientRequest request,
+  void Forward(absl::Span<const NodeId> candidates, internal::ClientRequest request,
                GetCallback get_done, PutCallback put_done, ConflictPolicy policy);
   void ForwardAttempt(uint64_t id);
   void StartGet(const BucketOptions& bucket, std::string skey, absl::Span<const NodeId> owners,

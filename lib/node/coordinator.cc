@@ -85,7 +85,7 @@ struct Coordinator::GetOp {
 
 struct Coordinator::ForwardOp {
   internal::ClientRequest request;  // kept to retry on another replica
-  std::vector<NodeId> candidates;   // replicas not tried yet, in preference order
+  NodeList candidates;  // replicas not tried yet, in preference order
   NodeId target = kNoNode;
   RequestTimer timer;
   ClientOp op = ClientOp::kGet;
@@ -270,8 +270,7 @@ void Coordinator::Read(std::string_view bucket_name, std::string_view key, uint3
     request.op = ClientOp::kGet;
     request.bucket = std::string(bucket_name);
     request.key = std::string(key);
-    Forward(std::vector<NodeId>(owners.begin(), owners.end()), std::move(request), std::move(done),
-            nullptr, bucket->policy);
+    Forward(owners, std::move(request), std::move(done), nullptr, bucket->policy);
     return;
   }
   StartGet(*bucket, std::move(skey), owners, std::move(done));
@@ -480,7 +479,7 @@ void Coordinator::Write(const BucketOptions& bucket, std::string_view key, const
       done(absl::UnavailableError("put was forwarded too many times"));
       return;
     }
-    std::vector<NodeId> candidates;
+    NodeList candidates;
     if (Contains(owners, context.coordinator)) candidates.push_back(context.coordinator);
     for (NodeId o : owners) {
       if (o != context.coordinator) candidates.push_back(o);
@@ -499,7 +498,7 @@ void Coordinator::Write(const BucketOptions& bucket, std::string_view key, const
     request.context = context.Encode();
     request.value = std::move(value);
     request.hops = hops + 1;
-    Forward(std::move(candidates), std::move(request), nullptr, std::move(done), bucket.policy);
+    Forward(candidates, std::move(request), nullptr, std::move(done), bucket.policy);
     return;
   }
 
@@ -656,12 +655,7 @@ void Coordinator::OnPutTimer(uint64_t id) {
 
 std::string Coordinator::EncodeReplicaWrite(PutOp& op, NodeId hint_owner) {
   op.write.hint_owner = hint_owner;
-  // Encoding through a Message would copy the key and the value into it; the
-  // op's write is moved in and back out instead.
-  internal::Message message(std::move(op.write));
-  std::string bytes = EncodeMessage(message);
-  op.write = std::get<ReplicaPut>(std::move(message));
-  return bytes;
+  return EncodeMessage(op.write);
 }
 
 void Coordinator::FinishPut(PutOp& op, absl::Status status) {
@@ -713,12 +707,12 @@ bool Coordinator::OnReplicaPutReply(NodeId from, const ReplicaPutReply& reply) {
 
 // ---------------------------------------------------------------- forwarding
 
-void Coordinator::Forward(std::vector<NodeId> candidates, ClientRequest request,
+void Coordinator::Forward(absl::Span<const NodeId> candidates, ClientRequest request,
                           GetCallback get_done, PutCallback put_done, ConflictPolicy policy) {
   auto op = std::make_unique<ForwardOp>();
   uint64_t id = NextRequestId();
   request.request_id = id;
-  op->candidates = std::move(candidates);
+  op->candidates.assign(candidates.begin(), candidates.end());
   op->op = request.op;
   op->policy = policy;
   op->get_done = std::move(get_done);

@@ -382,11 +382,42 @@ absl::StatusOr<Message> DecodeAlternative(Decoder& d, size_t type) {
 
 }  // namespace
 
-std::string EncodeMessage(const Message& message) {
+template <typename T>
+std::string EncodeMessage(const T& message) {
   std::string out;
-  Encoder e = StartMessage(&out, static_cast<uint8_t>(message.index()));
-  std::visit(EncodeVisitor{e}, message);
+  Encoder e = StartMessage(&out, WireType<T>());
+  EncodeVisitor{e}(message);
   return out;
+}
+
+// Every alternative of Message, so that any of them can be encoded alone.
+template std::string EncodeMessage(const ReplicaPut&);
+template std::string EncodeMessage(const ReplicaPutReply&);
+template std::string EncodeMessage(const ReplicaGet&);
+template std::string EncodeMessage(const ReplicaGetReply&);
+template std::string EncodeMessage(const ClientRequest&);
+template std::string EncodeMessage(const ClientReply&);
+template std::string EncodeMessage(const Ping&);
+template std::string EncodeMessage(const Pong&);
+template std::string EncodeMessage(const RingRequest&);
+template std::string EncodeMessage(const RingReply&);
+template std::string EncodeMessage(const GossipDigest&);
+template std::string EncodeMessage(const GossipEntries&);
+template std::string EncodeMessage(const JoinRequest&);
+template std::string EncodeMessage(const JoinReply&);
+template std::string EncodeMessage(const TransferRequest&);
+template std::string EncodeMessage(const TransferBatch&);
+template std::string EncodeMessage(const MerkleRequest&);
+template std::string EncodeMessage(const MerkleReply&);
+template std::string EncodeMessage(const KeyExchange&);
+template std::string EncodeMessage(const KeyExchangeReply&);
+template std::string EncodeMessage(const TombstoneCheck&);
+template std::string EncodeMessage(const TombstoneCheckReply&);
+template std::string EncodeMessage(const TombstoneReap&);
+static_assert(std::variant_size_v<Message> == 23, "instantiate EncodeMessage for a new message");
+
+std::string EncodeMessage(const Message& message) {
+  return std::visit([](const auto& m) { return EncodeMessage(m); }, message);
 }
 
 std::string EncodeReplicaGetReply(uint64_t request_id, const SiblingSet& siblings) {

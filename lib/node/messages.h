@@ -196,6 +196,10 @@ using Message = std::variant<ReplicaPut, ReplicaPutReply, ReplicaGet, ReplicaGet
                              TombstoneCheckReply, TombstoneReap>;
 
 std::string EncodeMessage(const Message& message);
+// Encodes one alternative of Message as it is: building a Message from it
+// first would copy its strings and sibling sets, on every message sent.
+template <typename T>
+std::string EncodeMessage(const T& message);
 // A successful ReplicaGetReply, encoded straight from the replica's stored
 // set (StorageEngine::Visit) without copying it into a message first.
 std::string EncodeReplicaGetReply(uint64_t request_id, const SiblingSet& siblings);
