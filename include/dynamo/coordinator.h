@@ -51,6 +51,7 @@ struct ReplicaPutReply;
 struct ReplicaGetReply;
 struct ClientRequest;
 struct ClientReply;
+class DotCounter;
 }  // namespace internal
 
 using GetCallback = absl::AnyInvocable<void(absl::StatusOr<GetResult>)>;
@@ -72,6 +73,8 @@ struct CoordinatorEnv {
   const NodeOptions* options = nullptr;
   NodeMetrics* metrics = nullptr;
   ActorId actor = 0;                      // this node's vector-clock actor
+  // Where the counters of `actor`'s dots come from. Required with storage.
+  internal::DotCounter* dot_counter = nullptr;
   uint64_t* request_id_counter = nullptr;  // shared with the node's other requesters
 };
 

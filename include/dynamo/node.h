@@ -46,6 +46,7 @@ namespace internal {
 class AdmissionController;
 class AntiEntropy;
 class ObservedStorage;
+class DotCounter;
 }  // namespace internal
 
 class Node {
@@ -53,10 +54,13 @@ class Node {
   // Starts a node on `runtime` with `storage`. The storage's identity record
   // decides the node's vector-clock actor: kept across restarts, drawn anew
   // (from the runtime's random source) when the storage holds none, e.g.
-  // after the disk was wiped. Fails with kFailedPrecondition if the storage
-  // belongs to another node id, kInvalidArgument for invalid options (a
-  // bucket with R or W > N, N > ring size, or zero), and passes on storage
-  // errors. REQUIRES: runtime and storage non-null.
+  // after the disk was wiped. The record is rewritten at once with a new
+  // dot counter lease (NodeIdentity::counter_lease_end), so dot counters
+  // resume above any an earlier run minted. Fails with kFailedPrecondition
+  // if the storage belongs to another node id, kInvalidArgument for invalid
+  // options (a bucket with R or W > N, N > ring size, or zero; a zero
+  // dot_counter_lease_counters), and passes on storage errors.
+  // REQUIRES: runtime and storage non-null.
   static absl::StatusOr<std::unique_ptr<Node>> Create(NodeOptions options, Runtime* runtime,
                                                       StorageEngine* storage, Ring ring);
   ~Node();
@@ -96,7 +100,8 @@ class Node {
   size_t transfers_pending() const { return transfers_.size(); }
 
   NodeId id() const { return runtime_->self(); }
-  const NodeIdentity& identity() const { return identity_; }
+  // The identity as last stored (its lease end is the durable one).
+  const NodeIdentity& identity() const;
   const Ring& ring() const { return ring_; }
   const NodeOptions& options() const { return options_; }
   const NodeMetrics& metrics() const { return metrics_; }
@@ -176,7 +181,8 @@ class Node {
   Ring pending_ring_;  // where the cluster is moving: joiners in, leavers out
   Membership membership_;
   bool fresh_identity_ = false;  // identity created at this start (no data)
-  NodeIdentity identity_;
+  // Owns the identity record and mints the counters of the node's dots.
+  std::unique_ptr<internal::DotCounter> dot_counter_;
   NodeMetrics metrics_;
   FailureDetector failure_detector_;
   uint64_t request_id_counter_ = 0;

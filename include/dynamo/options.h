@@ -43,6 +43,10 @@ struct NodeOptions {
   absl::Duration replica_timeout = absl::Milliseconds(300);
 
   size_t clock_entries_max = 10;       // paper 4.4: truncate past 10 entries
+  // Dot counters come from one node-wide sequence persisted as a lease in
+  // the identity record (lib/node/dot_counter.h): one durable write per
+  // this many puts; a crash skips at most this many counters.
+  uint64_t dot_counter_lease_counters = 10000;
   size_t siblings_warn_count = 25;     // counted in metrics from here
   // Requests a node coordinates whose callers wait, at once; beyond it new
   // ones get kResourceExhausted. Also bounds finished requests still waiting

@@ -10,7 +10,9 @@
 //   - membership metadata (section 4.8), small named blobs;
 //   - the node's identity: its vector-clock actor id and epoch, which is lost
 //     together with the data, so a node whose disk was wiped draws a new
-//     actor and never reuses the counters of its earlier life.
+//     actor and never reuses the counters of its earlier life; and the end
+//     of the actor's counter lease, so a restarted node never reuses a
+//     counter either (lib/node/dot_counter.h).
 // Data is ordered by the keys' ring tokens so that ownership transfer and
 // anti-entropy can scan a token range with a bounded batch and a cursor.
 //
@@ -92,6 +94,10 @@ struct NodeIdentity {
   NodeId node = kNoNode;
   uint64_t epoch = 0;  // incremented each time the node starts without its data
   ActorId actor = 0;   // drawn at random for each epoch
+  // The actor may have minted every dot counter up to this one and none
+  // above it (a lease renewed durably before it runs out). 0 in a record
+  // written before leases existed.
+  uint64_t counter_lease_end = 0;
   friend bool operator==(const NodeIdentity&, const NodeIdentity&) = default;
 };
 

@@ -73,12 +73,17 @@ bool MergeSiblings(SiblingSet& siblings, const SiblingSet& incoming);
 // The context a get returns: the merge of every sibling's Clock().
 VectorClock MergedClock(const SiblingSet& siblings);
 
-// Builds the version a coordinator writes for a put through `actor` with the
-// client's `context`. Its counter exceeds every counter for `actor` in the
-// context and in `local` (the coordinator's stored siblings), so dots are
-// never reused. The context is truncated to `clock_entries_max` entries.
-Version NewVersion(const SiblingSet& local, const VectorClock& context, ActorId actor,
-                   int64_t timestamp_us, std::string value, bool tombstone,
+// The highest counter of `actor` that one key's state shows: in `context`
+// and in the stored siblings `local` (their dots and contexts).
+uint64_t KeyCounterOf(const SiblingSet& local, const VectorClock& context, ActorId actor);
+
+// Builds the version a coordinator writes as event `dot` for a put with the
+// client's `context` (truncated to `clock_entries_max` entries).
+// REQUIRES: dot.counter > KeyCounterOf(coordinator's stored siblings,
+// context, dot.actor), so that the dot is new for the key. A node takes
+// counters from its node-wide DotCounter (lib/node/dot_counter.h), which
+// also never repeats one across keys whose stored state was erased.
+Version NewVersion(const Dot& dot, VectorClock context, std::string value, bool tombstone,
                    size_t clock_entries_max);
 
 // Last-write-wins resolution: the sibling with the largest (timestamp, actor,

@@ -74,17 +74,20 @@ VectorClock MergedClock(const SiblingSet& siblings) {
   return clock;
 }
 
-Version NewVersion(const SiblingSet& local, const VectorClock& context, ActorId actor,
-                   int64_t timestamp_us, std::string value, bool tombstone,
-                   size_t clock_entries_max) {
+uint64_t KeyCounterOf(const SiblingSet& local, const VectorClock& context, ActorId actor) {
   uint64_t counter = context.CounterOf(actor);
   for (const Version& s : local) {
     counter = std::max(counter, s.context.CounterOf(actor));
     if (s.dot.actor == actor) counter = std::max(counter, s.dot.counter);
   }
+  return counter;
+}
+
+Version NewVersion(const Dot& dot, VectorClock context, std::string value, bool tombstone,
+                   size_t clock_entries_max) {
   Version v;
-  v.dot = Dot{actor, counter + 1, timestamp_us};
-  v.context = context;
+  v.dot = dot;
+  v.context = std::move(context);
   // The context holds one entry fewer than the limit so that Clock(), which
   // adds the dot, stays within it.
   v.context.Truncate(clock_entries_max > 0 ? clock_entries_max - 1 : 0);

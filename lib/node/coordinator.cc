@@ -6,6 +6,7 @@
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
+#include "node/dot_counter.h"
 #include "node/messages.h"
 
 namespace dynamo {
@@ -531,21 +532,29 @@ void Coordinator::Write(const BucketOptions& bucket, std::string_view key, const
   }
 
   const std::string& skey_ref = op->write.key;
+  VectorClock clock = context.clock;
+  uint64_t key_counter = 0;
   absl::Status read = env_.storage->Visit(skey_ref, [&](const SiblingSet& local) {
-    VectorClock clock = context.clock;
     // Under last-write-wins the write supersedes everything this replica has.
     if (bucket.policy == ConflictPolicy::kLastWriteWins) clock.Merge(MergedClock(local));
-    op->write.versions.push_back(NewVersion(local, clock, env_.actor,
-                                            absl::ToUnixMicros(env_.runtime->Now()),
-                                            std::move(value), tombstone,
-                                            env_.options->clock_entries_max));
+    key_counter = KeyCounterOf(local, clock, env_.actor);
   });
-  if (!read.ok()) {
-    env_.metrics->storage_errors++;
+  // Node-wide, so a dot is new even if this node erased the key's versions.
+  absl::StatusOr<uint64_t> counter =
+      read.ok() ? env_.dot_counter->Next(key_counter) : absl::StatusOr<uint64_t>(read);
+  if (!counter.ok()) {
+    // A refused counter (forged context, counters used up) is not storage's fault.
+    if (!absl::IsInvalidArgument(counter.status()) && !absl::IsOutOfRange(counter.status())) {
+      env_.metrics->storage_errors++;
+    }
     env_.metrics->puts_failed++;
-    done(read);
+    done(counter.status());
     return;
   }
+  op->write.versions.push_back(
+      NewVersion(Dot{env_.actor, *counter, absl::ToUnixMicros(env_.runtime->Now())},
+                 std::move(clock),
+                 std::move(value), tombstone, env_.options->clock_entries_max));
   WriteOptions durable;
   durable.durable = env_.options->coordinator_writes_durably;  // paper 6.1
   size_t siblings_stored = 0;

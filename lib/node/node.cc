@@ -9,6 +9,7 @@
 #include "core/status_macros.h"
 #include "node/admission.h"
 #include "node/anti_entropy.h"
+#include "node/dot_counter.h"
 #include "node/messages.h"
 #include "node/ring_codec.h"
 
@@ -71,23 +72,28 @@ Node::~Node() {
 
 absl::Status Node::Start() {
   DYNAMO_ASSIGN_OR_RETURN(std::optional<NodeIdentity> stored, storage_->GetIdentity());
+  NodeIdentity loaded;
   if (stored.has_value()) {
     if (stored->node != id()) {
       return absl::FailedPreconditionError(absl::StrCat(
           "storage belongs to node ", stored->node, ", not to node ", id()));
     }
-    identity_ = *stored;
+    loaded = *stored;
   } else {
     // No identity: a new node, or one whose data was lost. A fresh random
     // actor guarantees no vector-clock counter of an earlier life is reused.
-    identity_.node = id();
-    identity_.epoch = 1;
+    loaded.node = id();
+    loaded.epoch = 1;
     fresh_identity_ = true;
     do {
-      identity_.actor = runtime_->Rng()();
-    } while (identity_.actor == 0);
-    DYNAMO_RETURN_IF_ERROR(storage_->PutIdentity(identity_));
+      loaded.actor = runtime_->Rng()();
+    } while (loaded.actor == 0);
   }
+  // Stores the identity with a new counter lease: the actor's counters
+  // resume above everything an earlier run of it may have minted.
+  DYNAMO_ASSIGN_OR_RETURN(dot_counter_,
+                          internal::DotCounter::Start(storage_, loaded,
+                                                      options_.dot_counter_lease_counters));
   DYNAMO_RETURN_IF_ERROR(LoadMembership(ring_));
   if (fresh_identity_ && membership_.Find(id()) != nullptr) {
     // We may be a member that lost its data: hear from the cluster before
@@ -111,7 +117,8 @@ absl::Status Node::Start() {
   env.failure_detector = &failure_detector_;
   env.options = &options_;
   env.metrics = &metrics_;
-  env.actor = identity_.actor;
+  env.actor = identity().actor;
+  env.dot_counter = dot_counter_.get();
   env.request_id_counter = &request_id_counter_;
   coordinator_ = std::make_unique<Coordinator>(env);
   runtime_->transport().SetReceiveHandler(
@@ -129,6 +136,8 @@ absl::Status Node::Start() {
   anti_entropy_->Start();
   return absl::OkStatus();
 }
+
+const NodeIdentity& Node::identity() const { return dot_counter_->identity(); }
 
 void Node::Get(std::string_view bucket, std::string_view key, GetCallback done) {
   coordinator_->Get(bucket, key, std::move(done));
@@ -390,16 +399,17 @@ void Node::OnMembershipChanged() {
   // The transport address is announced the same way (options_.address).
   if (const MemberEntry* mine = membership_.Find(id());
       own_entry_settled_ && mine != nullptr && mine->status != MemberStatus::kRemoved &&
-      (mine->actor != identity_.actor ||
+      (mine->actor != identity().actor ||
        (!options_.address.empty() && mine->address != options_.address))) {
-    if (mine->actor != identity_.actor && mine->actor != 0 && fresh_identity_) {
-      identity_.epoch = std::max(identity_.epoch, mine->epoch + 1);
-      if (!storage_->PutIdentity(identity_).ok()) metrics_.storage_errors++;
+    if (mine->actor != identity().actor && mine->actor != 0 && fresh_identity_) {
+      if (!dot_counter_->SetEpoch(std::max(identity().epoch, mine->epoch + 1)).ok()) {
+        metrics_.storage_errors++;
+      }
     }
     fresh_identity_ = false;
     UpdateOwnEntry([this](MemberEntry& e) {
-      e.actor = identity_.actor;
-      e.epoch = identity_.epoch;
+      e.actor = identity().actor;
+      e.epoch = identity().epoch;
       if (!options_.address.empty()) e.address = options_.address;
     });
   }
@@ -522,8 +532,8 @@ void Node::Join(NodeId seed, PutCallback done) {
   e.address = options_.address;
   e.weight = options_.weight;
   e.status = MemberStatus::kJoining;
-  e.epoch = identity_.epoch;
-  e.actor = identity_.actor;
+  e.epoch = identity().epoch;
+  e.actor = identity().actor;
   uint64_t request = ++request_id_counter_;
   TimerId timeout = runtime_->Schedule(options_.join_timeout, [this, request] {
     auto it = joins_.find(request);

@@ -9,7 +9,10 @@
 namespace dynamo::internal {
 
 namespace {
-constexpr uint8_t kIdentityFormat = 1;
+// Format 1: node, epoch, actor. Format 2 appends the counter lease end; a
+// format 1 record decodes with lease end 0.
+constexpr uint8_t kIdentityFormatWithoutLease = 1;
+constexpr uint8_t kIdentityFormat = 2;
 // The codec's own clock bound: a context longer than this would be stored
 // but could never be decoded again, so puts are refused up front.
 constexpr size_t kClockEntriesMax = CodecLimits().clock_entries_max;
@@ -193,6 +196,7 @@ std::string EncodeIdentity(const NodeIdentity& identity) {
   enc.PutVarint(identity.node);
   enc.PutVarint(identity.epoch);
   enc.PutVarint(identity.actor);
+  enc.PutVarint(identity.counter_lease_end);
   return out;
 }
 
@@ -200,13 +204,14 @@ absl::StatusOr<NodeIdentity> DecodeIdentity(std::string_view bytes) {
   Decoder dec(bytes);
   uint8_t format = 0;
   DYNAMO_RETURN_IF_ERROR(dec.GetU8(&format));
-  if (format != kIdentityFormat) {
+  if (format != kIdentityFormat && format != kIdentityFormatWithoutLease) {
     return absl::InvalidArgumentError(absl::StrCat("unknown identity format version ", format));
   }
   NodeIdentity id;
   DYNAMO_RETURN_IF_ERROR(dec.GetVarint(&id.node));
   DYNAMO_RETURN_IF_ERROR(dec.GetVarint(&id.epoch));
   DYNAMO_RETURN_IF_ERROR(dec.GetVarint(&id.actor));
+  if (format == kIdentityFormat) DYNAMO_RETURN_IF_ERROR(dec.GetVarint(&id.counter_lease_end));
   DYNAMO_RETURN_IF_ERROR(dec.ExpectEnd("identity"));
   return id;
 }

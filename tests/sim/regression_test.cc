@@ -1,8 +1,11 @@
 // Regression tests for bugs found by the randomized scenarios (sim_soak),
 // each named after the seed that found it. Tests of bugs not fixed yet carry
 // Catch2's [!mayfail] tag so they run (and report) without blocking CI.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "dynamo/sim/scenario.h"
 #include "dynamo/sim/simulation.h"
@@ -97,6 +100,173 @@ TEST_CASE("Regression seed 123: siblings of the coordinator's actor travel with 
   REQUIRE(set != nullptr);
   CHECK(set->counters.at("lost") == 0);
   CHECK(r.ok);
+}
+
+// True if `node`'s disk holds a live version of `key` with `value`.
+bool Holds(Simulation& sim, NodeId node, const std::string& skey, const std::string& value) {
+  absl::StatusOr<SiblingSet> stored = sim.disk(node).Get(skey);
+  return stored.ok() && std::any_of(stored->begin(), stored->end(), [&](const Version& v) {
+           return !v.tombstone && v.value == value;
+         });
+}
+
+// Riak's kv679, handoff variant (issue #5). Coordinator X wrote a key twice
+// (dots (X,1) and (X,2)), stopped owning it when a node joined, handed it
+// off and erased its copy, and owned it again when that node was removed.
+// Before the old versions came back to it, a client put with an empty
+// context went through X. Counting per key, X saw nothing of the key and
+// minted (X,1) again: the other owners took it for the (X,1) they already
+// had replaced with (X,2) and dropped it while acknowledging it, and X's own
+// copy was replaced once (X,2) came back. Fixed by taking dot counters from
+// one node-wide, leased sequence (lib/node/dot_counter.h): the new dot is
+// above every counter X ever minted, so it is a sibling of (X,2). Failed on
+// the code before the fix (the new value was on no owner).
+TEST_CASE("Regression kv679: a node that erased a handed-off key and owns it again mints a new dot") {
+  uint64_t seed = TestSeed(679);
+  DYNAMO_SEED_INFO(seed);
+  SimulationOptions o;
+  o.seed = seed;
+  o.nodes = 4;
+  o.ring.partitions = 64;
+  o.node.seeds = {1};
+  auto created = Simulation::Create(o);
+  REQUIRE(created.ok());
+  Simulation& sim = **created;
+  constexpr NodeId kX = 1, kJoiner = 9;
+  auto owners_on = [](const Ring& ring, const std::string& key) {
+    return ring.PreferenceList(Coordinator::StorageKey("default", key), 3);
+  };
+  auto owns = [&](const Ring& ring, const std::string& key) {
+    std::vector<NodeId> owners = owners_on(ring, key);
+    return std::find(owners.begin(), owners.end(), kX) != owners.end();
+  };
+  std::vector<std::string> keys;
+  for (int i = 0; i < 120; ++i) {
+    std::string key = "k" + std::to_string(i);
+    if (!owns(sim.initial_ring(), key)) continue;
+    keys.push_back(key);
+    REQUIRE(sim.Put(kX, "default", key, {}, "old1").ok());
+    absl::StatusOr<GetResult> read = sim.Get(kX, "default", key);
+    REQUIRE(read.ok());
+    REQUIRE(sim.Put(kX, "default", key, read->context, "old2").ok());
+  }
+
+  // A node joins and takes some of X's keys; X hands them off and erases them.
+  auto joiner = sim.AddNode(kJoiner);
+  REQUIRE(joiner.ok());
+  std::optional<absl::Status> joined;
+  (*joiner)->Join(kX, [&](absl::Status s) { joined = s; });
+  REQUIRE(sim.network().RunUntil([&] { return joined.has_value() && sim.SettledRing(); },
+                                 absl::Seconds(60)));
+  REQUIRE(joined->ok());
+  Ring with_joiner = *sim.SettledRing();
+  std::vector<std::string> handed_off;
+  for (const std::string& key : keys) {
+    if (!owns(with_joiner, key)) handed_off.push_back(key);
+  }
+  REQUIRE_FALSE(handed_off.empty());
+  REQUIRE(sim.network().RunUntil(
+      [&] {
+        return std::all_of(handed_off.begin(), handed_off.end(), [&](const std::string& key) {
+          return sim.disk(kX).Get(Coordinator::StorageKey("default", key))->empty();
+        });
+      },
+      absl::Seconds(60)));
+
+  // The joiner dies and is removed: X owns some of those keys again, with
+  // nothing of them on its disk until its transfers bring them back.
+  REQUIRE(sim.Crash(kJoiner, /*wipe_disk=*/true).ok());
+  REQUIRE(sim.node(kX)->Remove(kJoiner).ok());
+  std::vector<std::string> regained;
+  for (const std::string& key : handed_off) {
+    if (owns(sim.node(kX)->ring(), key)) regained.push_back(key);
+  }
+  REQUIRE_FALSE(regained.empty());
+  size_t acknowledged = 0, failed = 0;
+  for (const std::string& key : regained) {
+    REQUIRE(sim.disk(kX).Get(Coordinator::StorageKey("default", key))->empty());
+    sim.node(kX)->Put("default", key, {}, "new",
+                      [&](absl::Status s) { ++(s.ok() ? acknowledged : failed); });
+  }
+  REQUIRE(sim.network().RunUntil([&] { return acknowledged + failed == regained.size(); },
+                                 absl::Seconds(30)));
+  REQUIRE(acknowledged == regained.size());
+  // Transfers, gossip and anti-entropy settle.
+  REQUIRE(sim.network().RunUntil([&] { return sim.SettledRing().has_value(); },
+                                 absl::Seconds(60)));
+  sim.RunFor(absl::Seconds(30));
+
+  // Both acknowledged writes with unrelated contexts are kept, as siblings,
+  // on every owner.
+  const Ring& ring = sim.node(kX)->ring();
+  for (const std::string& key : regained) {
+    INFO("key " << key);
+    std::string skey = Coordinator::StorageKey("default", key);
+    for (NodeId owner : owners_on(ring, key)) {
+      INFO("owner " << owner);
+      CHECK(Holds(sim, owner, skey, "new"));
+      CHECK(Holds(sim, owner, skey, "old2"));
+    }
+    absl::StatusOr<GetResult> read = sim.Get(kX, "default", key);
+    REQUIRE(read.ok());
+    std::vector<std::string> values = read->values;
+    std::sort(values.begin(), values.end());
+    CHECK(values == std::vector<std::string>{"new", "old2"});
+  }
+}
+
+// Riak's kv679, tombstone variant (issue #5). X, the first replica of a
+// key, wrote it ((X,1)) and deleted it ((X,2), a tombstone whose context
+// covers (X,1)); later X reaped the tombstone, but the reap message to one
+// replica was lost (here: it crashed while the message was on its way), so
+// that replica kept the tombstone. A put with an empty context through X
+// then minted (X,1) again per key: the stale replica dropped it as covered
+// by its tombstone, and anti-entropy carried the tombstone back to the
+// others, which dropped it too: an acknowledged write deleted by an older
+// delete. With node-wide counters the new dot is above (X,2): the put is a
+// sibling of the tombstone and reads return it. Failed on the code before
+// the fix (the value was on no owner).
+TEST_CASE("Regression kv679: a put after a tombstone was reaped on its coordinator survives a stale replica's tombstone") {
+  uint64_t seed = TestSeed(680);
+  DYNAMO_SEED_INFO(seed);
+  SimulationOptions o;
+  o.seed = seed;
+  o.nodes = 3;
+  o.ring.partitions = 16;
+  o.node.tombstone_reap_grace = absl::Seconds(1);
+  o.node.tombstone_sweep_interval = absl::Milliseconds(200);
+  auto created = Simulation::Create(o);
+  REQUIRE(created.ok());
+  Simulation& sim = **created;
+  const std::string skey = Coordinator::StorageKey("default", "k");
+  std::vector<NodeId> owners = sim.initial_ring().PreferenceList(skey, 3);
+  const NodeId x = owners[0];  // the first replica sweeps its tombstones
+  const NodeId stale = owners[1];
+
+  REQUIRE(sim.Put(x, "default", "k", {}, "old").ok());
+  absl::StatusOr<GetResult> read = sim.Get(x, "default", "k");
+  REQUIRE(read.ok());
+  REQUIRE(sim.Delete(x, "default", "k", read->context).ok());
+  sim.RunFor(absl::Milliseconds(100));
+  for (NodeId owner : owners) REQUIRE(sim.disk(owner).Get(skey)->size() == 1);
+
+  // X reaps: the moment its own copy goes, its reap messages are in flight.
+  REQUIRE(sim.network().RunUntil([&] { return sim.disk(x).Get(skey)->empty(); },
+                                 absl::Seconds(120)));
+  REQUIRE(sim.Crash(stale, /*wipe_disk=*/false).ok());
+  REQUIRE(sim.Restart(stale).ok());
+  REQUIRE(sim.disk(stale).Get(skey)->size() == 1);  // the tombstone stayed
+
+  REQUIRE(sim.Put(x, "default", "k", {}, "new").ok());
+  // Anti-entropy exchanges every range (default interval 10 s).
+  sim.RunFor(absl::Seconds(40));
+  for (NodeId owner : owners) {
+    INFO("owner " << owner);
+    CHECK(Holds(sim, owner, skey, "new"));
+  }
+  read = sim.Get(x, "default", "k");
+  REQUIRE(read.ok());
+  CHECK(read->values == std::vector<std::string>{"new"});
 }
 
 }  // namespace

@@ -471,7 +471,7 @@ TEMPLATE_TEST_CASE("Everything survives closing and reopening", "[storage]", ENG
   TestType factory;
   Version v = MakeVersion(1, 1, Clock({{3, 4}}), "persisted");
   Version w = MakeVersion(2, 5, {}, "", true);
-  NodeIdentity identity{7, 1, 99};
+  NodeIdentity identity{7, 1, 99, 20000};  // the counter lease end survives too
   HintUsage usage_before;
   {
     auto engine = factory.Open();

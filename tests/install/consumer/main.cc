@@ -4,8 +4,8 @@
 #include "dynamo/version.h"
 
 int main() {
-  dynamo::Version a = dynamo::NewVersion({}, {}, 1, 1, "a", false, 10);
-  dynamo::Version b = dynamo::NewVersion({}, {}, 2, 2, "b", false, 10);
+  dynamo::Version a = dynamo::NewVersion(dynamo::Dot{1, 1, 1}, {}, "a", false, 10);
+  dynamo::Version b = dynamo::NewVersion(dynamo::Dot{2, 1, 2}, {}, "b", false, 10);
   dynamo::SiblingSet s = dynamo::Reconcile({a, b});
   if (s.size() != 2) return 1;
   std::printf("consumer ok: %zu siblings, token %s\n", s.size(),
