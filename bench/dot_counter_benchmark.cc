@@ -7,9 +7,9 @@
 //   dot_counter_benchmark --benchmark_repetitions=5 \
 //       --benchmark_report_aggregates_only=true --benchmark_format=json
 // Time per iteration is the amortized cost of one counter.
+#include <benchmark/benchmark.h>
 #include <stdlib.h>
 
-#include <benchmark/benchmark.h>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -45,8 +45,8 @@ void RunCounter(benchmark::State& state, StorageEngine* storage) {
     }
     benchmark::DoNotOptimize(*next);
   }
-  state.counters["lease_writes"] = static_cast<double>(state.iterations()) /
-                                   static_cast<double>(state.range(0));
+  state.counters["lease_writes"] =
+      static_cast<double>(state.iterations()) / static_cast<double>(state.range(0));
 }
 
 void BM_DotCounterMemory(benchmark::State& state) {

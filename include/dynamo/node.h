@@ -100,7 +100,7 @@ class Node {
   size_t transfers_pending() const { return transfers_.size(); }
 
   NodeId id() const { return runtime_->self(); }
-  // The identity as last stored (its lease end is the durable one).
+  // The node's identity; its counter lease end is always the stored one.
   const NodeIdentity& identity() const;
   const Ring& ring() const { return ring_; }
   const NodeOptions& options() const { return options_; }

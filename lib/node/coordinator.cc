@@ -553,8 +553,7 @@ void Coordinator::Write(const BucketOptions& bucket, std::string_view key, const
   }
   op->write.versions.push_back(
       NewVersion(Dot{env_.actor, *counter, absl::ToUnixMicros(env_.runtime->Now())},
-                 std::move(clock),
-                 std::move(value), tombstone, env_.options->clock_entries_max));
+                 std::move(clock), std::move(value), tombstone, env_.options->clock_entries_max));
   WriteOptions durable;
   durable.durable = env_.options->coordinator_writes_durably;  // paper 6.1
   size_t siblings_stored = 0;

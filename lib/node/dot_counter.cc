@@ -35,10 +35,10 @@ DotCounter::DotCounter(StorageEngine* storage, NodeIdentity identity, uint64_t l
 
 absl::StatusOr<uint64_t> DotCounter::Next(uint64_t key_counter) {
   if (key_counter > last_ && key_counter - last_ > kCounterJumpMax) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the key's clock names counter ", key_counter, " for this node's actor ", identity_.actor,
-        ", more than 2^40 above the highest it minted (", last_,
-        "): a forged or corrupt context or version"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the key's clock names counter ", key_counter, " for this node's actor ",
+                     identity_.actor, ", more than 2^40 above the highest it minted (", last_,
+                     "): a forged or corrupt context or version"));
   }
   uint64_t floor = std::max(last_, key_counter);
   if (floor == kCounterMax) {

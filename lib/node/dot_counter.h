@@ -66,7 +66,7 @@ class DotCounter {
   // the next lease renewal stores it.
   absl::Status SetEpoch(uint64_t epoch);
 
-  // The identity as last written (its lease end is the durable one).
+  // The node's identity; its lease end is always the durable one.
   const NodeIdentity& identity() const { return identity_; }
   // The highest counter handed out, or the stored lease end at start.
   uint64_t last() const { return last_; }

@@ -71,8 +71,8 @@ TEST_CASE("DotCounter counts above the key's own counter, and a jump leases past
   auto counter = DotCounter::Start(&storage, Identity(0), 10);
   REQUIRE(counter.ok());
   CHECK(*(*counter)->Next(0) == 1);
-  CHECK(*(*counter)->Next(5) == 6);   // the key saw (actor, 5): above it
-  CHECK(*(*counter)->Next(2) == 7);   // below what was minted: the sequence wins
+  CHECK(*(*counter)->Next(5) == 6);  // the key saw (actor, 5): above it
+  CHECK(*(*counter)->Next(2) == 7);  // below what was minted: the sequence wins
   CHECK(storage.writes == 1);
   CHECK(*(*counter)->Next(500) == 501);  // past the lease: renewed first
   CHECK(storage.writes == 2);
