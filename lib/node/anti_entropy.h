@@ -64,8 +64,6 @@
 
 namespace dynamo::internal {
 
-class AntiEntropy;
-
 // The messages AntiEntropy::Handle takes (Node::OnMessage routes them).
 template <typename T>
 inline constexpr bool kIsAntiEntropyMessage =

@@ -143,6 +143,16 @@ TEST_CASE("LmdbEngine map growth stops at map_bytes_max", "[storage][lmdb]") {
 // Values of value_bytes_max (1 MiB), distinct per key.
 std::string LargeValue(int i) { return std::string(size_t{1} << 20, static_cast<char>('a' + i % 26)); }
 
+// Puts "large0".."large<count-1>" (1 MiB each, version (1, 1 + i)) without
+// asking for durability, so a buffered engine keeps them in its buffer.
+void PutLargeValues(LmdbEngine& e, int count) {
+  for (int i = 0; i < count; ++i) {
+    REQUIRE(e.Put("large" + std::to_string(i), {MakeVersion(1, 1 + i, {}, LargeValue(i))},
+                  WriteOptions())
+                .ok());
+  }
+}
+
 constexpr LmdbOptions::Durability kAllDurabilities[] = {LmdbOptions::Durability::kSync,
                                                         LmdbOptions::Durability::kNoSync,
                                                         LmdbOptions::Durability::kBuffered};
@@ -286,19 +296,10 @@ TEST_CASE("LmdbEngine write buffer: a flush of large values grows the map as it 
     auto engine = LmdbEngine::Open(options);
     REQUIRE(engine.ok());
     LmdbEngine& e = **engine;
-    for (int i = 0; i < kKeys; ++i) {
-      REQUIRE(e.Put("large" + std::to_string(i), {MakeVersion(1, 1 + i, {}, LargeValue(i))},
-                    WriteOptions())
-                  .ok());
-    }
+    PutLargeValues(e, kKeys);
     CHECK(e.buffered_objects() == kKeys);
     CHECK(e.buffered_bytes() > uint64_t{kKeys} << 20);
-    for (int i = 0; i < kKeys; ++i) {
-      auto got = e.Get("large" + std::to_string(i));
-      REQUIRE(got.ok());
-      REQUIRE(got->size() == 1);
-      CHECK((*got)[0].value == LargeValue(i));
-    }
+    for (int i = 0; i < kKeys; ++i) CheckHolds(e, "large" + std::to_string(i), LargeValue(i));
     const size_t map_before = e.map_bytes();
     REQUIRE(e.Flush().ok());
     CHECK(e.buffered_objects() == 0);
@@ -330,23 +331,14 @@ TEST_CASE("LmdbEngine write buffer: a failed flush keeps unwritten keys buffered
     auto engine = LmdbEngine::Open(options);
     REQUIRE(engine.ok());
     LmdbEngine& e = **engine;
-    for (int i = 0; i < kKeys; ++i) {
-      REQUIRE(e.Put("large" + std::to_string(i), {MakeVersion(1, 1 + i, {}, LargeValue(i))},
-                    WriteOptions())
-                  .ok());
-    }
+    PutLargeValues(e, kKeys);
     absl::Status flushed = e.Flush();
     CHECK(flushed.code() == absl::StatusCode::kResourceExhausted);
     left_buffered = e.buffered_objects();
     // Some transactions committed before the map could not grow further.
     CHECK(left_buffered > 0);
     CHECK(left_buffered < kKeys);
-    for (int i = 0; i < kKeys; ++i) {
-      auto got = e.Get("large" + std::to_string(i));
-      REQUIRE(got.ok());
-      REQUIRE(got->size() == 1);
-      CHECK((*got)[0].value == LargeValue(i));
-    }
+    for (int i = 0; i < kKeys; ++i) CheckHolds(e, "large" + std::to_string(i), LargeValue(i));
     auto scan = e.Scan(TokenRange{}, "", ScanLimits{1000, size_t{1} << 30});
     REQUIRE(scan.ok());
     CHECK(scan->entries.size() == kKeys);
@@ -397,11 +389,7 @@ TEST_CASE("LmdbEngine write buffer: a durable write whose batch committed succee
     auto engine = LmdbEngine::Open(options);
     REQUIRE(engine.ok());
     LmdbEngine& e = **engine;
-    for (int i = 0; i < kKeys; ++i) {
-      REQUIRE(e.Put("large" + std::to_string(i), {MakeVersion(1, 1 + i, {}, LargeValue(i))},
-                    WriteOptions())
-                  .ok());
-    }
+    PutLargeValues(e, kKeys);
     WriteOptions durable;
     durable.durable = true;
     auto put = e.Put(small, {MakeVersion(2, 1)}, durable);
@@ -427,11 +415,7 @@ TEST_CASE("LmdbEngine write buffer: write_buffer_bytes_max flushes before it is 
   auto engine = LmdbEngine::Open(options);
   REQUIRE(engine.ok());
   LmdbEngine& e = **engine;
-  for (int i = 0; i < 2; ++i) {
-    REQUIRE(e.Put("large" + std::to_string(i), {MakeVersion(1, 1 + i, {}, LargeValue(i))},
-                  WriteOptions())
-                .ok());
-  }
+  PutLargeValues(e, 2);
   CHECK(e.buffered_objects() == 2);
   // Replacing a buffered entry counts only the difference: no flush.
   REQUIRE(e.Put("large0", {MakeVersion(1, 10, Clock({{1, 1}}), LargeValue(5))}, WriteOptions())
