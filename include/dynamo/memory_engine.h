@@ -49,9 +49,9 @@ class MemoryEngine final : public StorageEngine {
                      absl::FunctionRef<void(const SiblingSet&)> reader) override;
   absl::StatusOr<SiblingSet> Put(std::string_view key, const SiblingSet& incoming,
                                  const WriteOptions& options) override;
-  absl::Status PutAndVisit(std::string_view key, const SiblingSet& incoming,
-                           const WriteOptions& options,
-                           absl::FunctionRef<void(const SiblingSet&)> reader) override;
+  absl::Status Update(std::string_view key, const SiblingSet& incoming, const WriteOptions& options,
+                      absl::FunctionRef<absl::Status(const SiblingSet&)> prepare,
+                      absl::FunctionRef<void(const SiblingSet&)> reader) override;
   absl::Status ReapTombstones(std::string_view key, const SiblingSet& tombstones) override;
   absl::Status Erase(std::string_view key) override;
   absl::StatusOr<ScanResult> Scan(const TokenRange& range, std::string_view cursor,

@@ -128,17 +128,39 @@ class StorageEngine {
   virtual absl::StatusOr<SiblingSet> Put(std::string_view key, const SiblingSet& incoming,
                                          const WriteOptions& options) = 0;
 
-  // Put that shows the stored set to `reader` instead of copying it out (the
-  // request path looks only at its size, or hashes it), under the same rules
-  // as Visit. `reader` is not called if the put fails. The default goes
-  // through Put, so a wrapper that overrides Put is seen here as well.
-  virtual absl::Status PutAndVisit(std::string_view key, const SiblingSet& incoming,
-                                   const WriteOptions& options,
-                                   absl::FunctionRef<void(const SiblingSet&)> reader) {
+  // Read-modify-write of one key, with one lookup where the engine can:
+  // `prepare` is shown the key's stored set first and may fill `incoming`
+  // (which the caller owns; the engine reads it only after `prepare`
+  // returns), then `incoming` is merged as by Put and `reader` is shown the
+  // set as stored afterwards, under the same rules as Visit. The request
+  // path builds a new version from what the coordinator stores (its dot
+  // counter, paper 4.4) and anti-entropy hashes the set before and after
+  // (4.7), so a put reaches the key once. If `prepare` fails, nothing is
+  // written and its status is returned; `reader` is not called if the put
+  // fails. The default goes through Visit and Put, so a wrapper that
+  // overrides Get or Put to inject a fault is seen here as well.
+  virtual absl::Status Update(std::string_view key, const SiblingSet& incoming,
+                              const WriteOptions& options,
+                              absl::FunctionRef<absl::Status(const SiblingSet&)> prepare,
+                              absl::FunctionRef<void(const SiblingSet&)> reader) {
+    absl::Status prepared = absl::OkStatus();
+    absl::Status read = Visit(key, [&](const SiblingSet& stored) { prepared = prepare(stored); });
+    if (!read.ok()) return read;
+    if (!prepared.ok()) return prepared;
     absl::StatusOr<SiblingSet> stored = Put(key, incoming, options);
     if (!stored.ok()) return stored.status();
     reader(*stored);
     return absl::OkStatus();
+  }
+
+  // Put that shows the stored set to `reader` instead of copying it out (the
+  // request path looks only at its size, or hashes it): Update with nothing
+  // to prepare.
+  absl::Status PutAndVisit(std::string_view key, const SiblingSet& incoming,
+                           const WriteOptions& options,
+                           absl::FunctionRef<void(const SiblingSet&)> reader) {
+    return Update(
+        key, incoming, options, [](const SiblingSet&) { return absl::OkStatus(); }, reader);
   }
 
   // Removes the listed tombstones from the key's sibling set, if they are

@@ -73,15 +73,24 @@ absl::StatusOr<SiblingSet> ObservedStorage::Put(std::string_view key, const Sibl
   return PutThroughVisit(key, incoming, options);
 }
 
-absl::Status ObservedStorage::PutAndVisit(std::string_view key, const SiblingSet& incoming,
-                                          const WriteOptions& options,
-                                          absl::FunctionRef<void(const SiblingSet&)> reader) {
+absl::Status ObservedStorage::Update(std::string_view key, const SiblingSet& incoming,
+                                     const WriteOptions& options,
+                                     absl::FunctionRef<absl::Status(const SiblingSet&)> prepare,
+                                     absl::FunctionRef<void(const SiblingSet&)> reader) {
+  // The hash before the write comes from the same lookup as the write.
   AntiEntropy::TrackedKey tracked;
-  const uint64_t old_hash = HashBefore(key, &tracked);
-  return target()->PutAndVisit(key, incoming, options, [&](const SiblingSet& stored) {
-    if (tracked.tracked()) Changed(tracked, key, old_hash, stored);
-    reader(stored);
-  });
+  if (anti_entropy_ != nullptr) tracked = anti_entropy_->Track(key);
+  uint64_t old_hash = 0;
+  return target()->Update(
+      key, incoming, options,
+      [&](const SiblingSet& before) {
+        if (tracked.tracked()) old_hash = HashOf(key, before);
+        return prepare(before);
+      },
+      [&](const SiblingSet& stored) {
+        if (tracked.tracked()) Changed(tracked, key, old_hash, stored);
+        reader(stored);
+      });
 }
 
 absl::Status ObservedStorage::ReapTombstones(std::string_view key, const SiblingSet& tombstones) {

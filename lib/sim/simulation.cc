@@ -19,10 +19,10 @@ class Simulation::ObservedDisk : public StorageEngineWrapper {
                      absl::FunctionRef<void(const SiblingSet&)> reader) override {
     return target()->Visit(key, reader);
   }
-  absl::Status PutAndVisit(std::string_view key, const SiblingSet& incoming,
-                           const WriteOptions& options,
-                           absl::FunctionRef<void(const SiblingSet&)> reader) override {
-    return target()->PutAndVisit(key, incoming, options, reader);
+  absl::Status Update(std::string_view key, const SiblingSet& incoming, const WriteOptions& options,
+                      absl::FunctionRef<absl::Status(const SiblingSet&)> prepare,
+                      absl::FunctionRef<void(const SiblingSet&)> reader) override {
+    return target()->Update(key, incoming, options, prepare, reader);
   }
   absl::Status Erase(std::string_view key) override {
     if (sim_->erase_observer_) {

@@ -500,6 +500,22 @@ absl::StatusOr<SiblingSet> LmdbEngine::Put(std::string_view key, const SiblingSe
   });
 }
 
+absl::Status LmdbEngine::Update(std::string_view key, const SiblingSet& incoming,
+                                const WriteOptions& options,
+                                absl::FunctionRef<absl::Status(const SiblingSet&)> prepare,
+                                absl::FunctionRef<void(const SiblingSet&)> reader) {
+  DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, options_.limits));
+  absl::StatusOr<SiblingSet> stored =
+      Impl::Mutate(*this, key, options.durable, [&](SiblingSet& stored) -> absl::StatusOr<bool> {
+        DYNAMO_RETURN_IF_ERROR(prepare(stored));
+        DYNAMO_RETURN_IF_ERROR(internal::ValidateSiblings(key, incoming, options_.limits));
+        return internal::MergeWithinLimit(key, stored, incoming, options_.limits);
+      });
+  if (!stored.ok()) return stored.status();
+  reader(*stored);
+  return absl::OkStatus();
+}
+
 absl::Status LmdbEngine::ReapTombstones(std::string_view key, const SiblingSet& tombstones) {
   DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, options_.limits));
   return Impl::Mutate(*this, key, /*durable=*/false,

@@ -36,21 +36,25 @@ absl::StatusOr<SiblingSet> MemoryEngine::Put(std::string_view key, const Sibling
   return PutThroughVisit(key, incoming, options);
 }
 
-absl::Status MemoryEngine::PutAndVisit(std::string_view key, const SiblingSet& incoming,
-                                       const WriteOptions& /*options*/,
-                                       absl::FunctionRef<void(const SiblingSet&)> reader) {
-  DYNAMO_RETURN_IF_ERROR(internal::ValidateSiblings(key, incoming, limits_));
+absl::Status MemoryEngine::Update(std::string_view key, const SiblingSet& incoming,
+                                  const WriteOptions& /*options*/,
+                                  absl::FunctionRef<absl::Status(const SiblingSet&)> prepare,
+                                  absl::FunctionRef<void(const SiblingSet&)> reader) {
+  DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, limits_));
   auto found = data_.find(absl::string_view(key.data(), key.size()));
   if (found != data_.end()) {
-    // Merged in place: MergeWithinLimit leaves the set untouched on failure.
     SiblingSet& stored = found->second;
+    DYNAMO_RETURN_IF_ERROR(prepare(stored));
+    DYNAMO_RETURN_IF_ERROR(internal::ValidateSiblings(key, incoming, limits_));
+    // Merged in place: MergeWithinLimit leaves the set untouched on failure.
     DYNAMO_RETURN_IF_ERROR(internal::MergeWithinLimit(key, stored, incoming, limits_).status());
     reader(stored);
     return absl::OkStatus();
   }
   SiblingSet stored;
-  DYNAMO_ASSIGN_OR_RETURN(bool changed,
-                          internal::MergeWithinLimit(key, stored, incoming, limits_));
+  DYNAMO_RETURN_IF_ERROR(prepare(stored));
+  DYNAMO_RETURN_IF_ERROR(internal::ValidateSiblings(key, incoming, limits_));
+  DYNAMO_ASSIGN_OR_RETURN(bool changed, internal::MergeWithinLimit(key, stored, incoming, limits_));
   if (!changed || stored.empty()) {
     reader(stored);
     return absl::OkStatus();

@@ -120,31 +120,136 @@ TEMPLATE_TEST_CASE("Visit and PutAndVisit show what Get and Put return", "[stora
   CHECK(calls == 0);
 }
 
+TEMPLATE_TEST_CASE("Update builds the write from the stored set in one call", "[storage]",
+                   ENGINE_TYPES) {
+  TestType factory;
+  factory.limits.siblings_max = 2;
+  auto engine = factory.Open();
+  REQUIRE(engine != nullptr);
+  const Version v1 = MakeVersion(1, 1);
+  const Version w1 = MakeVersion(2, 1);
+  REQUIRE(engine->Put("k", {v1}, kWrite).ok());
+
+  // prepare sees what is stored and fills the incoming set; the reader sees
+  // the merge.
+  SiblingSet incoming;
+  SiblingSet before, after;
+  REQUIRE(engine
+              ->Update(
+                  "k", incoming, kWrite,
+                  [&](const SiblingSet& stored) {
+                    before = stored;
+                    incoming = {MakeVersion(1, 2, Clock({{1, 1}}))};  // supersedes v1
+                    return absl::OkStatus();
+                  },
+                  [&](const SiblingSet& stored) { after = stored; })
+              .ok());
+  CHECK(before == SiblingSet{v1});
+  CHECK(after == incoming);
+  auto got = engine->Get("k");
+  REQUIRE(got.ok());
+  CHECK(*got == incoming);
+
+  // A failed prepare: its status, nothing written, no reader call.
+  int reads = 0;
+  absl::Status refused = engine->Update(
+      "k", incoming, kWrite,
+      [&](const SiblingSet&) {
+        incoming = {w1};
+        return absl::InvalidArgumentError("prepare says no");
+      },
+      [&](const SiblingSet&) { ++reads; });
+  CHECK(refused.code() == absl::StatusCode::kInvalidArgument);
+  CHECK(refused.message() == "prepare says no");
+  got = engine->Get("k");
+  REQUIRE(got.ok());
+  CHECK(got->size() == 1);
+
+  // What prepare builds is held to the limits: too many siblings, too large a value.
+  REQUIRE(engine->Put("k", {w1}, kWrite).ok());
+  auto add = [&](Version v) {
+    return engine->Update(
+        "k", incoming, kWrite,
+        [&](const SiblingSet&) {
+          incoming = {v};
+          return absl::OkStatus();
+        },
+        [&](const SiblingSet&) { ++reads; });
+  };
+  CHECK(add(MakeVersion(3, 1)).code() == absl::StatusCode::kFailedPrecondition);
+  Version large = MakeVersion(4, 1);
+  large.value.assign(factory.limits.value_bytes_max + 1, 'v');
+  CHECK(add(large).code() == absl::StatusCode::kInvalidArgument);
+  CHECK(reads == 0);
+  got = engine->Get("k");
+  REQUIRE(got.ok());
+  CHECK(got->size() == 2);
+
+  // A key never written: prepare sees the empty set.
+  before = {v1};
+  REQUIRE(engine
+              ->Update(
+                  "fresh", incoming, kWrite,
+                  [&](const SiblingSet& stored) {
+                    before = stored;
+                    incoming = {v1};
+                    return absl::OkStatus();
+                  },
+                  [&](const SiblingSet& stored) { after = stored; })
+              .ok());
+  CHECK(before.empty());
+  CHECK(after == SiblingSet{v1});
+}
+
 // A wrapper that overrides only Get and Put, as a fault-injecting test does.
 class FailingReadsAndWrites : public StorageEngineWrapper {
  public:
   using StorageEngineWrapper::StorageEngineWrapper;
-  absl::StatusOr<SiblingSet> Get(std::string_view) override {
-    return absl::DataLossError("injected read fault");
+  absl::StatusOr<SiblingSet> Get(std::string_view key) override {
+    if (fail_reads) return absl::DataLossError("injected read fault");
+    return StorageEngineWrapper::Get(key);
   }
-  absl::StatusOr<SiblingSet> Put(std::string_view, const SiblingSet&, const WriteOptions&) override {
-    return absl::UnavailableError("injected write fault");
+  absl::StatusOr<SiblingSet> Put(std::string_view key, const SiblingSet& incoming,
+                                 const WriteOptions& options) override {
+    if (fail_writes) return absl::UnavailableError("injected write fault");
+    return StorageEngineWrapper::Put(key, incoming, options);
   }
+  bool fail_reads = false;
+  bool fail_writes = false;
 };
 
-TEST_CASE("Visit and PutAndVisit of a wrapper go through its Get and Put", "[storage]") {
+TEST_CASE("Visit, PutAndVisit and Update of a wrapper go through its Get and Put", "[storage]") {
   MemoryEngine engine;
   REQUIRE(engine.Put("k", {MakeVersion(1, 1)}, kWrite).ok());
   FailingReadsAndWrites faulty(&engine);
   int calls = 0;
-  CHECK(faulty.Visit("k", [&](const SiblingSet&) { ++calls; }).code() ==
+  auto count = [&](const SiblingSet&) { ++calls; };
+  auto prepare = [&](const SiblingSet&) {
+    ++calls;
+    return absl::OkStatus();
+  };
+  faulty.fail_reads = true;
+  CHECK(faulty.Visit("k", count).code() == absl::StatusCode::kDataLoss);
+  // A write reads the key first (to merge into it), so a read fault fails it.
+  CHECK(faulty.PutAndVisit("k", {MakeVersion(2, 1)}, kWrite, count).code() ==
         absl::StatusCode::kDataLoss);
-  CHECK(faulty.PutAndVisit("k", {MakeVersion(2, 1)}, kWrite, [&](const SiblingSet&) { ++calls; })
-            .code() == absl::StatusCode::kUnavailable);
   CHECK(calls == 0);
+  faulty.fail_reads = false;
+  faulty.fail_writes = true;
+  CHECK(faulty.PutAndVisit("k", {MakeVersion(2, 1)}, kWrite, count).code() ==
+        absl::StatusCode::kUnavailable);
+  CHECK(faulty.Update("k", {MakeVersion(2, 1)}, kWrite, prepare, count).code() ==
+        absl::StatusCode::kUnavailable);
+  CHECK(calls == 1);  // prepare ran, the reader did not
   auto got = engine.Get("k");
   REQUIRE(got.ok());
   CHECK(got->size() == 1);
+  faulty.fail_writes = false;
+  REQUIRE(faulty.Update("k", {MakeVersion(2, 1)}, kWrite, prepare, count).ok());
+  CHECK(calls == 3);
+  got = engine.Get("k");
+  REQUIRE(got.ok());
+  CHECK(got->size() == 2);
 }
 
 TEMPLATE_TEST_CASE("siblings_max refuses the put and writes nothing", "[storage]",
