@@ -19,8 +19,13 @@
 namespace dynamo {
 
 struct Context {
-  VectorClock clock;                // merge of the clocks of every sibling read
-  NodeId coordinator = kNoNode;     // preferred coordinator for the next put
+  VectorClock clock;             // merge of the clocks of every sibling read
+  NodeId coordinator = kNoNode;  // preferred coordinator for the next put
+  // A blind write (Redis's SET): the put also supersedes every version the
+  // coordinating replica holds when it writes, without a read first.
+  // Versions still on their way to that replica stay siblings of the new
+  // one. Last-write-wins buckets always behave this way.
+  bool supersede_coordinator_copy = false;
 
   std::string Encode() const;
   // kInvalidArgument if `bytes` is not an encoded context.

@@ -532,28 +532,6 @@ void Coordinator::Write(const BucketOptions& bucket, std::string_view key, const
   }
 
   const std::string& skey_ref = op->write.key;
-  VectorClock clock = context.clock;
-  uint64_t key_counter = 0;
-  absl::Status read = env_.storage->Visit(skey_ref, [&](const SiblingSet& local) {
-    // Under last-write-wins the write supersedes everything this replica has.
-    if (bucket.policy == ConflictPolicy::kLastWriteWins) clock.Merge(MergedClock(local));
-    key_counter = KeyCounterOf(local, clock, env_.actor);
-  });
-  // Node-wide, so a dot is new even if this node erased the key's versions.
-  absl::StatusOr<uint64_t> counter =
-      read.ok() ? env_.dot_counter->Next(key_counter) : absl::StatusOr<uint64_t>(read);
-  if (!counter.ok()) {
-    // A refused counter (forged context, counters used up) is not storage's fault.
-    if (!absl::IsInvalidArgument(counter.status()) && !absl::IsOutOfRange(counter.status())) {
-      env_.metrics->storage_errors++;
-    }
-    env_.metrics->puts_failed++;
-    done(counter.status());
-    return;
-  }
-  op->write.versions.push_back(
-      NewVersion(Dot{env_.actor, *counter, absl::ToUnixMicros(env_.runtime->Now())},
-                 std::move(clock), std::move(value), tombstone, env_.options->clock_entries_max));
   WriteOptions durable;
   durable.durable = env_.options->coordinator_writes_durably;  // paper 6.1
   size_t siblings_stored = 0;
@@ -564,19 +542,60 @@ void Coordinator::Write(const BucketOptions& bucket, std::string_view key, const
   // each other) and the next put would drop them. So they travel with it.
   // Found by sim_soak seed 123 (acknowledged adds lost after a removal).
   SiblingSet same_actor;
-  absl::Status written = env_.storage->PutAndVisit(
-      skey_ref, op->write.versions, durable, [&](const SiblingSet& stored) {
-        siblings_stored = stored.size();
-        for (const Version& s : stored) {
-          if (s.dot.actor == env_.actor && s.dot != op->write.versions.front().dot) {
-            same_actor.push_back(s);
-          }
-        }
-      });
+  // The new version is built from the stored siblings in the same engine
+  // call that stores it: one lookup of the key per put.
+  absl::Status minted = absl::OkStatus();
+  bool lease_ran_out = false;
+  uint64_t key_counter = 0;
+  auto build_version = [&](const SiblingSet& local) -> absl::Status {
+    VectorClock clock = context.clock;
+    // Under last-write-wins, and for a blind write, the write supersedes
+    // everything this replica has.
+    if (bucket.policy == ConflictPolicy::kLastWriteWins || context.supersede_coordinator_copy) {
+      clock.Merge(MergedClock(local));
+    }
+    key_counter = KeyCounterOf(local, clock, env_.actor);
+    // Node-wide, so a dot is new even if this node erased the key's versions.
+    absl::StatusOr<std::optional<uint64_t>> counter =
+        env_.dot_counter->NextWithinLease(key_counter);
+    if (!counter.ok()) return minted = counter.status();
+    if (!counter->has_value()) {
+      lease_ran_out = true;  // renewed below, outside the engine's callback
+      return minted = absl::AbortedError("the dot counter lease ran out");
+    }
+    op->write.versions.assign(
+        1,
+        NewVersion(Dot{env_.actor, **counter, absl::ToUnixMicros(env_.runtime->Now())},
+                   std::move(clock), std::move(value), tombstone, env_.options->clock_entries_max));
+    return absl::OkStatus();
+  };
+  auto see_stored = [&](const SiblingSet& stored) {
+    siblings_stored = stored.size();
+    for (const Version& s : stored) {
+      if (s.dot.actor == env_.actor && s.dot != op->write.versions.front().dot) {
+        same_actor.push_back(s);
+      }
+    }
+  };
+  absl::Status written =
+      env_.storage->Update(skey_ref, op->write.versions, durable, build_version, see_stored);
+  if (lease_ran_out) {
+    // Once per lease (dot_counter_lease_counters puts): a durable write of
+    // the identity record, then the same put again.
+    lease_ran_out = false;
+    minted = env_.dot_counter->RenewLeaseFor(key_counter);
+    if (minted.ok()) {
+      written =
+          env_.storage->Update(skey_ref, op->write.versions, durable, build_version, see_stored);
+    } else {
+      written = minted;
+    }
+  }
   if (!written.ok()) {
     if (written.code() == absl::StatusCode::kFailedPrecondition) {
       env_.metrics->puts_over_sibling_limit++;
-    } else {
+    } else if (!absl::IsInvalidArgument(minted) && !absl::IsOutOfRange(minted)) {
+      // A refused counter (forged context, counters used up) is not storage's fault.
       env_.metrics->storage_errors++;
     }
     env_.metrics->puts_failed++;

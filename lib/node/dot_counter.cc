@@ -33,7 +33,7 @@ DotCounter::DotCounter(StorageEngine* storage, NodeIdentity identity, uint64_t l
       // earlier run of this identity.
       last_(identity.counter_lease_end) {}
 
-absl::StatusOr<uint64_t> DotCounter::Next(uint64_t key_counter) {
+absl::StatusOr<uint64_t> DotCounter::Candidate(uint64_t key_counter) const {
   if (key_counter > last_ && key_counter - last_ > kCounterJumpMax) {
     return absl::InvalidArgumentError(
         absl::StrCat("the key's clock names counter ", key_counter, " for this node's actor ",
@@ -46,10 +46,29 @@ absl::StatusOr<uint64_t> DotCounter::Next(uint64_t key_counter) {
                                               " are used up; restart the node with a wiped "
                                               "identity to draw a new actor"));
   }
-  uint64_t counter = floor + 1;
-  if (counter > identity_.counter_lease_end) DYNAMO_RETURN_IF_ERROR(RenewLease(counter));
+  return floor + 1;
+}
+
+absl::StatusOr<std::optional<uint64_t>> DotCounter::NextWithinLease(uint64_t key_counter) {
+  DYNAMO_ASSIGN_OR_RETURN(uint64_t counter, Candidate(key_counter));
+  if (counter > identity_.counter_lease_end) return std::nullopt;
   last_ = counter;
   return counter;
+}
+
+absl::Status DotCounter::RenewLeaseFor(uint64_t key_counter) {
+  DYNAMO_ASSIGN_OR_RETURN(uint64_t counter, Candidate(key_counter));
+  if (counter <= identity_.counter_lease_end) return absl::OkStatus();
+  return RenewLease(counter);
+}
+
+absl::StatusOr<uint64_t> DotCounter::Next(uint64_t key_counter) {
+  DYNAMO_ASSIGN_OR_RETURN(std::optional<uint64_t> counter, NextWithinLease(key_counter));
+  if (counter.has_value()) return *counter;
+  DYNAMO_RETURN_IF_ERROR(RenewLeaseFor(key_counter));
+  DYNAMO_ASSIGN_OR_RETURN(counter, NextWithinLease(key_counter));
+  if (!counter.has_value()) return absl::InternalError("a renewed dot counter lease ran out");
+  return *counter;
 }
 
 absl::Status DotCounter::SetEpoch(uint64_t epoch) {

@@ -26,6 +26,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -61,6 +62,15 @@ class DotCounter {
   // 64-bit counter space is used up.
   absl::StatusOr<uint64_t> Next(uint64_t key_counter);
 
+  // Next without touching storage, for a caller inside a storage callback
+  // (the coordinator mints the dot while the engine shows it the key):
+  // std::nullopt, with nothing minted, when the counter would pass the
+  // lease; then RenewLeaseFor(key_counter) outside the callback and call
+  // again. The other errors are Next's.
+  absl::StatusOr<std::optional<uint64_t>> NextWithinLease(uint64_t key_counter);
+  // Durably moves the lease end so that NextWithinLease(key_counter) mints.
+  absl::Status RenewLeaseFor(uint64_t key_counter);
+
   // Moves the identity to `epoch` and stores it (lease included). The new
   // epoch holds in memory even if the write fails (the error is returned);
   // the next lease renewal stores it.
@@ -76,6 +86,8 @@ class DotCounter {
   // Durably moves the lease end so that `counter` and the next
   // lease_counters_ - 1 counters are inside it.
   absl::Status RenewLease(uint64_t counter);
+  // The counter Next would mint, after the checks that refuse it.
+  absl::StatusOr<uint64_t> Candidate(uint64_t key_counter) const;
 
   StorageEngine* storage_;
   NodeIdentity identity_;

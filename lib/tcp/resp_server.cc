@@ -32,30 +32,6 @@ const Version* LiveWinner(const GetResult& r) {
   return best;
 }
 
-// SET's context when this node replicates the key: the merged clock of
-// its own copy, so the write supersedes every version this replica holds
-// without a quorum read first. Versions it has not seen yet (a write still
-// on its way here) stay siblings until a later SET through a replica that
-// has them; GET answers their last-write-wins winner meanwhile. nullopt when
-// this node is not a replica (the put would be forwarded, and a remote
-// replica's copy is unknown here) or the local read fails.
-std::optional<Context> LocalContext(Node& node, const std::string& bucket, std::string_view key) {
-  size_t n = 0;
-  for (const BucketOptions& b : node.options().buckets) {
-    if (b.name == bucket) n = b.n;
-  }
-  std::string skey = Coordinator::StorageKey(bucket, key);
-  std::vector<NodeId> owners = node.ring().PreferenceList(skey, n);
-  if (n == 0 || std::find(owners.begin(), owners.end(), node.id()) == owners.end()) {
-    return std::nullopt;
-  }
-  absl::StatusOr<SiblingSet> local = node.storage().Get(skey);
-  if (!local.ok()) return std::nullopt;
-  Context context;
-  context.clock = MergedClock(*local);
-  return context;
-}
-
 std::string ErrorReply(const absl::Status& s) {
   std::string out;
   AppendError(&out, absl::StrCat("ERR ", s.ToString()));
@@ -294,23 +270,18 @@ class RespServer::Conn : public std::enable_shared_from_this<Conn> {
                                          : "ERR SET options (EX, NX, ...) are not supported"));
         return;
       }
-      std::string key = args[1];
       std::string value = std::move(args[2]);
       auto done = [reply = std::move(reply)](absl::Status s) mutable {
         reply(s.ok() ? SimpleReply("OK") : ErrorReply(s));
       };
-      if (std::optional<Context> local = LocalContext(*node, bucket, key)) {
-        node->Put(bucket, key, *local, std::move(value), std::move(done));
-        return;
-      }
-      node->Get(bucket, key,
-                [node, bucket, key, value = std::move(value),
-                 done = std::move(done)](absl::StatusOr<GetResult> r) mutable {
-                  // Without a context (the read failed) the put starts a new
-                  // branch: a sibling that GET resolves by last-write-wins.
-                  Context context = r.ok() ? r->context : Context();
-                  node->Put(bucket, key, context, std::move(value), std::move(done));
-                });
+      // A blind write: it supersedes every version the coordinating replica
+      // holds, without a quorum read first. Versions it has not seen yet (a
+      // write still on its way there) stay siblings until a later SET
+      // through a replica that has them; GET answers their last-write-wins
+      // winner meanwhile.
+      Context blind;
+      blind.supersede_coordinator_copy = true;
+      node->Put(bucket, args[1], blind, std::move(value), std::move(done));
     } else if (cmd == "MGET" || cmd == "EXISTS" || cmd == "DEL") {
       if (!arity(2, options().limits.args_max)) return;
       MultiKey(cmd, std::move(args), std::move(reply));

@@ -79,6 +79,38 @@ TEST_CASE("DotCounter counts above the key's own counter, and a jump leases past
   CHECK(StoredLeaseEnd(disk) == 510);
 }
 
+TEST_CASE("DotCounter mints without storage only inside the lease") {
+  MemoryEngine disk;
+  IdentityFaults storage(&disk);
+  auto counter = DotCounter::Start(&storage, Identity(0), 10);  // lease [1,10]
+  REQUIRE(counter.ok());
+  CHECK(storage.writes == 1);
+  auto next = (*counter)->NextWithinLease(8);
+  REQUIRE(next.ok());
+  CHECK(*next == std::optional<uint64_t>(9));
+  next = (*counter)->NextWithinLease(9);
+  REQUIRE(next.ok());
+  CHECK(*next == std::optional<uint64_t>(10));
+  // 11 is past the lease: nothing minted, nothing written.
+  next = (*counter)->NextWithinLease(0);
+  REQUIRE(next.ok());
+  CHECK(!next->has_value());
+  CHECK((*counter)->last() == 10);
+  CHECK(storage.writes == 1);
+  REQUIRE((*counter)->RenewLeaseFor(0).ok());
+  CHECK(storage.writes == 2);
+  CHECK(StoredLeaseEnd(disk) == 20);
+  REQUIRE((*counter)->RenewLeaseFor(0).ok());  // already leased: no write
+  CHECK(storage.writes == 2);
+  next = (*counter)->NextWithinLease(0);
+  REQUIRE(next.ok());
+  CHECK(*next == std::optional<uint64_t>(11));
+  // The refusals of Next hold here too.
+  CHECK((*counter)->NextWithinLease(uint64_t{1} << 50).status().code() ==
+        absl::StatusCode::kInvalidArgument);
+  CHECK((*counter)->RenewLeaseFor(uint64_t{1} << 50).code() == absl::StatusCode::kInvalidArgument);
+}
+
 TEST_CASE("DotCounter resumes above the stored lease end after a restart") {
   MemoryEngine disk;
   uint64_t before_crash = 0;

@@ -85,7 +85,27 @@ TEST_CASE("Context encodes and rejects foreign bytes") {
   REQUIRE(d.ok());
   CHECK(d->clock == c.clock);
   CHECK(d->coordinator == 2);
+  CHECK(!d->supersede_coordinator_copy);
   CHECK(Context::Decode("not a context").status().code() == absl::StatusCode::kInvalidArgument);
+}
+
+TEST_CASE("A blind write's context keeps its flag; unknown flags are refused") {
+  Context c;
+  c.clock.Observe(3, 4, 5);
+  const std::string plain = c.Encode();
+  c.supersede_coordinator_copy = true;
+  const std::string blind = c.Encode();
+  CHECK(blind != plain);
+  CHECK(blind.substr(1, plain.size() - 1) == plain.substr(1));  // format 1 plus a flags byte
+  auto d = Context::Decode(blind);
+  REQUIRE(d.ok());
+  CHECK(d->supersede_coordinator_copy);
+  CHECK(d->clock == c.clock);
+  std::string unknown_flag = blind;
+  unknown_flag.back() = 2;
+  CHECK(Context::Decode(unknown_flag).status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK(Context::Decode(blind.substr(0, blind.size() - 1)).status().code() ==
+        absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

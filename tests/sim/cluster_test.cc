@@ -102,6 +102,54 @@ TEST_CASE("A last-write-wins bucket resolves to one value") {
   CHECK(got->values == std::vector<std::string>{"second"});
 }
 
+TEST_CASE("A blind write supersedes what its coordinator holds, and only that") {
+  uint64_t seed = TestSeed(304);
+  DYNAMO_SEED_INFO(seed);
+  auto sim = MakeSim(seed, 5);
+  std::vector<NodeId> owners =
+      sim->initial_ring().PreferenceList(Coordinator::StorageKey("default", "x"), 3);
+  Context blind;
+  blind.supersede_coordinator_copy = true;
+  // Two writes without a context make siblings; a blind write through a
+  // replica that holds both replaces them.
+  REQUIRE(sim->Put(owners[0], "default", "x", {}, "first").ok());
+  REQUIRE(sim->Put(owners[1], "default", "x", {}, "second").ok());
+  sim->RunFor(absl::Milliseconds(50));
+  auto got = sim->Get(owners[2], "default", "x");
+  REQUIRE(got.ok());
+  CHECK(got->values.size() == 2);
+  REQUIRE(sim->Put(owners[0], "default", "x", blind, "third").ok());
+  sim->RunFor(absl::Milliseconds(50));
+  got = sim->Get(owners[2], "default", "x");
+  REQUIRE(got.ok());
+  CHECK(got->values == std::vector<std::string>{"third"});
+
+  // A version the coordinator has not received stays a sibling: with the
+  // other owners cut off from owners[0], a write there does not reach it.
+  std::vector<NodeId> others;
+  for (NodeId id = 1; id <= 5; ++id) {
+    if (std::find(owners.begin(), owners.end(), id) == owners.end()) others.push_back(id);
+  }
+  sim->network().Partition({{owners[0], others[0], others[1]}, {owners[1], owners[2]}});
+  REQUIRE(sim->Put(owners[1], "default", "x", blind, "fourth").ok());
+  REQUIRE(sim->Put(owners[0], "default", "x", blind, "fifth").ok());  // sloppy quorum
+  sim->network().HealAll();
+  sim->RunFor(absl::Seconds(30));
+  got = sim->Get(owners[2], "default", "x");
+  REQUIRE(got.ok());
+  std::vector<std::string> values = got->values;
+  std::sort(values.begin(), values.end());
+  CHECK(values == std::vector<std::string>{"fifth", "fourth"});
+
+  // Sent through a node off the preference list, the flag travels with the
+  // forwarded put.
+  REQUIRE(sim->Put(others[0], "default", "x", blind, "sixth").ok());
+  sim->RunFor(absl::Seconds(1));
+  got = sim->Get(owners[2], "default", "x");
+  REQUIRE(got.ok());
+  CHECK(got->values == std::vector<std::string>{"sixth"});
+}
+
 TEST_CASE("With no faults and R+W>N a read sees the latest acknowledged write") {
   uint64_t seed = TestSeed(404);
   DYNAMO_SEED_INFO(seed);
