@@ -185,9 +185,21 @@ void AntiEntropy::OnRingChanged(const Ring& ring) {
                                    .replicas = std::move(spec.second),
                                    .tree = *std::move(tree)});
   }
+  RebuildTreeIndex();
   env_.metrics->merkle_trees = trees_.size();
   env_.metrics->merkle_trees_built = trees_built();
   ScheduleRebuild();
+}
+
+void AntiEntropy::RebuildTreeIndex() {
+  tree_index_.clear();
+  for (auto& [key, state] : trees_) {  // in (n, end) order
+    if (tree_index_.empty() || tree_index_.back().n != key.first) {
+      tree_index_.push_back(TreeIndex{.n = key.first});
+    }
+    tree_index_.back().ends.push_back(key.second);
+    tree_index_.back().states.push_back(&state);
+  }
 }
 
 size_t AntiEntropy::trees_built() const {
@@ -197,12 +209,16 @@ size_t AntiEntropy::trees_built() const {
 }
 
 const AntiEntropy::RangeState* AntiEntropy::FindTree(uint32_t n, Token token) const {
-  auto it = trees_.lower_bound(TreeKey{n, token});
-  if (it == trees_.end() || it->first.first != n) it = trees_.lower_bound(TreeKey{n, 0});
-  if (it == trees_.end() || it->first.first != n || !it->second.range.Contains(token)) {
-    return nullptr;
+  for (const TreeIndex& index : tree_index_) {
+    if (index.n != n) continue;
+    // The first range ending at or after the token; past the last end the
+    // token can only be in a range that wraps around zero, the first one.
+    size_t i = std::lower_bound(index.ends.begin(), index.ends.end(), token) - index.ends.begin();
+    if (i == index.ends.size()) i = 0;
+    const RangeState* state = index.states[i];
+    return state->range.Contains(token) ? state : nullptr;
   }
-  return &it->second;
+  return nullptr;
 }
 
 AntiEntropy::RangeState* AntiEntropy::FindTree(uint32_t n, Token token) {

@@ -190,8 +190,19 @@ class AntiEntropy {
   bool Admit();
   void ChargeOne();
 
+  // The trees of one replica count, by range end, for the search every key
+  // change makes: a flat array searched by bisection (a std::map walk over
+  // ~1000 trees was 5% of a pipelined SET's CPU). Rebuilt with trees_.
+  struct TreeIndex {
+    uint32_t n = 0;
+    std::vector<Token> ends;           // ascending
+    std::vector<RangeState*> states;   // states[i] ends at ends[i]
+  };
+  void RebuildTreeIndex();
+
   AntiEntropyEnv env_;
   std::map<TreeKey, RangeState> trees_;
+  std::vector<TreeIndex> tree_index_;  // one per replica count, few
   std::map<uint64_t, Session> sessions_;  // by the request id awaited
   std::map<uint64_t, Reap> reaps_;        // by request id
   std::set<std::string> reaping_keys_;
