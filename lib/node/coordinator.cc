@@ -629,6 +629,13 @@ void Coordinator::Write(const BucketOptions& bucket, std::string_view key, const
       Send(f, copy);
     }
   }
+  if (op->targets.empty()) {
+    // Nothing to wait for (N = 1, or W = 1 with every other replica
+    // unreachable and no stand-in): done without a timer or request state.
+    env_.metrics->puts_ok++;
+    op->callback(absl::OkStatus());
+    return;
+  }
   Arm(op->timer, env_.options->replica_timeout, [this, id] { OnPutTimer(id); });
   PutOp& ref = *op;
   ShedSettling();
