@@ -19,11 +19,17 @@
 # shows the server CPU time per request (user + system, from /proc, summed
 # over the target's processes): on a machine shared with other work,
 # requests/s follows whatever else runs, CPU per request much less.
+# `node1` is the part of it spent by the first process of the target: for
+# the cluster, node 1, which coordinates every request (the rest is the two
+# replicas'); for one process, all of it.
 #
 #   bench/redis_benchmark.sh [REQUESTS] [CLIENTS] [REPEATS]   (20000, 20, 3)
 #   env: DURABILITY=nosync|sync|buffered|buffered-all (nosync), PIPELINE (16),
 #        PIN (1 on 2+ cores, else 0), BUILD_DIR (build),
-#        OUT (raw and median CSV prefix, $BUILD_DIR/redis_benchmark)
+#        OUT (raw and median CSV prefix, $BUILD_DIR/redis_benchmark),
+#        BASELINE (another dynamo-server binary, e.g. the previous build
+#        copied to /tmp: its 1-node and 3-node targets, "base-...", run
+#        interleaved with the others, for old/new ratios from one run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 requests=${1:-20000}
@@ -51,39 +57,59 @@ cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done;
 trap cleanup EXIT
 export DYNAMO_CLUSTER_SECRET=bench-secret
 server="$build/examples/dynamo-server"
+baseline=${BASELINE:-}
+if [ -n "$baseline" ] && [ ! -x "$baseline" ]; then
+  echo "BASELINE=$baseline is not an executable dynamo-server" >&2
+  exit 2
+fi
 
-# One node, (1,1,1).
-"${on_server_core[@]}" "$server" --id 1 --peers 1=127.0.0.1:7201 --client 127.0.0.1:6391 --data-dir "$dir/single" \
-  --n 1 --r 1 --w 1 --durability "$durability" 2>"$dir/single.log" & pids+=($!)
-single_pids="$!"
-cluster_pids=""
-# Three nodes, (3,2,2).
-peers="1=127.0.0.1:7211,2=127.0.0.1:7212,3=127.0.0.1:7213"
-for i in 1 2 3; do
-  "${on_server_core[@]}" "$server" --id $i --peers "$peers" --client 127.0.0.1:640$i --data-dir "$dir/n$i" \
-    --n 3 --r 2 --w 2 --durability "$durability" 2>"$dir/n$i.log" & pids+=($!)
-  cluster_pids="$cluster_pids $!"
-done
+declare -A target_pids
+targets=()
+# Starts one server binary as a 1-node (1,1,1) target "NAME-1node-N1R1W1"
+# and a 3-node (3,2,2) target "NAME-3nodes-N3R2W2" (client ports
+# CLUSTER_CLIENT_BASE+1..3, peer ports CLUSTER_PEER_BASE+1..3).
+start_dynamo() {  # name binary single_client single_peer cluster_client_base cluster_peer_base
+  local name=$1 binary=$2 i peers cluster=""
+  "${on_server_core[@]}" "$binary" --id 1 --peers "1=127.0.0.1:$4" --client "127.0.0.1:$3" \
+    --data-dir "$dir/$name-single" --n 1 --r 1 --w 1 --durability "$durability" \
+    2>"$dir/$name-single.log" & pids+=($!)
+  target_pids["$name-1node-N1R1W1"]="$!"
+  peers="1=127.0.0.1:$(($6 + 1)),2=127.0.0.1:$(($6 + 2)),3=127.0.0.1:$(($6 + 3))"
+  for i in 1 2 3; do
+    "${on_server_core[@]}" "$binary" --id $i --peers "$peers" --client "127.0.0.1:$(($5 + i))" \
+      --data-dir "$dir/$name-n$i" --n 3 --r 2 --w 2 --durability "$durability" \
+      2>"$dir/$name-n$i.log" & pids+=($!)
+    cluster="$cluster $!"
+  done
+  target_pids["$name-3nodes-N3R2W2"]="${cluster# }"
+  targets+=("$name-1node-N1R1W1:$3" "$name-3nodes-N3R2W2:$(($5 + 1))")
+}
 "${on_server_core[@]}" redis-server --port 6399 --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
   >"$dir/redis.log" 2>&1 & pids+=($!)
-redis_pids="$!"
-for port in 6391 6401 6402 6403 6399; do
+target_pids["redis-server"]="$!"
+targets+=("redis-server:6399")
+start_dynamo dynamo "$server" 6391 7201 6400 7210
+# The baseline's targets interleave with the others, so that old and new
+# binaries are compared under the same load.
+[ -n "$baseline" ] && start_dynamo base "$baseline" 6392 7221 6410 7230
+for t in "${targets[@]}"; do
+  port=${t##*:}
   for _ in $(seq 100); do
-    redis-cli -p $port PING >/dev/null 2>&1 && break
+    redis-cli -p "$port" PING >/dev/null 2>&1 && break
     sleep 0.1
   done
-done
-# Every node of the cluster connected to both others (peer:N,connected=1).
-for port in 6401 6402 6403; do
-  for _ in $(seq 100); do
-    [ "$(redis-cli -p $port INFO peers | grep -c 'connected=1')" -ge 2 ] && break
-    sleep 0.1
-  done
-done
-# Warm-up (not measured): maps grown, connections and the failure
-# detectors' first replies in place.
-for port in 6391 6401 6399; do
-  redis-benchmark -h 127.0.0.1 -p $port -n 2000 -c "$clients" -r 10000 -d 100 -t set,get -q \
+  # Every node of a cluster connected to both others (peer:N,connected=1).
+  if [[ $t == *3nodes* ]]; then
+    for p in $port $((port + 1)) $((port + 2)); do
+      for _ in $(seq 100); do
+        [ "$(redis-cli -p $p INFO peers | grep -c 'connected=1')" -ge 2 ] && break
+        sleep 0.1
+      done
+    done
+  fi
+  # Warm-up (not measured): maps grown, connections and the failure
+  # detectors' first replies in place.
+  redis-benchmark -h 127.0.0.1 -p "$port" -n 2000 -c "$clients" -r 10000 -d 100 -t set,get -q \
     >/dev/null 2>&1 || true
 done
 
@@ -116,11 +142,8 @@ run() {  # port test pipeline requests
       END { print rps, p50, p99, p999 }'
 }
 
-targets=("redis-server:6399" "dynamo-1node-N1R1W1:6391" "dynamo-3nodes-N3R2W2:6401")
-declare -A target_pids=(["redis-server"]="$redis_pids" ["dynamo-1node-N1R1W1"]="$single_pids"
-                        ["dynamo-3nodes-N3R2W2"]="$cluster_pids")
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-echo "target,test,pipeline,run,rps,p50_ms,p99_ms,p999_ms,cpu_us_per_req" >"$out.raw.csv"
+echo "target,test,pipeline,run,rps,p50_ms,p99_ms,p999_ms,cpu_us_per_req,node1_cpu_us_per_req" >"$out.raw.csv"
 : >"$out.errors.txt"
 for r in $(seq "$repeats"); do
   for p in 1 "$pipeline"; do
@@ -131,12 +154,16 @@ for r in $(seq "$repeats"); do
       for test in set get; do
         # shellcheck disable=SC2086  # the pid lists split on purpose
         cpu0=$(cpu_seconds ${target_pids[$name]})
+        first=${target_pids[$name]%% *}
+        first0=$(cpu_seconds "$first")
         read -r rps p50 p99 p999 < <(run "$port" "$test" "$p" "$n")
         # shellcheck disable=SC2086
         cpu1=$(cpu_seconds ${target_pids[$name]})
+        first1=$(cpu_seconds "$first")
         cpu_us=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$n" 'BEGIN { printf "%.2f", (b - a) * 1e6 / n }')
-        [ -z "$rps" ] && cpu_us=""
-        echo "$name,$test,$p,$r,$rps,$p50,$p99,$p999,$cpu_us" >>"$out.raw.csv"
+        first_us=$(awk -v a="$first0" -v b="$first1" -v n="$n" 'BEGIN { printf "%.2f", (b - a) * 1e6 / n }')
+        [ -z "$rps" ] && cpu_us="" && first_us=""
+        echo "$name,$test,$p,$r,$rps,$p50,$p99,$p999,$cpu_us,$first_us" >>"$out.raw.csv"
         if [ -z "$rps" ]; then
           echo "$name $test -P $p run $r: $(grep -m1 -i error "$dir/stderr" || echo 'no output')" >>"$out.errors.txt"
         fi
@@ -150,7 +177,7 @@ awk -F, '
   NR == 1 { next }
   { k = $1 "," $2 "," $3; keys[k] = 1 }
   $5 == "" { failed[k]++; next }
-  { n[k]++; for (c = 5; c <= 9; c++) v[k, c, n[k]] = $c }
+  { n[k]++; for (c = 5; c <= 10; c++) v[k, c, n[k]] = $c }
   function median(key, col,    m, i, j, a, t) {
     m = n[key]; if (m == 0) return 0
     for (i = 1; i <= m; i++) a[i] = v[key, col, i] + 0
@@ -158,24 +185,24 @@ awk -F, '
     return (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
   }
   END {
-    print "target,test,pipeline,runs_ok,runs_failed,rps_median,p50_ms,p99_ms,p999_ms,rps_ratio_to_redis,cpu_us_per_req,cpu_ratio_to_redis"
+    print "target,test,pipeline,runs_ok,runs_failed,rps_median,p50_ms,p99_ms,p999_ms,rps_ratio_to_redis,cpu_us_per_req,cpu_ratio_to_redis,node1_cpu_us_per_req"
     for (k in keys) { rps[k] = median(k, 5); cpu[k] = median(k, 9) }
     for (k in keys) {
       split(k, f, ",")
       base = rps["redis-server," f[2] "," f[3]]
       cpu_base = cpu["redis-server," f[2] "," f[3]]
-      rank = f[1] == "redis-server" ? 0 : (f[1] ~ /1node/ ? 1 : 2)
-      printf "%d,%s,%d,%d,%.0f,%.3f,%.3f,%.3f,%.3f,%.2f,%.1f\n", rank, k, n[k], failed[k], rps[k],
+      rank = (f[1] == "redis-server" ? 0 : (f[1] ~ /1node/ ? 1 : 3)) + (f[1] ~ /^base-/ ? 1 : 0)
+      printf "%d,%s,%d,%d,%.0f,%.3f,%.3f,%.3f,%.3f,%.2f,%.1f,%.2f\n", rank, k, n[k], failed[k], rps[k],
              median(k, 6), median(k, 7), median(k, 8), (base > 0 ? rps[k] / base : 0),
-             cpu[k], (cpu_base > 0 ? cpu[k] / cpu_base : 0)
+             cpu[k], (cpu_base > 0 ? cpu[k] / cpu_base : 0), median(k, 10)
     }
   }' "$out.raw.csv" | { read -r header; echo "$header"; sort -t, -k4,4n -k3,3r -k1,1n | cut -d, -f2-; } >"$out.csv"
 
-printf "%-24s %-4s %3s %10s %8s %8s %8s %8s %8s %8s %7s\n" target test -P ops/s p50_ms p99_ms \
-  p99.9_ms x_redis cpu_us/op cpu_x failed
-tail -n +2 "$out.csv" | while IFS=, read -r name test p ok failed rps p50 p99 p999 ratio cpu cpu_x; do
-  printf "%-24s %-4s %3s %10s %8s %8s %8s %8s %8s %8s %7s\n" "$name" "$test" "$p" "$rps" "$p50" \
-    "$p99" "$p999" "$ratio" "$cpu" "$cpu_x" "$failed"
+printf "%-24s %-4s %3s %10s %8s %8s %8s %8s %8s %8s %8s %7s\n" target test -P ops/s p50_ms p99_ms \
+  p99.9_ms x_redis cpu_us/op cpu_x node1_us failed
+tail -n +2 "$out.csv" | while IFS=, read -r name test p ok failed rps p50 p99 p999 ratio cpu cpu_x node1; do
+  printf "%-24s %-4s %3s %10s %8s %8s %8s %8s %8s %8s %8s %7s\n" "$name" "$test" "$p" "$rps" "$p50" \
+    "$p99" "$p999" "$ratio" "$cpu" "$cpu_x" "$node1" "$failed"
 done
 echo "(median of $repeats runs; durability=$durability; $requests requests ($((requests * 5)) pipelined), $clients clients, 100-byte values, 10k keys; 127.0.0.1; pinned=$pin)"
 echo "load average before: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores)"
