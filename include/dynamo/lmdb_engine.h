@@ -54,12 +54,12 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "dynamo/storage_engine.h"
@@ -69,6 +69,9 @@ struct MDB_env;
 struct MDB_txn;
 
 namespace dynamo {
+namespace internal {
+class WriteBuffer;  // lib/storage/write_buffer.h
+}  // namespace internal
 
 struct LmdbOptions {
   enum class Durability { kSync, kNoSync, kBuffered };
@@ -111,8 +114,13 @@ class LmdbEngine final : public StorageEngine {
   LmdbEngine& operator=(const LmdbEngine&) = delete;
 
   absl::StatusOr<SiblingSet> Get(std::string_view key) override;
+  // Shows a buffered set in place, or the set decoded from disk.
+  absl::Status Visit(std::string_view key,
+                     absl::FunctionRef<void(const SiblingSet&)> reader) override;
   absl::StatusOr<SiblingSet> Put(std::string_view key, const SiblingSet& incoming,
                                  const WriteOptions& options) override;
+  // kBuffered merges into the buffered set in place; the other modes read,
+  // merge and store in one write transaction and show the merged set.
   absl::Status Update(std::string_view key, const SiblingSet& incoming, const WriteOptions& options,
                       absl::FunctionRef<absl::Status(const SiblingSet&)> prepare,
                       absl::FunctionRef<void(const SiblingSet&)> reader) override;
@@ -123,8 +131,7 @@ class LmdbEngine final : public StorageEngine {
   absl::Status PutHint(NodeId owner, std::string_view key, const SiblingSet& siblings) override;
   absl::StatusOr<HintScanResult> ScanHints(std::string_view cursor,
                                            const ScanLimits& limits) override;
-  absl::Status DeleteHint(NodeId owner, std::string_view key,
-                          const SiblingSet& delivered) override;
+  absl::Status DeleteHint(NodeId owner, std::string_view key, const SiblingSet& delivered) override;
   absl::StatusOr<HintUsage> GetHintUsage() override;
   absl::Status PutMetadata(std::string_view name, std::string_view value) override;
   absl::StatusOr<std::optional<std::string>> GetMetadata(std::string_view name) override;
@@ -137,7 +144,7 @@ class LmdbEngine final : public StorageEngine {
 
   const LmdbOptions& options() const { return options_; }
   // Keys waiting in the write buffer (always 0 unless kBuffered).
-  size_t buffered_objects() const { return buffer_.size(); }
+  size_t buffered_objects() const;
   // Their approximate size, as counted against write_buffer_bytes_max.
   uint64_t buffered_bytes() const { return buffer_bytes_; }
   // The current size of the memory map.
@@ -157,9 +164,12 @@ class LmdbEngine final : public StorageEngine {
   bool map_full_ = false;  // set when the last LMDB call failed with MDB_MAP_FULL
   HintUsage hint_usage_;
   // kBuffered: data key -> the key's whole sibling set as it should be
-  // stored, or std::nullopt when the key is to be deleted.
-  std::map<std::string, std::optional<SiblingSet>, std::less<>> buffer_;
+  // stored (empty: the key is to be deleted).
+  std::unique_ptr<internal::WriteBuffer> buffer_;
   uint64_t buffer_bytes_ = 0;  // sum of the entries' ApproxEntryBytes
+  // Every record is encoded here before LMDB copies it into its page, so
+  // encoding allocates only when a set is larger than any before.
+  std::string encode_scratch_;
 };
 
 }  // namespace dynamo

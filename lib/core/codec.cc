@@ -70,9 +70,8 @@ void Encoder::PutSiblings(const SiblingSet& siblings) {
 }
 
 absl::Status Decoder::Short(const char* what) const {
-  return absl::InvalidArgumentError(
-      absl::StrCat("truncated input: ", what, " needs more than the ", remaining(),
-                   " bytes left at offset ", pos_));
+  return absl::InvalidArgumentError(absl::StrCat("truncated input: ", what, " needs more than the ",
+                                                 remaining(), " bytes left at offset ", pos_));
 }
 
 absl::Status Decoder::GetLongVarint(uint64_t* v) {
@@ -151,16 +150,15 @@ absl::Status Decoder::GetToken(Token* t) {
   return absl::OkStatus();
 }
 
-absl::Status Decoder::GetCount(uint64_t* n, size_t max, size_t min_item_bytes,
-                               const char* what) {
+absl::Status Decoder::GetCount(uint64_t* n, size_t max, size_t min_item_bytes, const char* what) {
   DYNAMO_RETURN_IF_ERROR(GetVarint(n));
   if (*n > max) {
     return absl::InvalidArgumentError(
         absl::StrCat(what, " count ", *n, " exceeds the maximum of ", max));
   }
   if (*n * std::max<size_t>(min_item_bytes, 1) > remaining()) {
-    return absl::InvalidArgumentError(absl::StrCat(what, " count ", *n, " cannot fit in the ",
-                                                   remaining(), " bytes left"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " count ", *n, " cannot fit in the ", remaining(), " bytes left"));
   }
   return absl::OkStatus();
 }
@@ -229,10 +227,15 @@ absl::Status Decoder::ExpectEnd(const char* what) const {
 
 std::string EncodeSiblingSet(const SiblingSet& siblings) {
   std::string out;
-  Encoder enc(&out);
+  EncodeSiblingSetInto(siblings, &out);
+  return out;
+}
+
+void EncodeSiblingSetInto(const SiblingSet& siblings, std::string* out) {
+  out->clear();
+  Encoder enc(out);
   enc.PutU8(kSiblingSetFormat);
   enc.PutSiblings(siblings);
-  return out;
 }
 
 absl::StatusOr<SiblingSet> DecodeSiblingSet(std::string_view bytes, const CodecLimits& limits) {
@@ -240,8 +243,7 @@ absl::StatusOr<SiblingSet> DecodeSiblingSet(std::string_view bytes, const CodecL
   uint8_t format = 0;
   DYNAMO_RETURN_IF_ERROR(dec.GetU8(&format));
   if (format != kSiblingSetFormat) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown sibling-set format version ", format));
+    return absl::InvalidArgumentError(absl::StrCat("unknown sibling-set format version ", format));
   }
   SiblingSet siblings;
   DYNAMO_RETURN_IF_ERROR(dec.GetSiblings(&siblings));

@@ -113,6 +113,9 @@ class Decoder {
 
 // Stored form of a sibling set: one format-version byte, then the siblings.
 std::string EncodeSiblingSet(const SiblingSet& siblings);
+// The same into `out`, replacing its contents: a caller encoding many sets
+// reuses one string's capacity instead of growing a new one each time.
+void EncodeSiblingSetInto(const SiblingSet& siblings, std::string* out);
 absl::StatusOr<SiblingSet> DecodeSiblingSet(std::string_view bytes,
                                             const CodecLimits& limits = CodecLimits());
 

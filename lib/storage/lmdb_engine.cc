@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 #include "storage/storage_util.h"
+#include "storage/write_buffer.h"
 
 namespace dynamo {
 
@@ -201,75 +202,113 @@ class LmdbEngine::Impl {
     absl::StatusOr<SiblingSet> decoded =
         internal::DecodeSiblingSet(bytes, internal::CodecLimitsFor(e.options_.limits));
     if (!decoded.ok()) {
-      return absl::DataLossError(absl::StrCat("stored ", what, " for key ",
-                                              PrintableKey(user_key), " in ", e.options_.path,
-                                              " does not decode: ",
-                                              std::string(decoded.status().message())));
+      return absl::DataLossError(absl::StrCat(
+          "stored ", what, " for key ", PrintableKey(user_key), " in ", e.options_.path,
+          " does not decode: ", std::string(decoded.status().message())));
     }
     return decoded;
   }
 
+  // Writes `siblings` under `stored_key`, or deletes the key when the set is
+  // empty. With a `cursor` (a flush writing keys in order) LMDB starts its
+  // search from the cursor's page, which usually already holds the key.
   static absl::Status StoreOrDelete(LmdbEngine& e, MDB_txn* txn, MDB_dbi dbi,
                                     std::string_view stored_key, const SiblingSet& siblings,
-                                    const char* what) {
+                                    const char* what, MDB_cursor* cursor = nullptr) {
     MDB_val k = Val(stored_key);
     if (siblings.empty()) {
-      int rc = mdb_del(txn, dbi, &k, nullptr);
+      int rc;
+      if (cursor == nullptr) {
+        rc = mdb_del(txn, dbi, &k, nullptr);
+      } else {
+        MDB_val found;
+        rc = mdb_cursor_get(cursor, &k, &found, MDB_SET);
+        if (rc == 0) rc = mdb_cursor_del(cursor, 0);
+      }
       if (rc == MDB_NOTFOUND || rc == 0) return absl::OkStatus();
       return Check(e, rc, absl::StrCat("delete ", what));
     }
-    std::string bytes = internal::EncodeSiblingSet(siblings);
-    MDB_val v = Val(bytes);
-    int rc = mdb_put(txn, dbi, &k, &v, 0);
+    internal::EncodeSiblingSetInto(siblings, &e.encode_scratch_);
+    MDB_val v = Val(e.encode_scratch_);
+    int rc = cursor == nullptr ? mdb_put(txn, dbi, &k, &v, 0) : mdb_cursor_put(cursor, &k, &v, 0);
     if (rc == 0) return absl::OkStatus();
     return Check(e, rc, absl::StrCat("put ", what));
   }
 
-  // Refuses a sibling set that could never be stored: larger than a map grown
-  // to map_bytes_max, or than one LMDB record (MDB_BAD_VALSIZE). It is
-  // ApproxEntryBytes, which never exceeds what the key and its record take,
-  // that is compared, so nothing storable is refused (a set within a few
+  // Whether a key and sibling set of ApproxEntryBytes `bytes` could ever be
+  // stored: no larger than a map grown to map_bytes_max, nor than one LMDB
+  // record (MDB_BAD_VALSIZE). ApproxEntryBytes never exceeds what the key and
+  // its record take, so nothing storable is refused (a set within a few
   // bytes per clock entry of the record limit can still reach LMDB and fail
   // there with kInvalidArgument). This is the one way a single key outgrows
   // what a transaction can hold: LMDB spills dirty pages to the file rather
   // than fail with MDB_TXN_FULL (400k records of 1.5 KB, 1.6 GB, commit in
   // one transaction), and a value takes one dirty-list entry however large.
-  // Checked before anything changes: a buffered put of such a set would
-  // otherwise be accepted and then fail every flush.
+  static constexpr uint64_t kLmdbRecordBytesMax = 0xffffffff;
+  static bool Storable(const LmdbEngine& e, std::string_view key, uint64_t bytes) {
+    return bytes - internal::kTokenBytes - key.size() <= kLmdbRecordBytesMax &&
+           bytes <= e.options_.map_bytes_max;
+  }
+
+  // Refuses a sibling set that could never be stored (Storable), before
+  // anything changes: a buffered put of one would otherwise be accepted and
+  // then fail every flush.
   static absl::Status CheckStorable(LmdbEngine& e, std::string_view key,
-                                   const SiblingSet& siblings) {
-    constexpr uint64_t kLmdbRecordBytesMax = 0xffffffff;
+                                    const SiblingSet& siblings) {
     const uint64_t bytes = internal::ApproxEntryBytes(key, siblings);
+    if (Storable(e, key, bytes)) return absl::OkStatus();
     const uint64_t record_bytes = bytes - internal::kTokenBytes - key.size();
     if (record_bytes > kLmdbRecordBytesMax) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "sibling set of key ", PrintableKey(key), " takes at least ", record_bytes,
-          " bytes, over LMDB's record limit of ", kLmdbRecordBytesMax, " bytes"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("sibling set of key ", PrintableKey(key), " takes at least ", record_bytes,
+                       " bytes, over LMDB's record limit of ", kLmdbRecordBytesMax, " bytes"));
     }
-    if (bytes <= e.options_.map_bytes_max) return absl::OkStatus();
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "sibling set of key ", PrintableKey(key), " takes at least ", bytes,
-        " bytes and can never fit in map_bytes_max ", e.options_.map_bytes_max, " (",
-        e.options_.path, ")"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("sibling set of key ", PrintableKey(key), " takes at least ", bytes,
+                     " bytes and can never fit in map_bytes_max ", e.options_.map_bytes_max, " (",
+                     e.options_.path, ")"));
   }
 
   // Forces committed writes to disk (kNoSync; harmless otherwise).
   static absl::Status Sync(LmdbEngine& e) { return Check(e, mdb_env_sync(e.env_, 1), "sync"); }
 
-  // Read-modify-write of one data key: `fn(SiblingSet&)` returns whether it
-  // changed the set (an empty set deletes the key). Unbuffered engines do it
-  // in one transaction; kBuffered reads through the buffer and writes into
-  // it, and a durable write then flushes the buffer.
-  template <typename Fn>
-  static absl::StatusOr<SiblingSet> Mutate(LmdbEngine& e, std::string_view key, bool durable,
-                                           Fn&& fn) {
+  // One read-modify-write of a data key: a put, tombstone reaping or erase.
+  struct Mutation {
+    // Shown the stored set first, once; if it fails nothing changes and its
+    // status is returned.
+    absl::FunctionRef<absl::Status(const SiblingSet&)> prepare;
+    // Changes the set in place and returns whether it did (an empty set
+    // deletes the key); leaves the set untouched when it fails.
+    absl::FunctionRef<absl::StatusOr<bool>(SiblingSet&)> apply;
+    // At most how much apply can add to the set's ApproxEntryBytes (asked
+    // after prepare, which may fill what apply merges).
+    absl::FunctionRef<uint64_t()> growth_bytes;
+  };
+
+  static absl::Status NothingToPrepare(const SiblingSet&) { return absl::OkStatus(); }
+  static uint64_t NoGrowth() { return 0; }
+  static void NoReader(const SiblingSet&) {}
+
+  // Runs `m` on `key` and, if it succeeds, shows the set as stored to
+  // `reader`. Unbuffered engines do it in one write transaction; kBuffered
+  // reads through the buffer and writes into it, and a durable write then
+  // flushes the buffer.
+  static absl::Status Mutate(LmdbEngine& e, std::string_view key, bool durable, const Mutation& m,
+                             absl::FunctionRef<void(const SiblingSet&)> reader) {
     const DataKeyBuffer data_key(key);
     if (e.options_.durability != LmdbOptions::Durability::kBuffered) {
       SiblingSet result;
+      bool prepared = false;
       DYNAMO_RETURN_IF_ERROR(WriteTxn(e, [&](MDB_txn* txn) -> absl::Status {
         DYNAMO_ASSIGN_OR_RETURN(result,
                                 GetStored(e, txn, e.data_dbi_, data_key.view(), key, "value"));
-        DYNAMO_ASSIGN_OR_RETURN(bool changed, fn(result));
+        // A retry after the map grew reads the same set again (nothing was
+        // written); prepare has seen it.
+        if (!prepared) {
+          DYNAMO_RETURN_IF_ERROR(m.prepare(result));
+          prepared = true;
+        }
+        DYNAMO_ASSIGN_OR_RETURN(bool changed, m.apply(result));
         if (!changed) return absl::OkStatus();
         DYNAMO_RETURN_IF_ERROR(CheckStorable(e, key, result));
         return StoreOrDelete(e, txn, e.data_dbi_, data_key.view(), result, "value");
@@ -277,73 +316,94 @@ class LmdbEngine::Impl {
       if (durable && e.options_.durability == LmdbOptions::Durability::kNoSync) {
         DYNAMO_RETURN_IF_ERROR(Sync(e));
       }
-      return result;
+      reader(result);
+      return absl::OkStatus();
     }
 
+    SiblingSet* entry = e.buffer_->Find(data_key.view());
     SiblingSet stored;
-    auto it = e.buffer_.find(data_key.view());
-    if (it != e.buffer_.end()) {
-      if (it->second.has_value()) stored = *it->second;
+    if (entry != nullptr) {
+      DYNAMO_RETURN_IF_ERROR(m.prepare(*entry));
+      // In place when nothing can need undoing: the result is storable and
+      // stays within the buffer's bytes whatever apply does, and no durable
+      // flush can fail after it. A merge adds at most its incoming versions.
+      const uint64_t old_bytes = internal::ApproxEntryBytes(key, *entry);
+      const uint64_t bytes_bound = old_bytes + m.growth_bytes();
+      if (!durable && Storable(e, key, bytes_bound) &&
+          e.buffer_bytes_ - old_bytes + bytes_bound <= e.options_.write_buffer_bytes_max) {
+        DYNAMO_ASSIGN_OR_RETURN(bool changed, m.apply(*entry));
+        if (changed) e.buffer_bytes_ += internal::ApproxEntryBytes(key, *entry) - old_bytes;
+        reader(*entry);
+        return absl::OkStatus();
+      }
+      stored = *entry;  // the entry is kept to restore on failure
     } else {
       DYNAMO_RETURN_IF_ERROR(ReadTxn(e, [&](MDB_txn* txn) -> absl::Status {
-        DYNAMO_ASSIGN_OR_RETURN(
-            stored, GetStored(e, txn, e.data_dbi_, data_key.view(), key, "value"));
+        DYNAMO_ASSIGN_OR_RETURN(stored,
+                                GetStored(e, txn, e.data_dbi_, data_key.view(), key, "value"));
         return absl::OkStatus();
       }));
+      DYNAMO_RETURN_IF_ERROR(m.prepare(stored));
     }
-    DYNAMO_ASSIGN_OR_RETURN(bool changed, fn(stored));
-    // The key's buffer entry before this call (outer nullopt: none), to undo
-    // a durable write whose flush failed.
-    std::optional<std::optional<SiblingSet>> previous;
+    DYNAMO_ASSIGN_OR_RETURN(bool changed, m.apply(stored));
+    // The key's buffer entry before this call (nullopt: none), to undo a
+    // durable write whose flush failed.
+    std::optional<SiblingSet> previous;
     if (changed) {
-      const uint64_t old_bytes = it != e.buffer_.end() ? BufferedBytes(*it) : 0;
+      const uint64_t old_bytes = entry != nullptr ? internal::ApproxEntryBytes(key, *entry) : 0;
       const uint64_t new_bytes = internal::ApproxEntryBytes(key, stored);
       DYNAMO_RETURN_IF_ERROR(CheckStorable(e, key, stored));
       const bool objects_full =
-          it == e.buffer_.end() && e.buffer_.size() >= e.options_.write_buffer_objects_max;
+          entry == nullptr && e.buffer_->size() >= e.options_.write_buffer_objects_max;
       const bool bytes_full =
           e.buffer_bytes_ - old_bytes + new_bytes > e.options_.write_buffer_bytes_max;
-      if ((objects_full || bytes_full) && !e.buffer_.empty()) {
+      if ((objects_full || bytes_full) && !e.buffer_->empty()) {
         // Written out first; on failure this write is refused and the buffer
         // keeps what did not reach disk.
         DYNAMO_RETURN_IF_ERROR(e.Flush());
-        it = e.buffer_.end();  // Flush emptied the buffer
+        entry = nullptr;  // Flush emptied the buffer
       }
-      std::optional<SiblingSet> entry;
-      if (!stored.empty()) entry = stored;
-      if (it != e.buffer_.end()) {
-        e.buffer_bytes_ -= BufferedBytes(*it);
-        previous = std::exchange(it->second, std::move(entry));
+      // A durable write keeps its own copy to show the reader: the flush
+      // takes the entry out of the buffer.
+      if (entry != nullptr) {
+        e.buffer_bytes_ -= old_bytes;
+        if (durable) previous = std::move(*entry);
+        *entry = durable ? stored : std::move(stored);
       } else {
-        it = e.buffer_.emplace(std::string(data_key.view()), std::move(entry)).first;
+        entry = &e.buffer_->Insert(data_key.view(), durable ? stored : std::move(stored));
       }
       e.buffer_bytes_ += new_bytes;
-    }
-    if (!durable) return stored;
-    absl::Status flushed = e.Flush();
-    if (flushed.ok()) return stored;
-    // Keys leave the buffer only once committed: a key no longer buffered is
-    // durable even though a later batch failed.
-    it = e.buffer_.find(data_key.view());
-    if (it == e.buffer_.end()) return stored;
-    if (changed) {
-      e.buffer_bytes_ -= BufferedBytes(*it);
-      if (previous.has_value()) {
-        it->second = std::move(*previous);
-        e.buffer_bytes_ += BufferedBytes(*it);
-      } else {
-        e.buffer_.erase(it);
+      if (!durable) {
+        reader(*entry);
+        return absl::OkStatus();
       }
     }
-    return flushed;
+    if (durable) {
+      absl::Status flushed = e.Flush();
+      // Keys leave the buffer only once committed: a key no longer buffered
+      // is durable even though a later batch failed.
+      entry = flushed.ok() ? nullptr : e.buffer_->Find(data_key.view());
+      if (entry != nullptr) {
+        if (changed) {
+          e.buffer_bytes_ -= internal::ApproxEntryBytes(key, *entry);
+          if (previous.has_value()) {
+            *entry = std::move(*previous);
+            e.buffer_bytes_ += internal::ApproxEntryBytes(key, *entry);
+          } else {
+            e.buffer_->Erase(data_key.view());
+          }
+        }
+        return flushed;
+      }
+    }
+    reader(stored);
+    return absl::OkStatus();
   }
 
   // A buffered entry's share of write_buffer_bytes_max (a pending delete
   // counts its key).
-  static uint64_t BufferedBytes(const std::pair<const std::string, std::optional<SiblingSet>>& entry) {
-    static const SiblingSet kNone;
-    return internal::ApproxEntryBytes(internal::UserKeyOfDataKey(entry.first),
-                                      entry.second.has_value() ? *entry.second : kNone);
+  static uint64_t BufferedBytes(const internal::WriteBuffer::Entry& entry) {
+    return internal::ApproxEntryBytes(internal::UserKeyOfDataKey(entry.first), entry.second);
   }
 
   static absl::StatusOr<HintUsage> ComputeHintUsage(LmdbEngine& e) {
@@ -385,9 +445,9 @@ class LmdbEngine::Impl {
       for (const auto& [name, dbi] : dbs) {
         int rc = mdb_dbi_open(txn, name, fresh ? MDB_CREATE : 0, dbi);
         if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE) {
-          return absl::DataLossError(absl::StrCat(
-              "lmdb environment at ", e.options_.path,
-              " was not written by libdynamo (no '", name, "' database); refusing to use it"));
+          return absl::DataLossError(absl::StrCat("lmdb environment at ", e.options_.path,
+                                                  " was not written by libdynamo (no '", name,
+                                                  "' database); refusing to use it"));
         }
         DYNAMO_RETURN_IF_ERROR(Check(e, rc, absl::StrCat("open database ", name)));
       }
@@ -403,19 +463,20 @@ class LmdbEngine::Impl {
       }
       DYNAMO_RETURN_IF_ERROR(Check(e, rc, "read format record"));
       if (View(v) != kFormatValue) {
-        return absl::DataLossError(absl::StrCat(
-            "lmdb environment at ", e.options_.path, " has format record '",
-            PrintableKey(View(v)), "', expected '", std::string(kFormatValue), "'"));
+        return absl::DataLossError(absl::StrCat("lmdb environment at ", e.options_.path,
+                                                " has format record '", PrintableKey(View(v)),
+                                                "', expected '", std::string(kFormatValue), "'"));
       }
       return absl::OkStatus();
     });
   }
 };
 
-LmdbEngine::LmdbEngine(const LmdbOptions& options) : options_(options) {}
+LmdbEngine::LmdbEngine(const LmdbOptions& options)
+    : options_(options), buffer_(std::make_unique<internal::WriteBuffer>()) {}
 
 LmdbEngine::~LmdbEngine() {
-  if (env_ != nullptr && !buffer_.empty()) {
+  if (env_ != nullptr && !buffer_->empty()) {
     // Best effort: a caller that must know calls Flush() first.
     absl::Status ignored = Flush();
     (void)ignored;
@@ -435,8 +496,8 @@ absl::StatusOr<std::unique_ptr<LmdbEngine>> LmdbEngine::Open(const LmdbOptions& 
     return absl::InvalidArgumentError("LmdbOptions.flush_transaction_bytes_max must be positive");
   }
   if (mkdir(options.path.c_str(), 0755) != 0 && errno != EEXIST) {
-    return absl::UnavailableError(absl::StrCat("cannot create lmdb directory ", options.path, ": ",
-                                               strerror(errno)));
+    return absl::UnavailableError(
+        absl::StrCat("cannot create lmdb directory ", options.path, ": ", strerror(errno)));
   }
   std::unique_ptr<LmdbEngine> e(new LmdbEngine(options));
   int rc = mdb_env_create(&e->env_);
@@ -474,30 +535,48 @@ absl::StatusOr<std::unique_ptr<LmdbEngine>> LmdbEngine::Open(const LmdbOptions& 
   return e;
 }
 
+size_t LmdbEngine::buffered_objects() const { return buffer_->size(); }
+
 absl::StatusOr<SiblingSet> LmdbEngine::Get(std::string_view key) {
   DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, options_.limits));
   // The hot read path: the data key is built on the stack and the reset read
   // transaction renewed, so a get allocates only the returned set.
   const DataKeyBuffer data_key(key);
-  if (!buffer_.empty()) {
-    auto it = buffer_.find(data_key.view());
-    if (it != buffer_.end()) return it->second.value_or(SiblingSet());
+  if (!buffer_->empty()) {
+    if (const SiblingSet* buffered = buffer_->Find(data_key.view())) return *buffered;
   }
   SiblingSet result;
   DYNAMO_RETURN_IF_ERROR(Impl::ReadTxn(*this, [&](MDB_txn* txn) -> absl::Status {
-    DYNAMO_ASSIGN_OR_RETURN(
-        result, Impl::GetStored(*this, txn, data_dbi_, data_key.view(), key, "value"));
+    DYNAMO_ASSIGN_OR_RETURN(result,
+                            Impl::GetStored(*this, txn, data_dbi_, data_key.view(), key, "value"));
     return absl::OkStatus();
   }));
   return result;
 }
 
+absl::Status LmdbEngine::Visit(std::string_view key,
+                               absl::FunctionRef<void(const SiblingSet&)> reader) {
+  DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, options_.limits));
+  const DataKeyBuffer data_key(key);
+  if (!buffer_->empty()) {
+    if (const SiblingSet* buffered = buffer_->Find(data_key.view())) {
+      reader(*buffered);
+      return absl::OkStatus();
+    }
+  }
+  SiblingSet stored;
+  DYNAMO_RETURN_IF_ERROR(Impl::ReadTxn(*this, [&](MDB_txn* txn) -> absl::Status {
+    DYNAMO_ASSIGN_OR_RETURN(stored,
+                            Impl::GetStored(*this, txn, data_dbi_, data_key.view(), key, "value"));
+    return absl::OkStatus();
+  }));
+  reader(stored);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<SiblingSet> LmdbEngine::Put(std::string_view key, const SiblingSet& incoming,
                                            const WriteOptions& options) {
-  DYNAMO_RETURN_IF_ERROR(internal::ValidateSiblings(key, incoming, options_.limits));
-  return Impl::Mutate(*this, key, options.durable, [&](SiblingSet& stored) {
-    return internal::MergeWithinLimit(key, stored, incoming, options_.limits);
-  });
+  return PutThroughVisit(key, incoming, options);
 }
 
 absl::Status LmdbEngine::Update(std::string_view key, const SiblingSet& incoming,
@@ -505,35 +584,43 @@ absl::Status LmdbEngine::Update(std::string_view key, const SiblingSet& incoming
                                 absl::FunctionRef<absl::Status(const SiblingSet&)> prepare,
                                 absl::FunctionRef<void(const SiblingSet&)> reader) {
   DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, options_.limits));
-  absl::StatusOr<SiblingSet> stored =
-      Impl::Mutate(*this, key, options.durable, [&](SiblingSet& stored) -> absl::StatusOr<bool> {
-        DYNAMO_RETURN_IF_ERROR(prepare(stored));
-        DYNAMO_RETURN_IF_ERROR(internal::ValidateSiblings(key, incoming, options_.limits));
-        return internal::MergeWithinLimit(key, stored, incoming, options_.limits);
-      });
-  if (!stored.ok()) return stored.status();
-  reader(*stored);
-  return absl::OkStatus();
+  return Impl::Mutate(
+      *this, key, options.durable,
+      Impl::Mutation{
+          [&](const SiblingSet& stored) -> absl::Status {
+            DYNAMO_RETURN_IF_ERROR(prepare(stored));
+            // `incoming` is complete only now.
+            return internal::ValidateSiblings(key, incoming, options_.limits);
+          },
+          [&](SiblingSet& stored) {
+            return internal::MergeWithinLimit(key, stored, incoming, options_.limits);
+          },
+          [&] { return internal::ApproxEntryBytes(key, incoming); }},
+      reader);
 }
 
 absl::Status LmdbEngine::ReapTombstones(std::string_view key, const SiblingSet& tombstones) {
   DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, options_.limits));
   return Impl::Mutate(*this, key, /*durable=*/false,
-                      [&](SiblingSet& stored) -> absl::StatusOr<bool> {
-                        return internal::RemoveReapedTombstones(stored, tombstones);
-                      })
-      .status();
+                      Impl::Mutation{Impl::NothingToPrepare,
+                                     [&](SiblingSet& stored) -> absl::StatusOr<bool> {
+                                       return internal::RemoveReapedTombstones(stored, tombstones);
+                                     },
+                                     Impl::NoGrowth},
+                      Impl::NoReader);
 }
 
 absl::Status LmdbEngine::Erase(std::string_view key) {
   DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, options_.limits));
   return Impl::Mutate(*this, key, /*durable=*/false,
-                      [&](SiblingSet& stored) -> absl::StatusOr<bool> {
-                        bool changed = !stored.empty();
-                        stored.clear();
-                        return changed;
-                      })
-      .status();
+                      Impl::Mutation{Impl::NothingToPrepare,
+                                     [&](SiblingSet& stored) -> absl::StatusOr<bool> {
+                                       bool changed = !stored.empty();
+                                       stored.clear();
+                                       return changed;
+                                     },
+                                     Impl::NoGrowth},
+                      Impl::NoReader);
 }
 
 absl::StatusOr<ScanResult> LmdbEngine::Scan(const TokenRange& range, std::string_view cursor,
@@ -541,10 +628,11 @@ absl::StatusOr<ScanResult> LmdbEngine::Scan(const TokenRange& range, std::string
   DYNAMO_ASSIGN_OR_RETURN(std::vector<internal::ScanSegment> segments,
                           internal::PlanScan(range, cursor));
   internal::ScanCollector<KeyEntry> collector(limits);
+  const std::vector<internal::WriteBuffer::Ordered>& buffered = buffer_->InOrder();
   DYNAMO_RETURN_IF_ERROR(Impl::ReadTxn(*this, [&](MDB_txn* txn) -> absl::Status {
     MDB_cursor* mdb_cursor = nullptr;
-    DYNAMO_RETURN_IF_ERROR(Impl::Check(*this, mdb_cursor_open(txn, data_dbi_, &mdb_cursor),
-                                       "open cursor"));
+    DYNAMO_RETURN_IF_ERROR(
+        Impl::Check(*this, mdb_cursor_open(txn, data_dbi_, &mdb_cursor), "open cursor"));
     CursorCloser closer(mdb_cursor);
     for (const internal::ScanSegment& segment : segments) {
       // Two ordered streams, disk and the write buffer, merged by key; for
@@ -556,22 +644,23 @@ absl::StatusOr<ScanResult> LmdbEngine::Scan(const TokenRange& range, std::string
       }
       if (rc != 0 && rc != MDB_NOTFOUND) return Impl::Check(*this, rc, "scan");
       bool disk_valid = rc == 0 && segment.InSegment(View(k));
-      auto it = segment.start_exclusive ? buffer_.upper_bound(segment.start)
-                                        : buffer_.lower_bound(segment.start);
+      size_t next = buffer_->LowerBound(segment.start, segment.start_exclusive);
       while (true) {
-        bool buffer_valid = it != buffer_.end() && segment.InSegment(it->first);
+        const internal::WriteBuffer::Entry* entry =
+            next < buffered.size() ? buffered[next].entry : nullptr;
+        bool buffer_valid = entry != nullptr && segment.InSegment(entry->first);
         if (!disk_valid && !buffer_valid) break;
         std::string_view disk_key = disk_valid ? View(k) : std::string_view();
-        bool use_buffer = buffer_valid && (!disk_valid || it->first <= disk_key);
-        bool advance_disk = disk_valid && (!use_buffer || it->first == disk_key);
+        bool use_buffer = buffer_valid && (!disk_valid || entry->first <= disk_key);
+        bool advance_disk = disk_valid && (!use_buffer || entry->first == disk_key);
         if (use_buffer) {
-          if (it->second.has_value()) {
-            std::string_view key = internal::UserKeyOfDataKey(it->first);
-            uint64_t bytes = internal::ApproxEntryBytes(key, *it->second);
+          if (!entry->second.empty()) {  // else a pending delete
+            std::string_view key = internal::UserKeyOfDataKey(entry->first);
+            uint64_t bytes = internal::ApproxEntryBytes(key, entry->second);
             if (!collector.HasRoom(bytes)) return absl::OkStatus();
-            collector.Add(it->first, bytes, KeyEntry{std::string(key), *it->second});
+            collector.Add(entry->first, bytes, KeyEntry{std::string(key), entry->second});
           }
-          ++it;
+          ++next;
         } else {
           if (disk_key.size() < internal::kTokenBytes) {
             return absl::DataLossError(absl::StrCat("malformed data key in ", options_.path));
@@ -597,8 +686,7 @@ absl::StatusOr<ScanResult> LmdbEngine::Scan(const TokenRange& range, std::string
   return result;
 }
 
-absl::Status LmdbEngine::PutHint(NodeId owner, std::string_view key,
-                                 const SiblingSet& siblings) {
+absl::Status LmdbEngine::PutHint(NodeId owner, std::string_view key, const SiblingSet& siblings) {
   DYNAMO_RETURN_IF_ERROR(internal::ValidateSiblings(key, siblings, options_.limits));
   std::string hint_key = HintKey(owner, key);
   int64_t count_delta = 0, bytes_delta = 0;
@@ -626,8 +714,8 @@ absl::StatusOr<HintScanResult> LmdbEngine::ScanHints(std::string_view cursor,
   internal::ScanCollector<HintEntry> collector(limits);
   DYNAMO_RETURN_IF_ERROR(Impl::ReadTxn(*this, [&](MDB_txn* txn) -> absl::Status {
     MDB_cursor* mdb_cursor = nullptr;
-    DYNAMO_RETURN_IF_ERROR(Impl::Check(*this, mdb_cursor_open(txn, hints_dbi_, &mdb_cursor),
-                                       "open cursor"));
+    DYNAMO_RETURN_IF_ERROR(
+        Impl::Check(*this, mdb_cursor_open(txn, hints_dbi_, &mdb_cursor), "open cursor"));
     CursorCloser closer(mdb_cursor);
     MDB_val k = Val(cursor), v;
     int rc = cursor.empty() ? mdb_cursor_get(mdb_cursor, &k, &v, MDB_FIRST)
@@ -643,9 +731,9 @@ absl::StatusOr<HintScanResult> LmdbEngine::ScanHints(std::string_view cursor,
       DYNAMO_ASSIGN_OR_RETURN(SiblingSet siblings, Impl::Decode(*this, View(v), key, "hint"));
       uint64_t bytes = internal::ApproxEntryBytes(key, siblings);
       if (!collector.HasRoom(bytes)) return absl::OkStatus();
-      collector.Add(View(k), bytes,
-                    HintEntry{internal::OwnerOfHintKey(View(k)), std::string(key),
-                              std::move(siblings)});
+      collector.Add(
+          View(k), bytes,
+          HintEntry{internal::OwnerOfHintKey(View(k)), std::string(key), std::move(siblings)});
     }
     if (rc != MDB_NOTFOUND) return Impl::Check(*this, rc, "scan hints");
     return absl::OkStatus();
@@ -669,8 +757,9 @@ absl::Status LmdbEngine::DeleteHint(NodeId owner, std::string_view key,
     const uint64_t old_bytes = internal::ApproxEntryBytes(key, stored);
     if (!internal::RemoveDelivered(stored, delivered)) return absl::OkStatus();
     count_delta = stored.empty() ? -1 : 0;
-    bytes_delta = (stored.empty() ? 0 : static_cast<int64_t>(internal::ApproxEntryBytes(key, stored))) -
-                  static_cast<int64_t>(old_bytes);
+    bytes_delta =
+        (stored.empty() ? 0 : static_cast<int64_t>(internal::ApproxEntryBytes(key, stored))) -
+        static_cast<int64_t>(old_bytes);
     return Impl::StoreOrDelete(*this, txn, hints_dbi_, hint_key, stored, "hint");
   }));
   hint_usage_.count += count_delta;
@@ -718,9 +807,9 @@ absl::StatusOr<std::optional<NodeIdentity>> LmdbEngine::GetIdentity() {
     DYNAMO_RETURN_IF_ERROR(Impl::Check(*this, rc, "get identity"));
     absl::StatusOr<NodeIdentity> id = internal::DecodeIdentity(View(v));
     if (!id.ok()) {
-      return absl::DataLossError(absl::StrCat("stored identity in ", options_.path,
-                                              " does not decode: ",
-                                              std::string(id.status().message())));
+      return absl::DataLossError(
+          absl::StrCat("stored identity in ", options_.path,
+                       " does not decode: ", std::string(id.status().message())));
     }
     result = *id;
     return absl::OkStatus();
@@ -748,25 +837,29 @@ absl::Status LmdbEngine::Flush() {
   // only once their transaction has committed (synced, in kBuffered), so on
   // a failure reads still see every key and the rest stays buffered; Flush
   // reports success only when everything is on disk.
-  while (!buffer_.empty()) {
-    auto batch_end = buffer_.begin();
+  while (!buffer_->empty()) {
+    const std::vector<internal::WriteBuffer::Ordered>& order = buffer_->InOrder();
+    size_t batch_size = 0;
     uint64_t batch_bytes = 0;
     do {
-      batch_bytes += Impl::BufferedBytes(*batch_end);
-      ++batch_end;
-    } while (batch_end != buffer_.end() &&
-             batch_bytes + Impl::BufferedBytes(*batch_end) <=
+      batch_bytes += Impl::BufferedBytes(*order[batch_size].entry);
+      ++batch_size;
+    } while (batch_size < order.size() &&
+             batch_bytes + Impl::BufferedBytes(*order[batch_size].entry) <=
                  options_.flush_transaction_bytes_max);
     DYNAMO_RETURN_IF_ERROR(Impl::WriteTxn(*this, [&](MDB_txn* txn) -> absl::Status {
-      static const SiblingSet kDeleted;
-      for (auto it = buffer_.begin(); it != batch_end; ++it) {
-        const SiblingSet& siblings = it->second.has_value() ? *it->second : kDeleted;
+      MDB_cursor* cursor = nullptr;
+      DYNAMO_RETURN_IF_ERROR(
+          Impl::Check(*this, mdb_cursor_open(txn, data_dbi_, &cursor), "open cursor"));
+      CursorCloser closer(cursor);
+      for (size_t i = 0; i < batch_size; ++i) {
+        const internal::WriteBuffer::Entry& entry = *order[i].entry;
         DYNAMO_RETURN_IF_ERROR(
-            Impl::StoreOrDelete(*this, txn, data_dbi_, it->first, siblings, "value"));
+            Impl::StoreOrDelete(*this, txn, data_dbi_, entry.first, entry.second, "value", cursor));
       }
       return absl::OkStatus();
     }));
-    buffer_.erase(buffer_.begin(), batch_end);
+    buffer_->EraseFirstInOrder(batch_size);
     buffer_bytes_ -= batch_bytes;
   }
   if (options_.durability == LmdbOptions::Durability::kNoSync) return Impl::Sync(*this);

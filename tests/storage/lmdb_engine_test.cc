@@ -8,13 +8,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <catch2/catch.hpp>
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <random>
 #include <string>
 
-#include "storage/storage_util.h"
 #include "storage/storage_test_util.h"
+#include "storage/storage_util.h"
 
 namespace dynamo::testing {
 namespace {
@@ -133,15 +133,18 @@ TEST_CASE("LmdbEngine map growth stops at map_bytes_max", "[storage][lmdb]") {
   REQUIRE(engine.ok());
   absl::Status last;
   for (int i = 0; i < 100 && last.ok(); ++i) {
-    last = (*engine)->Put("big" + std::to_string(i),
-                          {MakeVersion(1, 1 + i, {}, std::string(16 * 1024, 'v'))}, WriteOptions())
+    last = (*engine)
+               ->Put("big" + std::to_string(i),
+                     {MakeVersion(1, 1 + i, {}, std::string(16 * 1024, 'v'))}, WriteOptions())
                .status();
   }
   CHECK(last.code() == absl::StatusCode::kResourceExhausted);
 }
 
 // Values of value_bytes_max (1 MiB), distinct per key.
-std::string LargeValue(int i) { return std::string(size_t{1} << 20, static_cast<char>('a' + i % 26)); }
+std::string LargeValue(int i) {
+  return std::string(size_t{1} << 20, static_cast<char>('a' + i % 26));
+}
 
 // Puts "large0".."large<count-1>" (1 MiB each, version (1, 1 + i)) without
 // asking for durability, so a buffered engine keeps them in its buffer.
@@ -198,7 +201,8 @@ TEST_CASE("LmdbEngine refuses a key that can never fit in map_bytes_max and keep
       put = e.Put("kept0", {MakeVersion(2, 2, {}, huge)}, WriteOptions());
       CHECK(put.status().code() == absl::StatusCode::kResourceExhausted);
       CheckHolds(e, "kept0", "v1.1");
-      for (int i = 0; i < 8; ++i) CheckHolds(e, "kept" + std::to_string(i), "v1." + std::to_string(1 + i));
+      for (int i = 0; i < 8; ++i)
+        CheckHolds(e, "kept" + std::to_string(i), "v1." + std::to_string(1 + i));
       REQUIRE(e.Put("after", {MakeVersion(3, 1)}, durable).ok());
       REQUIRE(e.Flush().ok());
     }
@@ -230,9 +234,9 @@ TEST_CASE("LmdbEngine fails a value larger than the room left in the map without
       REQUIRE(engine.ok());
       LmdbEngine& e = **engine;
       for (int i = 0; i < 3; ++i) {
-        REQUIRE(e.Put("filler" + std::to_string(i), {MakeVersion(1, 1 + i, {}, LargeValue(i))},
-                      durable)
-                    .ok());
+        REQUIRE(
+            e.Put("filler" + std::to_string(i), {MakeVersion(1, 1 + i, {}, LargeValue(i))}, durable)
+                .ok());
       }
       auto put = e.Put("big", {MakeVersion(2, 1, {}, big)}, durable);
       CHECK(put.status().code() == absl::StatusCode::kResourceExhausted);
@@ -418,8 +422,8 @@ TEST_CASE("LmdbEngine write buffer: write_buffer_bytes_max flushes before it is 
   PutLargeValues(e, 2);
   CHECK(e.buffered_objects() == 2);
   // Replacing a buffered entry counts only the difference: no flush.
-  REQUIRE(e.Put("large0", {MakeVersion(1, 10, Clock({{1, 1}}), LargeValue(5))}, WriteOptions())
-              .ok());
+  REQUIRE(
+      e.Put("large0", {MakeVersion(1, 10, Clock({{1, 1}}), LargeValue(5))}, WriteOptions()).ok());
   CHECK(e.buffered_objects() == 2);
   CHECK(e.buffered_bytes() <= options.write_buffer_bytes_max);
   REQUIRE(e.Put("large2", {MakeVersion(1, 3, {}, LargeValue(2))}, WriteOptions()).ok());
@@ -429,6 +433,122 @@ TEST_CASE("LmdbEngine write buffer: write_buffer_bytes_max flushes before it is 
   REQUIRE(got.ok());
   REQUIRE(got->size() == 1);
   CHECK((*got)[0].value == LargeValue(5));
+}
+
+TEST_CASE("LmdbEngine write buffer: Visit and PutAndVisit work on the buffered set in place",
+          "[storage][lmdb]") {
+  TempDir dir;
+  LmdbOptions options = OptionsAt(dir, LmdbOptions::Durability::kBuffered);
+  options.limits.siblings_max = 2;
+  auto engine = LmdbEngine::Open(options);
+  REQUIRE(engine.ok());
+  LmdbEngine& e = **engine;
+  // On disk first, so the first put below reads it from there.
+  const Version v1 = MakeVersion(1, 1);
+  REQUIRE(e.Put("k", {v1}, WriteOptions()).ok());
+  REQUIRE(e.Flush().ok());
+  SiblingSet seen;
+  auto show = [&](const SiblingSet& s) { seen = s; };
+  const Version w1 = MakeVersion(2, 1);
+  REQUIRE(e.PutAndVisit("k", {w1}, WriteOptions(), show).ok());
+  CHECK(seen == SiblingSet{v1, w1});
+  CHECK(e.buffered_objects() == 1);
+  CHECK(e.buffered_bytes() == internal::ApproxEntryBytes("k", seen));
+  // Merged into the buffered set: a version superseding v1.
+  const Version v2 = MakeVersion(1, 2, Clock({{1, 1}}), "a longer value than before");
+  REQUIRE(e.PutAndVisit("k", {v2}, WriteOptions(), show).ok());
+  CHECK(seen == SiblingSet{v2, w1});
+  CHECK(e.buffered_bytes() == internal::ApproxEntryBytes("k", seen));
+  REQUIRE(e.Visit("k", show).ok());
+  CHECK(seen == SiblingSet{v2, w1});
+  // Over siblings_max: refused, the buffered set and its bytes unchanged.
+  const uint64_t bytes_before = e.buffered_bytes();
+  int calls = 0;
+  CHECK(e.PutAndVisit("k", {MakeVersion(3, 1)}, WriteOptions(), [&](const SiblingSet&) {
+           ++calls;
+         }).code() == absl::StatusCode::kFailedPrecondition);
+  CHECK(calls == 0);
+  CHECK(e.buffered_bytes() == bytes_before);
+  REQUIRE(e.Visit("k", show).ok());
+  CHECK(seen == SiblingSet{v2, w1});
+  // A tombstone reaped and a key erased in the buffer: the erased key reads
+  // as empty and stays buffered as a pending delete.
+  const Version t = MakeVersion(2, 2, Clock({{2, 1}}), "", /*tombstone=*/true);
+  REQUIRE(e.PutAndVisit("k", {t}, WriteOptions(), show).ok());
+  CHECK(seen == SiblingSet{v2, t});
+  REQUIRE(e.ReapTombstones("k", {t}).ok());
+  REQUIRE(e.Visit("k", show).ok());
+  CHECK(seen == SiblingSet{v2});
+  CHECK(e.buffered_bytes() == internal::ApproxEntryBytes("k", seen));
+  REQUIRE(e.Put("gone", {MakeVersion(1, 9)}, WriteOptions()).ok());
+  REQUIRE(e.Erase("gone").ok());
+  CHECK(e.buffered_objects() == 2);
+  CHECK(e.buffered_bytes() ==
+        internal::ApproxEntryBytes("k", {v2}) + internal::ApproxEntryBytes("gone", {}));
+  REQUIRE(e.Visit("gone", show).ok());
+  CHECK(seen.empty());
+  REQUIRE(e.Flush().ok());
+  CHECK(e.buffered_bytes() == 0);
+  REQUIRE(e.Visit("k", show).ok());
+  CHECK(seen == SiblingSet{v2});
+  CHECK(e.Get("gone")->empty());
+}
+
+TEST_CASE("LmdbEngine write buffer: a durable put on a buffered key whose flush fails is undone",
+          "[storage][lmdb]") {
+  TempDir dir;
+  LmdbOptions options = OptionsAt(dir, LmdbOptions::Durability::kBuffered);  // 1 MiB map
+  options.map_bytes_max = size_t{8} << 20;  // room for about 7 of the 16 values
+  options.write_buffer_bytes_max = size_t{1} << 30;
+  options.flush_transaction_bytes_max = size_t{3} << 20;
+  constexpr int kKeys = 16;
+  std::string last_large = internal::DataKey("large0");
+  for (int i = 1; i < kKeys; ++i) {
+    last_large = std::max(last_large, internal::DataKey("large" + std::to_string(i)));
+  }
+  // A small key that the flush reaches only after the map is full.
+  std::string small;
+  for (int n = 0; small.empty() || internal::DataKey(small) <= last_large; ++n) {
+    small = "small" + std::to_string(n);
+  }
+  auto engine = LmdbEngine::Open(options);
+  REQUIRE(engine.ok());
+  LmdbEngine& e = **engine;
+  const Version v1 = MakeVersion(1, 1);
+  REQUIRE(e.Put(small, {v1}, WriteOptions()).ok());
+  PutLargeValues(e, kKeys);
+  const uint64_t bytes_before = e.buffered_bytes();
+  WriteOptions durable;
+  durable.durable = true;
+  int calls = 0;
+  absl::Status put = e.PutAndVisit(small, {MakeVersion(1, 2, Clock({{1, 1}}))}, durable,
+                                   [&](const SiblingSet&) { ++calls; });
+  CHECK(put.code() == absl::StatusCode::kResourceExhausted);
+  CHECK(calls == 0);
+  // The buffered set is the one before the durable put, and the bytes count
+  // exactly what is still buffered: the flush committed the first keys in
+  // key order, and `small` comes last.
+  auto got = e.Get(small);
+  REQUIRE(got.ok());
+  CHECK(*got == SiblingSet{v1});
+  REQUIRE(e.buffered_objects() > 1);
+  REQUIRE(e.buffered_objects() <= kKeys);
+  std::vector<std::pair<std::string, int>> large;  // (data key, i)
+  for (int i = 0; i < kKeys; ++i)
+    large.emplace_back(internal::DataKey("large" + std::to_string(i)), i);
+  std::sort(large.begin(), large.end());
+  const size_t committed = kKeys + 1 - e.buffered_objects();
+  uint64_t expected_bytes = internal::ApproxEntryBytes(small, {v1});
+  uint64_t committed_bytes = 0;
+  for (size_t j = 0; j < large.size(); ++j) {
+    const std::string key = "large" + std::to_string(large[j].second);
+    const uint64_t bytes =
+        internal::ApproxEntryBytes(key, {MakeVersion(1, 1 + large[j].second, {}, LargeValue(0))});
+    (j < committed ? committed_bytes : expected_bytes) += bytes;
+    CheckHolds(e, key, LargeValue(large[j].second));
+  }
+  CHECK(e.buffered_bytes() == expected_bytes);
+  CHECK(bytes_before == expected_bytes + committed_bytes);
 }
 
 // Runs `body` in a child process that then dies without any cleanup (as on

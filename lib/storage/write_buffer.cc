@@ -1,0 +1,70 @@
+#include "storage/write_buffer.h"
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+
+namespace dynamo::internal {
+
+namespace {
+
+// The first 8 bytes of `key` as a big-endian number, zero-padded: comparing
+// these, then the whole keys on a tie, is the keys' byte order.
+uint64_t PrefixOf(std::string_view key) {
+  uint64_t value = 0;
+  std::memcpy(&value, key.data(), std::min(key.size(), sizeof(value)));
+  if constexpr (std::endian::native == std::endian::little) value = __builtin_bswap64(value);
+  return value;
+}
+
+bool Less(const WriteBuffer::Ordered& a, const WriteBuffer::Ordered& b) {
+  if (a.prefix != b.prefix) return a.prefix < b.prefix;
+  return a.entry->first < b.entry->first;
+}
+
+}  // namespace
+
+SiblingSet& WriteBuffer::Insert(std::string_view data_key, SiblingSet siblings) {
+  auto [it, inserted] = entries_.emplace(std::string(data_key), std::move(siblings));
+  (void)inserted;  // the caller looked the key up first
+  order_.push_back(Ordered{PrefixOf(it->first), &*it});
+  return it->second;
+}
+
+void WriteBuffer::Erase(std::string_view data_key) {
+  auto it = entries_.find(absl::string_view(data_key.data(), data_key.size()));
+  if (it == entries_.end()) return;
+  auto at =
+      std::find_if(order_.begin(), order_.end(), [&](const Ordered& o) { return o.entry == &*it; });
+  if (at - order_.begin() < static_cast<ptrdiff_t>(sorted_)) --sorted_;
+  order_.erase(at);  // keeps both the sorted prefix and the rest in order
+  entries_.erase(it);
+}
+
+const std::vector<WriteBuffer::Ordered>& WriteBuffer::InOrder() {
+  if (sorted_ < order_.size()) {
+    const auto middle = order_.begin() + static_cast<ptrdiff_t>(sorted_);
+    std::sort(middle, order_.end(), Less);
+    std::inplace_merge(order_.begin(), middle, order_.end(), Less);
+    sorted_ = order_.size();
+  }
+  return order_;
+}
+
+size_t WriteBuffer::LowerBound(std::string_view data_key, bool exclusive) const {
+  const uint64_t prefix = PrefixOf(data_key);
+  auto before = [&](const Ordered& o) {
+    if (o.prefix != prefix) return o.prefix < prefix;
+    return exclusive ? o.entry->first <= data_key : o.entry->first < data_key;
+  };
+  return static_cast<size_t>(std::partition_point(order_.begin(), order_.end(), before) -
+                             order_.begin());
+}
+
+void WriteBuffer::EraseFirstInOrder(size_t n) {
+  for (size_t i = 0; i < n; ++i) entries_.erase(order_[i].entry->first);
+  order_.erase(order_.begin(), order_.begin() + static_cast<ptrdiff_t>(n));
+  sorted_ -= n;
+}
+
+}  // namespace dynamo::internal
