@@ -361,8 +361,8 @@ void RawGet(benchmark::State& state, size_t value_bytes) {
 // server flushes every 100 ms, ~10k SETs at its pipelined rate), over a
 // working set of 10,000 keys (redis-benchmark -r 10000) that are also on
 // disk. Each operation is what a coordinator's put does to the engine on
-// that path: read the key's set (the counter and context of the new
-// version), then merge a version superseding it and look at the result.
+// that path: one Update whose prepare reads the stored set (the counter and
+// context of the new version) and whose reader looks at the merged result.
 // The flushes are timed as part of the operations that trigger them. There
 // is no raw LMDB side: this measures the engine against its own earlier
 // builds (run the old and the new binary alternately).
@@ -406,19 +406,19 @@ void BufferedUpdate(benchmark::State& state, size_t value_bytes) {
   for (auto _ : state) {
     const std::string key = KeyName(rng() % kServerKeys);
     latencies.Time([&] {
-      uint64_t stored_counter = 0;
-      absl::Status read = engine.Visit(key, [&](const SiblingSet& stored) {
-        for (const Version& v : stored) stored_counter = std::max(stored_counter, v.dot.counter);
-      });
-      if (!read.ok()) std::abort();
-      ++counter;
-      incoming[0].dot.counter = counter;
-      // Observe keeps the largest counter seen on any key, which covers
-      // this key's too: the version supersedes what is stored.
-      incoming[0].context.Observe(1, stored_counter, 1);
-      absl::Status put =
-          engine.PutAndVisit(key, incoming, WriteOptions(),
-                             [&](const SiblingSet& stored) { stored_siblings = stored.size(); });
+      absl::Status put = engine.Update(
+          key, incoming, WriteOptions(),
+          [&](const SiblingSet& stored) {
+            uint64_t stored_counter = 0;
+            for (const Version& v : stored)
+              stored_counter = std::max(stored_counter, v.dot.counter);
+            incoming[0].dot.counter = ++counter;
+            // Observe keeps the largest counter seen on any key, which covers
+            // this key's too: the version supersedes what is stored.
+            incoming[0].context.Observe(1, stored_counter, 1);
+            return absl::OkStatus();
+          },
+          [&](const SiblingSet& stored) { stored_siblings = stored.size(); });
       if (!put.ok() || stored_siblings != 1) std::abort();
       if (++ops % kServerFlushOps == 0 && !engine.Flush().ok()) std::abort();
     });

@@ -586,16 +586,15 @@ absl::Status LmdbEngine::Update(std::string_view key, const SiblingSet& incoming
   DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, options_.limits));
   return Impl::Mutate(
       *this, key, options.durable,
-      Impl::Mutation{
-          [&](const SiblingSet& stored) -> absl::Status {
-            DYNAMO_RETURN_IF_ERROR(prepare(stored));
-            // `incoming` is complete only now.
-            return internal::ValidateSiblings(key, incoming, options_.limits);
-          },
-          [&](SiblingSet& stored) {
-            return internal::MergeWithinLimit(key, stored, incoming, options_.limits);
-          },
-          [&] { return internal::ApproxEntryBytes(key, incoming); }},
+      Impl::Mutation{[&](const SiblingSet& stored) -> absl::Status {
+                       DYNAMO_RETURN_IF_ERROR(prepare(stored));
+                       // `incoming` is complete only now.
+                       return internal::ValidateSiblings(key, incoming, options_.limits);
+                     },
+                     [&](SiblingSet& stored) {
+                       return internal::MergeWithinLimit(key, stored, incoming, options_.limits);
+                     },
+                     [&] { return internal::ApproxEntryBytes(key, incoming); }},
       reader);
 }
 

@@ -12,6 +12,7 @@
 #include <catch2/catch.hpp>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "storage/storage_test_util.h"
 #include "storage/storage_util.h"
@@ -153,6 +154,34 @@ void PutLargeValues(LmdbEngine& e, int count) {
     REQUIRE(e.Put("large" + std::to_string(i), {MakeVersion(1, 1 + i, {}, LargeValue(i))},
                   WriteOptions())
                 .ok());
+  }
+}
+
+// A buffered engine whose flush of PutLargeValues(e, kFlushFailsKeys) fails
+// part-way: a 1 MiB map that may grow to 8 MiB, room for about 7 of the 16
+// values, written two values per transaction.
+constexpr int kFlushFailsKeys = 16;
+LmdbOptions FlushFailsOptions(const TempDir& dir) {
+  LmdbOptions options = OptionsAt(dir, LmdbOptions::Durability::kBuffered);
+  options.map_bytes_max = size_t{8} << 20;
+  options.write_buffer_bytes_max = size_t{1} << 30;
+  options.flush_transaction_bytes_max = size_t{3} << 20;
+  return options;
+}
+
+// A small key that such a flush writes before every large value (in its
+// first batch, which fits) or, with `first` false, after all of them (once
+// the map is full).
+std::string SmallKeyFlushed(bool first) {
+  std::vector<std::string> large;
+  for (int i = 0; i < kFlushFailsKeys; ++i)
+    large.push_back(internal::DataKey("large" + std::to_string(i)));
+  const std::string bound = first ? *std::min_element(large.begin(), large.end())
+                                  : *std::max_element(large.begin(), large.end());
+  for (int n = 0;; ++n) {
+    std::string small = "small" + std::to_string(n);
+    const std::string data_key = internal::DataKey(small);
+    if (first ? data_key < bound : data_key > bound) return small;
   }
 }
 
@@ -325,11 +354,8 @@ TEST_CASE("LmdbEngine write buffer: a flush of large values grows the map as it 
 TEST_CASE("LmdbEngine write buffer: a failed flush keeps unwritten keys buffered and readable",
           "[storage][lmdb]") {
   TempDir dir;
-  LmdbOptions options = OptionsAt(dir, LmdbOptions::Durability::kBuffered);  // 1 MiB map
-  options.map_bytes_max = size_t{8} << 20;  // room for about 7 of the 16 values
-  options.write_buffer_bytes_max = size_t{1} << 30;
-  options.flush_transaction_bytes_max = size_t{3} << 20;  // two values per transaction
-  constexpr int kKeys = 16;
+  LmdbOptions options = FlushFailsOptions(dir);
+  constexpr int kKeys = kFlushFailsKeys;
   size_t left_buffered = 0;
   {
     auto engine = LmdbEngine::Open(options);
@@ -375,20 +401,9 @@ TEST_CASE("LmdbEngine write buffer: a failed flush keeps unwritten keys buffered
 TEST_CASE("LmdbEngine write buffer: a durable write whose batch committed succeeds",
           "[storage][lmdb]") {
   TempDir dir;
-  LmdbOptions options = OptionsAt(dir, LmdbOptions::Durability::kBuffered);  // 1 MiB map
-  options.map_bytes_max = size_t{8} << 20;
-  options.write_buffer_bytes_max = size_t{1} << 30;
-  options.flush_transaction_bytes_max = size_t{3} << 20;
-  constexpr int kKeys = 16;
-  std::string first_large = internal::DataKey("large0");
-  for (int i = 1; i < kKeys; ++i) {
-    first_large = std::min(first_large, internal::DataKey("large" + std::to_string(i)));
-  }
-  // A small key that the flush writes in its first batch, which fits.
-  std::string small;
-  for (int n = 0; small.empty() || internal::DataKey(small) >= first_large; ++n) {
-    small = "small" + std::to_string(n);
-  }
+  LmdbOptions options = FlushFailsOptions(dir);
+  constexpr int kKeys = kFlushFailsKeys;
+  const std::string small = SmallKeyFlushed(/*first=*/true);
   {
     auto engine = LmdbEngine::Open(options);
     REQUIRE(engine.ok());
@@ -497,20 +512,9 @@ TEST_CASE("LmdbEngine write buffer: Visit and PutAndVisit work on the buffered s
 TEST_CASE("LmdbEngine write buffer: a durable put on a buffered key whose flush fails is undone",
           "[storage][lmdb]") {
   TempDir dir;
-  LmdbOptions options = OptionsAt(dir, LmdbOptions::Durability::kBuffered);  // 1 MiB map
-  options.map_bytes_max = size_t{8} << 20;  // room for about 7 of the 16 values
-  options.write_buffer_bytes_max = size_t{1} << 30;
-  options.flush_transaction_bytes_max = size_t{3} << 20;
-  constexpr int kKeys = 16;
-  std::string last_large = internal::DataKey("large0");
-  for (int i = 1; i < kKeys; ++i) {
-    last_large = std::max(last_large, internal::DataKey("large" + std::to_string(i)));
-  }
-  // A small key that the flush reaches only after the map is full.
-  std::string small;
-  for (int n = 0; small.empty() || internal::DataKey(small) <= last_large; ++n) {
-    small = "small" + std::to_string(n);
-  }
+  LmdbOptions options = FlushFailsOptions(dir);
+  constexpr int kKeys = kFlushFailsKeys;
+  const std::string small = SmallKeyFlushed(/*first=*/false);
   auto engine = LmdbEngine::Open(options);
   REQUIRE(engine.ok());
   LmdbEngine& e = **engine;
