@@ -35,7 +35,10 @@
 //              buffered; the
 //              coordinator asks one of the N replicas for a durable write so
 //              that an acknowledged put survives (paper 6.1). Hints, metadata
-//              and identity are always written through.
+//              and identity are always written through. The sets a flush
+//              wrote stay in memory as clean copies that reads and puts use
+//              without decoding the disk's, within the same two bounds:
+//              they are dropped, unwritten, when room is needed.
 // The identity record is always fsynced, whatever the mode: losing it while
 // keeping the data would make the node reuse vector-clock counters.
 //
@@ -145,8 +148,12 @@ class LmdbEngine final : public StorageEngine {
   const LmdbOptions& options() const { return options_; }
   // Keys waiting in the write buffer (always 0 unless kBuffered).
   size_t buffered_objects() const;
-  // Their approximate size, as counted against write_buffer_bytes_max.
+  // Their approximate size (with the clean copies', counted against
+  // write_buffer_bytes_max).
   uint64_t buffered_bytes() const { return buffer_bytes_; }
+  // Keys held as clean copies of what a flush wrote (always 0 unless
+  // kBuffered).
+  size_t cached_objects() const;
   // The current size of the memory map.
   size_t map_bytes() const { return map_bytes_; }
 
@@ -164,9 +171,10 @@ class LmdbEngine final : public StorageEngine {
   bool map_full_ = false;  // set when the last LMDB call failed with MDB_MAP_FULL
   HintUsage hint_usage_;
   // kBuffered: data key -> the key's whole sibling set as it should be
-  // stored (empty: the key is to be deleted).
+  // stored (empty: the key is to be deleted), or as a flush wrote it.
   std::unique_ptr<internal::WriteBuffer> buffer_;
-  uint64_t buffer_bytes_ = 0;  // sum of the entries' ApproxEntryBytes
+  uint64_t buffer_bytes_ = 0;  // sum of the dirty entries' ApproxEntryBytes
+  uint64_t clean_bytes_ = 0;   // and of the clean ones'
   // Every record is encoded here before LMDB copies it into its page, so
   // encoding allocates only when a set is larger than any before.
   std::string encode_scratch_;

@@ -320,23 +320,29 @@ class LmdbEngine::Impl {
       return absl::OkStatus();
     }
 
-    SiblingSet* entry = e.buffer_->Find(data_key.view());
+    using internal::WriteBuffer;
+    WriteBuffer::Entry* entry = e.buffer_->Find(data_key.view());
     SiblingSet stored;
     if (entry != nullptr) {
-      DYNAMO_RETURN_IF_ERROR(m.prepare(*entry));
+      WriteBuffer::Slot& slot = entry->second;
+      DYNAMO_RETURN_IF_ERROR(m.prepare(slot.siblings));
       // In place when nothing can need undoing: the result is storable and
       // stays within the buffer's bytes whatever apply does, and no durable
       // flush can fail after it. A merge adds at most its incoming versions.
-      const uint64_t old_bytes = internal::ApproxEntryBytes(key, *entry);
+      const uint64_t old_bytes = internal::ApproxEntryBytes(key, slot.siblings);
       const uint64_t bytes_bound = old_bytes + m.growth_bytes();
       if (!durable && Storable(e, key, bytes_bound) &&
-          e.buffer_bytes_ - old_bytes + bytes_bound <= e.options_.write_buffer_bytes_max) {
-        DYNAMO_ASSIGN_OR_RETURN(bool changed, m.apply(*entry));
-        if (changed) e.buffer_bytes_ += internal::ApproxEntryBytes(key, *entry) - old_bytes;
-        reader(*entry);
+          HeldBytes(e) - old_bytes + bytes_bound <= e.options_.write_buffer_bytes_max) {
+        DYNAMO_ASSIGN_OR_RETURN(bool changed, m.apply(slot.siblings));
+        if (changed) {
+          (slot.dirty ? e.buffer_bytes_ : e.clean_bytes_) -= old_bytes;
+          e.buffer_bytes_ += internal::ApproxEntryBytes(key, slot.siblings);
+          e.buffer_->MarkDirty(*entry);
+        }
+        reader(slot.siblings);
         return absl::OkStatus();
       }
-      stored = *entry;  // the entry is kept to restore on failure
+      stored = slot.siblings;  // the entry is kept to restore on failure
     } else {
       DYNAMO_RETURN_IF_ERROR(ReadTxn(e, [&](MDB_txn* txn) -> absl::Status {
         DYNAMO_ASSIGN_OR_RETURN(stored,
@@ -346,49 +352,57 @@ class LmdbEngine::Impl {
       DYNAMO_RETURN_IF_ERROR(m.prepare(stored));
     }
     DYNAMO_ASSIGN_OR_RETURN(bool changed, m.apply(stored));
-    // The key's buffer entry before this call (nullopt: none), to undo a
-    // durable write whose flush failed.
-    std::optional<SiblingSet> previous;
+    // The key's entry just before it was overwritten (nullopt: none), to
+    // undo a durable write whose flush failed.
+    std::optional<WriteBuffer::Slot> previous;
     if (changed) {
-      const uint64_t old_bytes = entry != nullptr ? internal::ApproxEntryBytes(key, *entry) : 0;
-      const uint64_t new_bytes = internal::ApproxEntryBytes(key, stored);
       DYNAMO_RETURN_IF_ERROR(CheckStorable(e, key, stored));
-      const bool objects_full =
-          entry == nullptr && e.buffer_->size() >= e.options_.write_buffer_objects_max;
-      const bool bytes_full =
-          e.buffer_bytes_ - old_bytes + new_bytes > e.options_.write_buffer_bytes_max;
-      if ((objects_full || bytes_full) && !e.buffer_->empty()) {
-        // Written out first; on failure this write is refused and the buffer
-        // keeps what did not reach disk.
+      const uint64_t new_bytes = internal::ApproxEntryBytes(key, stored);
+      auto full = [&] {
+        entry = e.buffer_->Find(data_key.view());
+        const uint64_t old_bytes =
+            entry != nullptr ? internal::ApproxEntryBytes(key, entry->second.siblings) : 0;
+        return (entry == nullptr && e.buffer_->size() >= e.options_.write_buffer_objects_max) ||
+               HeldBytes(e) - old_bytes + new_bytes > e.options_.write_buffer_bytes_max;
+      };
+      // Room is made by dropping the clean copies first (they are on disk),
+      // then by writing the buffer out; on a failed flush this write is
+      // refused and the buffer keeps what did not reach disk.
+      if (full() && e.buffer_->clean_count() > 0) DropClean(e);
+      if (full() && e.buffer_->dirty_count() > 0) {
         DYNAMO_RETURN_IF_ERROR(e.Flush());
-        entry = nullptr;  // Flush emptied the buffer
+        DropClean(e);
       }
-      // A durable write keeps its own copy to show the reader: the flush
-      // takes the entry out of the buffer.
+      entry = e.buffer_->Find(data_key.view());
+      // A durable write keeps its own copy to show the reader.
       if (entry != nullptr) {
-        e.buffer_bytes_ -= old_bytes;
-        if (durable) previous = std::move(*entry);
-        *entry = durable ? stored : std::move(stored);
+        WriteBuffer::Slot& slot = entry->second;
+        (slot.dirty ? e.buffer_bytes_ : e.clean_bytes_) -=
+            internal::ApproxEntryBytes(key, slot.siblings);
+        if (durable) previous = WriteBuffer::Slot{std::move(slot.siblings), slot.dirty};
+        slot.siblings = durable ? stored : std::move(stored);
+        e.buffer_->MarkDirty(*entry);
       } else {
         entry = &e.buffer_->Insert(data_key.view(), durable ? stored : std::move(stored));
       }
       e.buffer_bytes_ += new_bytes;
       if (!durable) {
-        reader(*entry);
+        reader(entry->second.siblings);
         return absl::OkStatus();
       }
     }
     if (durable) {
       absl::Status flushed = e.Flush();
-      // Keys leave the buffer only once committed: a key no longer buffered
-      // is durable even though a later batch failed.
+      // A key stays dirty until its batch commits: one no longer dirty is
+      // durable even though a later batch failed.
       entry = flushed.ok() ? nullptr : e.buffer_->Find(data_key.view());
-      if (entry != nullptr) {
+      if (entry != nullptr && entry->second.dirty) {
         if (changed) {
-          e.buffer_bytes_ -= internal::ApproxEntryBytes(key, *entry);
+          e.buffer_bytes_ -= internal::ApproxEntryBytes(key, entry->second.siblings);
           if (previous.has_value()) {
-            *entry = std::move(*previous);
-            e.buffer_bytes_ += internal::ApproxEntryBytes(key, *entry);
+            (previous->dirty ? e.buffer_bytes_ : e.clean_bytes_) +=
+                internal::ApproxEntryBytes(key, previous->siblings);
+            e.buffer_->Restore(*entry, std::move(*previous));
           } else {
             e.buffer_->Erase(data_key.view());
           }
@@ -400,10 +414,19 @@ class LmdbEngine::Impl {
     return absl::OkStatus();
   }
 
+  // The bytes counted against write_buffer_bytes_max: dirty and clean.
+  static uint64_t HeldBytes(const LmdbEngine& e) { return e.buffer_bytes_ + e.clean_bytes_; }
+
+  static void DropClean(LmdbEngine& e) {
+    e.buffer_->DropClean();
+    e.clean_bytes_ = 0;
+  }
+
   // A buffered entry's share of write_buffer_bytes_max (a pending delete
   // counts its key).
   static uint64_t BufferedBytes(const internal::WriteBuffer::Entry& entry) {
-    return internal::ApproxEntryBytes(internal::UserKeyOfDataKey(entry.first), entry.second);
+    return internal::ApproxEntryBytes(internal::UserKeyOfDataKey(entry.first),
+                                      entry.second.siblings);
   }
 
   static absl::StatusOr<HintUsage> ComputeHintUsage(LmdbEngine& e) {
@@ -476,7 +499,7 @@ LmdbEngine::LmdbEngine(const LmdbOptions& options)
     : options_(options), buffer_(std::make_unique<internal::WriteBuffer>()) {}
 
 LmdbEngine::~LmdbEngine() {
-  if (env_ != nullptr && !buffer_->empty()) {
+  if (env_ != nullptr && buffer_->dirty_count() > 0) {
     // Best effort: a caller that must know calls Flush() first.
     absl::Status ignored = Flush();
     (void)ignored;
@@ -535,15 +558,17 @@ absl::StatusOr<std::unique_ptr<LmdbEngine>> LmdbEngine::Open(const LmdbOptions& 
   return e;
 }
 
-size_t LmdbEngine::buffered_objects() const { return buffer_->size(); }
+size_t LmdbEngine::buffered_objects() const { return buffer_->dirty_count(); }
+
+size_t LmdbEngine::cached_objects() const { return buffer_->clean_count(); }
 
 absl::StatusOr<SiblingSet> LmdbEngine::Get(std::string_view key) {
   DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, options_.limits));
   // The hot read path: the data key is built on the stack and the reset read
   // transaction renewed, so a get allocates only the returned set.
   const DataKeyBuffer data_key(key);
-  if (!buffer_->empty()) {
-    if (const SiblingSet* buffered = buffer_->Find(data_key.view())) return *buffered;
+  if (buffer_->size() > 0) {
+    if (const auto* held = buffer_->Find(data_key.view())) return held->second.siblings;
   }
   SiblingSet result;
   DYNAMO_RETURN_IF_ERROR(Impl::ReadTxn(*this, [&](MDB_txn* txn) -> absl::Status {
@@ -558,9 +583,9 @@ absl::Status LmdbEngine::Visit(std::string_view key,
                                absl::FunctionRef<void(const SiblingSet&)> reader) {
   DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, options_.limits));
   const DataKeyBuffer data_key(key);
-  if (!buffer_->empty()) {
-    if (const SiblingSet* buffered = buffer_->Find(data_key.view())) {
-      reader(*buffered);
+  if (buffer_->size() > 0) {
+    if (const auto* held = buffer_->Find(data_key.view())) {
+      reader(held->second.siblings);
       return absl::OkStatus();
     }
   }
@@ -653,11 +678,12 @@ absl::StatusOr<ScanResult> LmdbEngine::Scan(const TokenRange& range, std::string
         bool use_buffer = buffer_valid && (!disk_valid || entry->first <= disk_key);
         bool advance_disk = disk_valid && (!use_buffer || entry->first == disk_key);
         if (use_buffer) {
-          if (!entry->second.empty()) {  // else a pending delete
+          const SiblingSet& siblings = entry->second.siblings;
+          if (!siblings.empty()) {  // else a pending delete
             std::string_view key = internal::UserKeyOfDataKey(entry->first);
-            uint64_t bytes = internal::ApproxEntryBytes(key, entry->second);
+            uint64_t bytes = internal::ApproxEntryBytes(key, siblings);
             if (!collector.HasRoom(bytes)) return absl::OkStatus();
-            collector.Add(entry->first, bytes, KeyEntry{std::string(key), entry->second});
+            collector.Add(entry->first, bytes, KeyEntry{std::string(key), siblings});
           }
           ++next;
         } else {
@@ -836,7 +862,7 @@ absl::Status LmdbEngine::Flush() {
   // only once their transaction has committed (synced, in kBuffered), so on
   // a failure reads still see every key and the rest stays buffered; Flush
   // reports success only when everything is on disk.
-  while (!buffer_->empty()) {
+  while (buffer_->dirty_count() > 0) {
     const std::vector<internal::WriteBuffer::Ordered>& order = buffer_->InOrder();
     size_t batch_size = 0;
     uint64_t batch_bytes = 0;
@@ -853,12 +879,17 @@ absl::Status LmdbEngine::Flush() {
       CursorCloser closer(cursor);
       for (size_t i = 0; i < batch_size; ++i) {
         const internal::WriteBuffer::Entry& entry = *order[i].entry;
-        DYNAMO_RETURN_IF_ERROR(
-            Impl::StoreOrDelete(*this, txn, data_dbi_, entry.first, entry.second, "value", cursor));
+        DYNAMO_RETURN_IF_ERROR(Impl::StoreOrDelete(*this, txn, data_dbi_, entry.first,
+                                                   entry.second.siblings, "value", cursor));
       }
       return absl::OkStatus();
     }));
-    buffer_->EraseFirstInOrder(batch_size);
+    // The sets just written stay as clean copies for reads.
+    for (size_t i = 0; i < batch_size; ++i) {
+      if (!order[i].entry->second.siblings.empty())
+        clean_bytes_ += Impl::BufferedBytes(*order[i].entry);
+    }
+    buffer_->MarkWrittenFirstInOrder(batch_size);
     buffer_bytes_ -= batch_bytes;
   }
   if (options_.durability == LmdbOptions::Durability::kNoSync) return Impl::Sync(*this);

@@ -24,21 +24,48 @@ bool Less(const WriteBuffer::Ordered& a, const WriteBuffer::Ordered& b) {
 
 }  // namespace
 
-SiblingSet& WriteBuffer::Insert(std::string_view data_key, SiblingSet siblings) {
-  auto [it, inserted] = entries_.emplace(std::string(data_key), std::move(siblings));
+WriteBuffer::Entry& WriteBuffer::Insert(std::string_view data_key, SiblingSet siblings) {
+  auto [it, inserted] =
+      entries_.emplace(std::string(data_key), Slot{std::move(siblings), /*dirty=*/true});
   (void)inserted;  // the caller looked the key up first
   order_.push_back(Ordered{PrefixOf(it->first), &*it});
-  return it->second;
+  return *it;
+}
+
+void WriteBuffer::MarkDirty(Entry& entry) {
+  if (entry.second.dirty) return;
+  entry.second.dirty = true;
+  order_.push_back(Ordered{PrefixOf(entry.first), &entry});
+}
+
+void WriteBuffer::Restore(Entry& entry, Slot slot) {
+  if (entry.second.dirty && !slot.dirty) Unorder(entry);
+  if (!entry.second.dirty && slot.dirty) order_.push_back(Ordered{PrefixOf(entry.first), &entry});
+  entry.second = std::move(slot);
 }
 
 void WriteBuffer::Erase(std::string_view data_key) {
   auto it = entries_.find(absl::string_view(data_key.data(), data_key.size()));
   if (it == entries_.end()) return;
-  auto at =
-      std::find_if(order_.begin(), order_.end(), [&](const Ordered& o) { return o.entry == &*it; });
+  if (it->second.dirty) Unorder(*it);
+  entries_.erase(it);
+}
+
+void WriteBuffer::Unorder(const Entry& entry) {
+  auto at = std::find_if(order_.begin(), order_.end(),
+                         [&](const Ordered& o) { return o.entry == &entry; });
   if (at - order_.begin() < static_cast<ptrdiff_t>(sorted_)) --sorted_;
   order_.erase(at);  // keeps both the sorted prefix and the rest in order
-  entries_.erase(it);
+}
+
+void WriteBuffer::DropClean() {
+  for (auto it = entries_.begin(); it != entries_.end();) {
+    if (it->second.dirty) {
+      ++it;
+    } else {
+      entries_.erase(it++);  // other iterators stay valid
+    }
+  }
 }
 
 const std::vector<WriteBuffer::Ordered>& WriteBuffer::InOrder() {
@@ -61,8 +88,15 @@ size_t WriteBuffer::LowerBound(std::string_view data_key, bool exclusive) const 
                              order_.begin());
 }
 
-void WriteBuffer::EraseFirstInOrder(size_t n) {
-  for (size_t i = 0; i < n; ++i) entries_.erase(order_[i].entry->first);
+void WriteBuffer::MarkWrittenFirstInOrder(size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    Entry& entry = *order_[i].entry;
+    if (entry.second.siblings.empty()) {
+      entries_.erase(entry.first);
+    } else {
+      entry.second.dirty = false;
+    }
+  }
   order_.erase(order_.begin(), order_.begin() + static_cast<ptrdiff_t>(n));
   sorted_ -= n;
 }

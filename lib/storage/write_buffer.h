@@ -1,15 +1,16 @@
-// The index of LmdbEngine's write buffer (paper section 6.1): buffered data
-// keys and the whole sibling set each should be stored with. Internal.
+// LmdbEngine's write buffer (paper section 6.1): data keys with the whole
+// sibling set each should be stored with, written out by a flush, and after
+// it the sets just written, kept as a copy of the disk for reads. Internal.
 //
 // Point reads and writes hash: every put, get and read-modify-write of the
 // request path looks a key up, and the ordered map this replaced spent most
 // of that time comparing keys (~12-15% of a pipelined 1-node server's CPU).
-// Only Scan and Flush need the keys in order, and they are rare next to
-// point lookups (a flush every 100 ms in dynamo-server), so the order is a
-// vector sorted on demand and kept until a key is added or removed.
+// Only Scan and Flush need the unwritten keys in order, and they are rare
+// next to point lookups (a flush every 100 ms in dynamo-server), so the
+// order is a vector sorted on demand.
 //
-// The owner (LmdbEngine) keeps the byte accounting, since it mutates sets in
-// place through the pointers Find returns.
+// The owner (LmdbEngine) keeps the byte accounting and the bounds, since it
+// changes sets in place through the entries Find returns.
 #ifndef DYNAMO_STORAGE_WRITE_BUFFER_H_
 #define DYNAMO_STORAGE_WRITE_BUFFER_H_
 
@@ -27,50 +28,72 @@ namespace dynamo::internal {
 
 class WriteBuffer {
  public:
-  // A data key (internal::DataKey) and its set; an empty set deletes the key
-  // when flushed.
-  using Entry = std::pair<const std::string, SiblingSet>;
+  struct Slot {
+    // Empty in a dirty slot: delete the key. A clean slot is never empty.
+    SiblingSet siblings;
+    // Not yet written; otherwise the same as the disk.
+    bool dirty = true;
+  };
+  // A data key (internal::DataKey) and its slot.
+  using Entry = std::pair<const std::string, Slot>;
 
-  // An entry with the first 8 bytes of its key as a big-endian number, so
-  // that sorting and searching compare integers and reach the entry only on
-  // a tie (keys start with a uniform hash token, so ties are rare).
+  // A dirty entry with the first 8 bytes of its key as a big-endian number,
+  // so that sorting and searching compare integers and reach the entry only
+  // on a tie (keys start with a uniform hash token, so ties are rare).
   struct Ordered {
     uint64_t prefix;
-    const Entry* entry;
+    Entry* entry;
   };
 
   size_t size() const { return entries_.size(); }
-  bool empty() const { return entries_.empty(); }
+  size_t dirty_count() const { return order_.size(); }
+  size_t clean_count() const { return entries_.size() - order_.size(); }
 
-  // The buffered set of `data_key`, or nullptr. Valid until that key is
-  // erased: entries are nodes, which inserting other keys does not move.
-  SiblingSet* Find(std::string_view data_key) {
+  // The entry of `data_key`, or nullptr. Valid until that key is erased or
+  // dropped: entries are nodes, which other keys coming and going do not
+  // move.
+  Entry* Find(std::string_view data_key) {
     auto it = entries_.find(absl::string_view(data_key.data(), data_key.size()));
-    return it == entries_.end() ? nullptr : &it->second;
+    return it == entries_.end() ? nullptr : &*it;
   }
 
-  // REQUIRES: `data_key` is not buffered.
-  SiblingSet& Insert(std::string_view data_key, SiblingSet siblings);
+  // Adds a dirty entry. REQUIRES: `data_key` is not buffered.
+  Entry& Insert(std::string_view data_key, SiblingSet siblings);
 
-  // Removes one key (no-op if absent). Linear in the buffer's size: only a
-  // failed durable write undoing its insert uses it.
+  // Marks a clean entry dirty (its set was just changed); no-op if dirty.
+  void MarkDirty(Entry& entry);
+
+  // Sets the entry back to `slot` (a failed durable write's undo). Linear
+  // in the number of dirty entries when a dirty entry turns clean.
+  void Restore(Entry& entry, Slot slot);
+
+  // Removes one key (no-op if absent). Linear in the number of dirty
+  // entries: only a failed durable write undoing its insert uses it.
   void Erase(std::string_view data_key);
 
-  // Every entry in data-key order; the keys added since the last call are
-  // sorted and merged in. Valid until the next Insert or Erase.
+  // Drops every clean entry (to make room: they are on disk).
+  void DropClean();
+
+  // The dirty entries in data-key order; the keys that became dirty since
+  // the last call are sorted and merged in. Valid until the next call that
+  // adds, removes or marks an entry.
   const std::vector<Ordered>& InOrder();
 
   // Position in InOrder() of the first key >= `data_key` (> it when
   // `exclusive`). REQUIRES: InOrder() is current.
   size_t LowerBound(std::string_view data_key, bool exclusive) const;
 
-  // Removes the first `n` entries of InOrder() (a flushed batch).
+  // The first `n` entries of InOrder() were written (a flushed batch): those
+  // deleting their key are removed, the others kept clean.
   // REQUIRES: InOrder() is current.
-  void EraseFirstInOrder(size_t n);
+  void MarkWrittenFirstInOrder(size_t n);
 
  private:
-  absl::node_hash_map<std::string, SiblingSet> entries_;
-  // Every entry; [0, sorted_) in key order, the rest as inserted.
+  // Removes a dirty entry from order_.
+  void Unorder(const Entry& entry);
+
+  absl::node_hash_map<std::string, Slot> entries_;
+  // Every dirty entry; [0, sorted_) in key order, the rest as they came.
   std::vector<Ordered> order_;
   size_t sorted_ = 0;
 };

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -458,16 +459,18 @@ TEST_CASE("LmdbEngine write buffer: Visit and PutAndVisit work on the buffered s
   auto engine = LmdbEngine::Open(options);
   REQUIRE(engine.ok());
   LmdbEngine& e = **engine;
-  // On disk first, so the first put below reads it from there.
+  // Flushed first: the put below turns the clean copy dirty.
   const Version v1 = MakeVersion(1, 1);
   REQUIRE(e.Put("k", {v1}, WriteOptions()).ok());
   REQUIRE(e.Flush().ok());
   SiblingSet seen;
   auto show = [&](const SiblingSet& s) { seen = s; };
+  CHECK(e.cached_objects() == 1);
   const Version w1 = MakeVersion(2, 1);
   REQUIRE(e.PutAndVisit("k", {w1}, WriteOptions(), show).ok());
   CHECK(seen == SiblingSet{v1, w1});
   CHECK(e.buffered_objects() == 1);
+  CHECK(e.cached_objects() == 0);
   CHECK(e.buffered_bytes() == internal::ApproxEntryBytes("k", seen));
   // Merged into the buffered set: a version superseding v1.
   const Version v2 = MakeVersion(1, 2, Clock({{1, 1}}), "a longer value than before");
@@ -509,6 +512,59 @@ TEST_CASE("LmdbEngine write buffer: Visit and PutAndVisit work on the buffered s
   CHECK(e.Get("gone")->empty());
 }
 
+TEST_CASE("LmdbEngine write buffer: flushed sets stay as clean copies within the bounds",
+          "[storage][lmdb]") {
+  TempDir dir;
+  LmdbOptions options = OptionsAt(dir, LmdbOptions::Durability::kBuffered);
+  options.write_buffer_objects_max = 3;
+  const Version a2 = MakeVersion(1, 5, Clock({{1, 1}}));
+  {
+    auto engine = LmdbEngine::Open(options);
+    REQUIRE(engine.ok());
+    LmdbEngine& e = **engine;
+    REQUIRE(e.Put("a", {MakeVersion(1, 1)}, WriteOptions()).ok());
+    REQUIRE(e.Put("b", {MakeVersion(1, 2)}, WriteOptions()).ok());
+    REQUIRE(e.Put("c", {MakeVersion(1, 3)}, WriteOptions()).ok());
+    REQUIRE(e.Flush().ok());
+    CHECK(e.buffered_objects() == 0);
+    CHECK(e.buffered_bytes() == 0);
+    CHECK(e.cached_objects() == 3);
+    CheckHolds(e, "a", "v1.1");
+    // A put that changes nothing leaves the copy clean; one that does makes
+    // it dirty again.
+    REQUIRE(e.Put("a", {MakeVersion(1, 1)}, WriteOptions()).ok());
+    CHECK(e.buffered_objects() == 0);
+    REQUIRE(e.Put("a", {a2}, WriteOptions()).ok());
+    CHECK(e.buffered_objects() == 1);
+    CHECK(e.cached_objects() == 2);
+    // A new key finds the buffer full: the clean copies make room, nothing
+    // is written (a stays dirty).
+    REQUIRE(e.Put("d", {MakeVersion(1, 4)}, WriteOptions()).ok());
+    CHECK(e.buffered_objects() == 2);
+    CHECK(e.cached_objects() == 0);
+    CheckHolds(e, "b", "v1.2");
+    // An erase of a key read back from disk; once flushed, it is not kept.
+    REQUIRE(e.Erase("b").ok());
+    CHECK(e.buffered_objects() == 3);
+    REQUIRE(e.Flush().ok());
+    CHECK(e.buffered_objects() == 0);
+    CHECK(e.cached_objects() == 2);  // a and d
+    CHECK(e.Get("b")->empty());
+    CheckHolds(e, "a", a2.value);
+    auto scan = e.Scan(TokenRange{}, "", ScanLimits());
+    REQUIRE(scan.ok());
+    std::set<std::string> keys;
+    for (const KeyEntry& entry : scan->entries) keys.insert(entry.key);
+    CHECK(keys == std::set<std::string>{"a", "c", "d"});
+  }
+  auto engine = LmdbEngine::Open(options);
+  REQUIRE(engine.ok());
+  CheckHolds(**engine, "a", a2.value);
+  CHECK((*engine)->Get("b")->empty());
+  CheckHolds(**engine, "c", "v1.3");
+  CheckHolds(**engine, "d", "v1.4");
+}
+
 TEST_CASE("LmdbEngine write buffer: a durable put on a buffered key whose flush fails is undone",
           "[storage][lmdb]") {
   TempDir dir;
@@ -520,6 +576,12 @@ TEST_CASE("LmdbEngine write buffer: a durable put on a buffered key whose flush 
   LmdbEngine& e = **engine;
   const Version v1 = MakeVersion(1, 1);
   REQUIRE(e.Put(small, {v1}, WriteOptions()).ok());
+  bool small_dirty = true;
+  SECTION("the key was dirty") {}
+  SECTION("the key was a clean copy") {
+    REQUIRE(e.Flush().ok());
+    small_dirty = false;
+  }
   PutLargeValues(e, kKeys);
   const uint64_t bytes_before = e.buffered_bytes();
   WriteOptions durable;
@@ -529,20 +591,22 @@ TEST_CASE("LmdbEngine write buffer: a durable put on a buffered key whose flush 
                                    [&](const SiblingSet&) { ++calls; });
   CHECK(put.code() == absl::StatusCode::kResourceExhausted);
   CHECK(calls == 0);
-  // The buffered set is the one before the durable put, and the bytes count
-  // exactly what is still buffered: the flush committed the first keys in
-  // key order, and `small` comes last.
+  // The buffered set is the one before the durable put, dirty or clean as
+  // it was, and the bytes count exactly what is still dirty: the flush
+  // committed the first keys in key order, and `small` comes last.
   auto got = e.Get(small);
   REQUIRE(got.ok());
   CHECK(*got == SiblingSet{v1});
   REQUIRE(e.buffered_objects() > 1);
   REQUIRE(e.buffered_objects() <= kKeys);
+  const size_t large_dirty = e.buffered_objects() - (small_dirty ? 1 : 0);
   std::vector<std::pair<std::string, int>> large;  // (data key, i)
   for (int i = 0; i < kKeys; ++i)
     large.emplace_back(internal::DataKey("large" + std::to_string(i)), i);
   std::sort(large.begin(), large.end());
-  const size_t committed = kKeys + 1 - e.buffered_objects();
-  uint64_t expected_bytes = internal::ApproxEntryBytes(small, {v1});
+  const size_t committed = kKeys - large_dirty;
+  CHECK(e.cached_objects() == committed + (small_dirty ? 0 : 1));
+  uint64_t expected_bytes = small_dirty ? internal::ApproxEntryBytes(small, {v1}) : 0;
   uint64_t committed_bytes = 0;
   for (size_t j = 0; j < large.size(); ++j) {
     const std::string key = "large" + std::to_string(large[j].second);
@@ -553,6 +617,16 @@ TEST_CASE("LmdbEngine write buffer: a durable put on a buffered key whose flush 
   }
   CHECK(e.buffered_bytes() == expected_bytes);
   CHECK(bytes_before == expected_bytes + committed_bytes);
+  // The failed put never reaches the disk: after a reopen (the closing
+  // flush fails at the same batch) a clean copy's set is there, a dirty
+  // one was lost with the buffer, as a crash would lose it.
+  engine->reset();
+  options.map_bytes_max = size_t{1} << 30;
+  engine = LmdbEngine::Open(options);
+  REQUIRE(engine.ok());
+  got = (*engine)->Get(small);
+  REQUIRE(got.ok());
+  CHECK(*got == (small_dirty ? SiblingSet{} : SiblingSet{v1}));
 }
 
 // Runs `body` in a child process that then dies without any cleanup (as on

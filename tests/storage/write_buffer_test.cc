@@ -1,7 +1,8 @@
-// LmdbEngine's write-buffer index (write_buffer.h): hashed point lookups and
-// an order sorted on demand must agree with a plain ordered set through
-// inserts, single erases and flushed prefixes, including keys whose first 8
-// bytes tie (the integer prefix the order compares first).
+// LmdbEngine's write buffer (write_buffer.h): hashed point lookups and an
+// order of the dirty entries sorted on demand must agree with plain ordered
+// sets through inserts, entries turning dirty and clean, erases, flushed
+// prefixes and dropped clean copies, including keys whose first 8 bytes tie
+// (the integer prefix the order compares first).
 #include "storage/write_buffer.h"
 
 #include <catch2/catch.hpp>
@@ -13,14 +14,22 @@
 namespace dynamo::internal {
 namespace {
 
-std::vector<std::string> KeysInOrder(WriteBuffer& buffer) {
+std::vector<std::string> DirtyInOrder(WriteBuffer& buffer) {
   std::vector<std::string> keys;
-  for (const WriteBuffer::Ordered& o : buffer.InOrder()) keys.push_back(o.entry->first);
+  for (const WriteBuffer::Ordered& o : buffer.InOrder()) {
+    CHECK(o.entry->second.dirty);
+    keys.push_back(o.entry->first);
+  }
   return keys;
 }
 
-TEST_CASE("WriteBuffer keeps a sorted order through inserts, erases and flushed batches (seed 11)",
-          "[storage]") {
+std::string RandomElement(const std::set<std::string>& keys, std::mt19937_64& rng) {
+  auto it = keys.begin();
+  std::advance(it, static_cast<ptrdiff_t>(rng() % keys.size()));
+  return *it;
+}
+
+TEST_CASE("WriteBuffer keeps its dirty keys in order through every change (seed 11)", "[storage]") {
   std::mt19937_64 rng(11);
   // Short keys, and keys sharing their first 8 bytes, besides random ones.
   auto random_key = [&] {
@@ -40,48 +49,91 @@ TEST_CASE("WriteBuffer keeps a sorted order through inserts, erases and flushed 
     return key;
   };
   WriteBuffer buffer;
-  std::set<std::string> model;
-  for (int round = 0; round < 300; ++round) {
+  std::set<std::string> dirty, clean;
+  std::set<std::string> deleting;  // dirty keys with an empty set
+  for (int round = 0; round < 400; ++round) {
     const int inserts = static_cast<int>(rng() % 20);
     for (int i = 0; i < inserts; ++i) {
       std::string key = random_key();
-      if (buffer.Find(key) != nullptr) {
-        REQUIRE(model.count(key) == 1);
+      WriteBuffer::Entry* found = buffer.Find(key);
+      if (found != nullptr) {
+        REQUIRE(dirty.count(key) + clean.count(key) == 1);
+        REQUIRE(found->second.dirty == (dirty.count(key) == 1));
+        if (!found->second.dirty) {  // a put on a clean copy
+          buffer.MarkDirty(*found);
+          clean.erase(key);
+          dirty.insert(key);
+        }
         continue;
       }
-      REQUIRE(model.count(key) == 0);
-      Version v;
-      v.dot = Dot{1, static_cast<uint64_t>(round), 0};
-      buffer.Insert(key, {v});
-      model.insert(key);
+      SiblingSet siblings;
+      if (rng() % 5 == 0) {
+        deleting.insert(key);
+      } else {
+        Version v;
+        v.dot = Dot{1, static_cast<uint64_t>(round), 0};
+        siblings.push_back(v);
+      }
+      buffer.Insert(key, std::move(siblings));
+      dirty.insert(key);
     }
-    if (rng() % 4 == 0 && !model.empty()) {
-      auto victim = model.begin();
-      std::advance(victim, static_cast<ptrdiff_t>(rng() % model.size()));
-      buffer.Erase(*victim);
-      REQUIRE(buffer.Find(*victim) == nullptr);
-      model.erase(victim);
+    if (rng() % 4 == 0 && !dirty.empty()) {
+      const std::string victim = RandomElement(dirty, rng);
+      if (rng() % 2 == 0 || deleting.count(victim) == 1) {
+        buffer.Erase(victim);
+        REQUIRE(buffer.Find(victim) == nullptr);
+        dirty.erase(victim);
+        deleting.erase(victim);
+      } else {  // an undone write on a key that was clean
+        WriteBuffer::Entry* found = buffer.Find(victim);
+        REQUIRE(found != nullptr);
+        buffer.Restore(*found, WriteBuffer::Slot{found->second.siblings, /*dirty=*/false});
+        dirty.erase(victim);
+        clean.insert(victim);
+      }
     }
-    REQUIRE(buffer.size() == model.size());
-    if (rng() % 2 == 0) continue;  // let unsorted inserts pile up
-    REQUIRE(KeysInOrder(buffer) == std::vector<std::string>(model.begin(), model.end()));
+    if (rng() % 10 == 0) {
+      buffer.DropClean();
+      for (const std::string& key : clean) REQUIRE(buffer.Find(key) == nullptr);
+      clean.clear();
+    }
+    REQUIRE(buffer.dirty_count() == dirty.size());
+    REQUIRE(buffer.clean_count() == clean.size());
+    if (rng() % 2 == 0) continue;  // let unsorted keys pile up
+    REQUIRE(DirtyInOrder(buffer) == std::vector<std::string>(dirty.begin(), dirty.end()));
     const std::string probe = random_key();
     const bool exclusive = rng() % 2 == 0;
-    auto expected = exclusive ? model.upper_bound(probe) : model.lower_bound(probe);
+    auto expected = exclusive ? dirty.upper_bound(probe) : dirty.lower_bound(probe);
     CHECK(buffer.LowerBound(probe, exclusive) ==
-          static_cast<size_t>(std::distance(model.begin(), expected)));
-    if (rng() % 5 == 0) {
-      const size_t n = rng() % (model.size() + 1);
-      buffer.EraseFirstInOrder(n);
-      model.erase(model.begin(), std::next(model.begin(), static_cast<ptrdiff_t>(n)));
-      REQUIRE(KeysInOrder(buffer) == std::vector<std::string>(model.begin(), model.end()));
+          static_cast<size_t>(std::distance(dirty.begin(), expected)));
+    if (rng() % 5 == 0) {  // a flushed batch: deletions go, the rest turn clean
+      const size_t n = rng() % (dirty.size() + 1);
+      buffer.MarkWrittenFirstInOrder(n);
+      for (size_t i = 0; i < n; ++i) {
+        const std::string key = *dirty.begin();
+        dirty.erase(dirty.begin());
+        if (deleting.erase(key) == 1) {
+          REQUIRE(buffer.Find(key) == nullptr);
+        } else {
+          clean.insert(key);
+        }
+      }
+      REQUIRE(DirtyInOrder(buffer) == std::vector<std::string>(dirty.begin(), dirty.end()));
     }
   }
-  for (const std::string& key : model) {
-    const SiblingSet* found = buffer.Find(key);
+  for (const std::string& key : dirty) {
+    const WriteBuffer::Entry* found = buffer.Find(key);
     REQUIRE(found != nullptr);
-    CHECK(found->size() == 1);
+    CHECK(found->second.dirty);
+    CHECK(found->second.siblings.size() == (deleting.count(key) == 1 ? 0u : 1u));
   }
+  for (const std::string& key : clean) {
+    const WriteBuffer::Entry* found = buffer.Find(key);
+    REQUIRE(found != nullptr);
+    CHECK(!found->second.dirty);
+    CHECK(found->second.siblings.size() == 1);
+  }
+  CHECK(buffer.size() == dirty.size() + clean.size());
 }
 
 }  // namespace
