@@ -582,7 +582,6 @@ void Coordinator::Write(const BucketOptions& bucket, std::string_view key, const
   if (lease_ran_out) {
     // Once per lease (dot_counter_lease_counters puts): a durable write of
     // the identity record, then the same put again.
-    lease_ran_out = false;
     minted = env_.dot_counter->RenewLeaseFor(key_counter);
     if (minted.ok()) {
       written =

@@ -1,6 +1,5 @@
 #include "tcp/resp_server.h"
 
-#include <algorithm>
 #include <deque>
 #include <tuple>
 #include <vector>
