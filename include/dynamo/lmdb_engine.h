@@ -39,6 +39,18 @@
 //              wrote stay in memory as clean copies that reads and puts use
 //              without decoding the disk's, within the same two bounds:
 //              they are dropped, unwritten, when room is needed.
+//              With a flush_writer, StartFlush() hands the buffer's dirty
+//              sets, encoded, to the writer thread and returns: the node's
+//              thread goes on serving while LMDB writes and fsyncs (paper
+//              6.1's writer thread). The sets stay dirty in the buffer, and
+//              so visible to reads and scans, until their transaction has
+//              committed and a later call on the node's thread sees it; one
+//              changed meanwhile stays dirty for the next flush. At most one
+//              such flush is in flight, and Flush(), map growth and the
+//              destructor wait for it. Its encoded copy is held beside the
+//              buffer until then (at most about write_buffer_bytes_max
+//              more). A write transaction of the node's thread (hints,
+//              metadata, identity) waits for LMDB's writer lock meanwhile.
 // The identity record is always fsynced, whatever the mode: losing it while
 // keeping the data would make the node reuse vector-clock counters.
 //
@@ -50,7 +62,8 @@
 // map_bytes_max or in one LMDB record (4 GiB); kUnavailable / kInternal for
 // I/O errors. A failed call changes nothing.
 //
-// Thread-safety: none; one node uses an engine from its one thread. Do not
+// Thread-safety: none; one node uses an engine from its one thread (the
+// flush writer's tasks touch only what they were given and LMDB). Do not
 // fork() while an engine is open and use it in the child.
 #ifndef DYNAMO_LMDB_ENGINE_H_
 #define DYNAMO_LMDB_ENGINE_H_
@@ -62,6 +75,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -75,6 +89,36 @@ namespace dynamo {
 namespace internal {
 class WriteBuffer;  // lib/storage/write_buffer.h
 }  // namespace internal
+
+// Runs tasks off the node's thread: the writer thread of paper section 6.1,
+// which writes the buffer out while the node serves. libdynamo starts no
+// thread of its own; the embedder passes one in (FlushWriterThread, or its
+// own executor). Run is called from an engine's thread; the task must run
+// exactly once, on a thread other than the caller's, and soon: the engine
+// waits for it before it flushes again synchronously or closes.
+class FlushWriter {
+ public:
+  virtual ~FlushWriter() = default;
+  virtual void Run(absl::AnyInvocable<void() &&> task) = 0;
+};
+
+// A FlushWriter with one thread of its own, started by the constructor and
+// joined by the destructor after the tasks already handed to it. Each engine
+// has at most one task in it at a time, so the queue holds at most one task
+// per engine sharing the thread. Destroy it after the engines that use it.
+class FlushWriterThread final : public FlushWriter {
+ public:
+  FlushWriterThread();
+  ~FlushWriterThread() override;
+  FlushWriterThread(const FlushWriterThread&) = delete;
+  FlushWriterThread& operator=(const FlushWriterThread&) = delete;
+
+  void Run(absl::AnyInvocable<void() &&> task) override;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
 
 struct LmdbOptions {
   enum class Durability { kSync, kNoSync, kBuffered };
@@ -93,6 +137,11 @@ struct LmdbOptions {
   // flushes are split (LMDB holds a transaction's dirty pages in memory up
   // to 128k pages, then spills them). Positive.
   size_t flush_transaction_bytes_max = size_t{64} << 20;
+  // kBuffered only: where StartFlush() writes the buffer out, so the
+  // caller's thread does not wait for LMDB and the fsync. Not owned; must
+  // outlive the engine. nullptr: StartFlush() is Flush(), on the caller's
+  // thread.
+  FlushWriter* flush_writer = nullptr;
   // Initial size of the memory map; it grows by doubling as needed. The file
   // on disk grows only with the data, not with the map.
   size_t map_bytes_initial = size_t{64} << 20;
@@ -141,8 +190,14 @@ class LmdbEngine final : public StorageEngine {
   absl::StatusOr<std::optional<NodeIdentity>> GetIdentity() override;
   absl::Status PutIdentity(const NodeIdentity& identity) override;
   // Writes the buffer out (in several transactions if it is large) and
-  // fsyncs (all modes). On failure, what was not written stays buffered.
+  // fsyncs (all modes), after waiting for a background flush in flight. On
+  // failure, what was not written stays buffered.
   absl::Status Flush() override;
+  // With a flush_writer (kBuffered): collects a finished background flush,
+  // then hands the dirty sets to the writer unless one is still in flight
+  // (that one's successor starts on a later call). Returns a collected
+  // flush's failure. Otherwise Flush().
+  absl::Status StartFlush() override;
   const StorageLimits& limits() const override { return options_.limits; }
 
   const LmdbOptions& options() const { return options_; }
@@ -178,6 +233,10 @@ class LmdbEngine final : public StorageEngine {
   // Every record is encoded here before LMDB copies it into its page, so
   // encoding allocates only when a set is larger than any before.
   std::string encode_scratch_;
+  // The background flush in flight (nullptr: none), shared with the
+  // writer's task.
+  struct BackgroundFlush;
+  std::shared_ptr<BackgroundFlush> background_flush_;
 };
 
 }  // namespace dynamo

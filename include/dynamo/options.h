@@ -70,7 +70,8 @@ struct NodeOptions {
   // with a write-buffering engine one of the N replicas is always on disk.
   // An operator who chose an engine mode without fsync can turn it off.
   bool coordinator_writes_durably = true;
-  // Write buffering (paper 6.1): how often buffered engine writes are flushed.
+  // Write buffering (paper 6.1): how often buffered engine writes are flushed
+  // (StorageEngine::StartFlush).
   absl::Duration storage_flush_interval = absl::Milliseconds(100);
 
   // Membership and gossip (paper 4.8).

@@ -203,6 +203,12 @@ class StorageEngine {
   // Makes buffered writes durable. Engines without a buffer return OK.
   virtual absl::Status Flush() = 0;
 
+  // Starts making buffered writes durable and returns without waiting where
+  // the engine can (LmdbEngine with a flush writer); otherwise Flush().
+  // Reports the failure of an earlier background flush, whose writes stay
+  // buffered for the next one. Node calls it every storage_flush_interval.
+  virtual absl::Status StartFlush() { return Flush(); }
+
   virtual const StorageLimits& limits() const = 0;
 
  protected:
@@ -264,6 +270,7 @@ class StorageEngineWrapper : public StorageEngine {
     return target_->PutIdentity(identity);
   }
   absl::Status Flush() override { return target_->Flush(); }
+  absl::Status StartFlush() override { return target_->StartFlush(); }
   const StorageLimits& limits() const override { return target_->limits(); }
 
  private:

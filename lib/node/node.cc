@@ -351,7 +351,7 @@ void Node::ScheduleProbe() {
 void Node::ScheduleFlush() {
   flush_timer_ = runtime_->Schedule(options_.storage_flush_interval, [this] {
     flush_timer_ = kNoTimer;
-    if (!storage_->Flush().ok()) metrics_.storage_errors++;
+    if (!storage_->StartFlush().ok()) metrics_.storage_errors++;
     ScheduleFlush();
   });
 }

@@ -5,7 +5,10 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <mutex>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
@@ -101,6 +104,33 @@ class CursorCloser {
 
 }  // namespace
 
+// A flush handed to the flush writer: the dirty sets, encoded on the node's
+// thread, in data-key order. The writer's task reads them and reports back
+// through `mu`; the node's thread collects the result (Impl::Collect).
+struct LmdbEngine::BackgroundFlush {
+  struct Record {
+    size_t key_offset, key_size;
+    size_t value_offset, value_size;  // value_size 0: delete the key
+    uint64_t buffered_bytes;          // BufferedBytes of the entry, for batching
+  };
+  // Written before the task starts, read-only afterwards.
+  std::string bytes;  // keys and encoded sets back to back
+  std::vector<Record> records;
+  uint64_t stamp_max = 0;  // WriteBuffer::last_stamp() when encoded
+
+  std::mutex mu;
+  std::condition_variable finished;
+  bool done = false;
+  size_t committed = 0;  // records [0, committed) are on disk
+  int rc = 0;            // the LMDB error that stopped the task
+  const char* failed_at = "";
+
+  std::string_view Key(const Record& r) const { return {bytes.data() + r.key_offset, r.key_size}; }
+  std::string_view Value(const Record& r) const {
+    return {bytes.data() + r.value_offset, r.value_size};
+  }
+};
+
 // Private helpers; a nested class so they reach the engine's members without
 // putting LMDB types in the public header.
 class LmdbEngine::Impl {
@@ -111,6 +141,15 @@ class LmdbEngine::Impl {
     return MdbStatus(rc, what);
   }
 
+  // mdb_env_set_mapsize (0: adopt the size another process set). Legal only
+  // while no transaction of this process is open: the node's thread opens
+  // none across calls (its read transaction is reset between them), and a
+  // background flush is waited for.
+  static int SetMapSize(LmdbEngine& e, size_t bytes) {
+    WaitForBackgroundFlush(e);
+    return mdb_env_set_mapsize(e.env_, bytes);
+  }
+
   static absl::Status Grow(LmdbEngine& e) {
     if (e.map_bytes_ >= e.options_.map_bytes_max) {
       return absl::ResourceExhaustedError(absl::StrCat(
@@ -118,9 +157,7 @@ class LmdbEngine::Impl {
           e.options_.map_bytes_max, " (", e.options_.path, ")"));
     }
     size_t next = std::min(e.map_bytes_ * 2, e.options_.map_bytes_max);
-    // Legal here: no write transaction is open and the read transaction is
-    // reset (holds no snapshot) between calls.
-    DYNAMO_RETURN_IF_ERROR(Check(e, mdb_env_set_mapsize(e.env_, next), "grow map"));
+    DYNAMO_RETURN_IF_ERROR(Check(e, SetMapSize(e, next), "grow map"));
     e.map_bytes_ = next;
     return absl::OkStatus();
   }
@@ -137,7 +174,7 @@ class LmdbEngine::Impl {
       int rc = mdb_txn_begin(e.env_, nullptr, 0, &txn);
       if (rc == MDB_MAP_RESIZED) {
         // Another process grew the map; adopt its size and try again.
-        DYNAMO_RETURN_IF_ERROR(Check(e, mdb_env_set_mapsize(e.env_, 0), "adopt map size"));
+        DYNAMO_RETURN_IF_ERROR(Check(e, SetMapSize(e, 0), "adopt map size"));
         RefreshMapSize(e);
         continue;
       }
@@ -166,7 +203,7 @@ class LmdbEngine::Impl {
         if (e.read_txn_ != nullptr) mdb_txn_abort(e.read_txn_);
         e.read_txn_ = nullptr;
         if (rc == MDB_MAP_RESIZED && attempt == 0) {
-          DYNAMO_RETURN_IF_ERROR(Check(e, mdb_env_set_mapsize(e.env_, 0), "adopt map size"));
+          DYNAMO_RETURN_IF_ERROR(Check(e, SetMapSize(e, 0), "adopt map size"));
           RefreshMapSize(e);
           continue;
         }
@@ -429,6 +466,134 @@ class LmdbEngine::Impl {
                                       entry.second.siblings);
   }
 
+  // Encodes the dirty sets and hands them to the flush writer. REQUIRES: no
+  // background flush in flight, some set dirty.
+  static void StartBackgroundFlush(LmdbEngine& e) {
+    auto flush = std::make_shared<BackgroundFlush>();
+    flush->stamp_max = e.buffer_->last_stamp();
+    const std::vector<internal::WriteBuffer::Ordered>& order = e.buffer_->InOrder();
+    flush->records.reserve(order.size());
+    flush->bytes.reserve(e.buffer_bytes_);
+    for (const internal::WriteBuffer::Ordered& o : order) {
+      const internal::WriteBuffer::Entry& entry = *o.entry;
+      BackgroundFlush::Record r{};
+      r.key_offset = flush->bytes.size();
+      r.key_size = entry.first.size();
+      flush->bytes.append(entry.first);
+      r.value_offset = flush->bytes.size();
+      if (!entry.second.siblings.empty()) {
+        internal::EncodeSiblingSetInto(entry.second.siblings, &e.encode_scratch_);
+        r.value_size = e.encode_scratch_.size();  // never 0: a format byte first
+        flush->bytes.append(e.encode_scratch_);
+      }
+      r.buffered_bytes = BufferedBytes(entry);
+      flush->records.push_back(r);
+    }
+    e.background_flush_ = flush;
+    e.options_.flush_writer->Run(
+        [flush = std::move(flush), env = e.env_, dbi = MDB_dbi{e.data_dbi_},
+         txn_bytes_max = e.options_.flush_transaction_bytes_max]() mutable {
+          WriteInBackground(env, dbi, txn_bytes_max, *flush);
+        });
+  }
+
+  // The writer's task: the records in transactions of about txn_bytes_max
+  // each, as Flush() does, stopping at the first failure. Touches only
+  // `flush` and LMDB, never the engine, which the node's thread is using.
+  static void WriteInBackground(MDB_env* env, MDB_dbi dbi, size_t txn_bytes_max,
+                                BackgroundFlush& flush) {
+    const std::vector<BackgroundFlush::Record>& records = flush.records;
+    size_t begin = 0;
+    int rc = 0;
+    const char* failed_at = "";
+    while (begin < records.size() && rc == 0) {
+      size_t end = begin;
+      uint64_t txn_bytes = 0;
+      do {
+        txn_bytes += records[end].buffered_bytes;
+        ++end;
+      } while (end < records.size() && txn_bytes + records[end].buffered_bytes <= txn_bytes_max);
+      MDB_txn* txn = nullptr;
+      rc = mdb_txn_begin(env, nullptr, 0, &txn);
+      if (rc != 0) {
+        failed_at = "begin write transaction";
+        break;
+      }
+      MDB_cursor* cursor = nullptr;
+      rc = mdb_cursor_open(txn, dbi, &cursor);
+      failed_at = "open cursor";
+      for (size_t i = begin; i < end && rc == 0; ++i) {
+        MDB_val k = Val(flush.Key(records[i]));
+        if (records[i].value_size == 0) {
+          MDB_val found;
+          rc = mdb_cursor_get(cursor, &k, &found, MDB_SET);
+          if (rc == 0) rc = mdb_cursor_del(cursor, 0);
+          if (rc == MDB_NOTFOUND) rc = 0;
+          failed_at = "delete value";
+        } else {
+          MDB_val v = Val(flush.Value(records[i]));
+          rc = mdb_cursor_put(cursor, &k, &v, 0);
+          failed_at = "put value";
+        }
+      }
+      if (cursor != nullptr) mdb_cursor_close(cursor);
+      if (rc != 0) {
+        mdb_txn_abort(txn);
+        break;
+      }
+      rc = mdb_txn_commit(txn);  // synced: the environment is not MDB_NOSYNC
+      failed_at = "commit";
+      if (rc == 0) begin = end;
+    }
+    std::lock_guard<std::mutex> lock(flush.mu);
+    flush.committed = begin;
+    flush.rc = rc;
+    flush.failed_at = rc == 0 ? "" : failed_at;
+    flush.done = true;
+    flush.finished.notify_all();
+  }
+
+  static bool BackgroundFlushDone(LmdbEngine& e) {
+    std::lock_guard<std::mutex> lock(e.background_flush_->mu);
+    return e.background_flush_->done;
+  }
+
+  static void WaitForBackgroundFlush(LmdbEngine& e) {
+    if (e.background_flush_ == nullptr) return;
+    BackgroundFlush& flush = *e.background_flush_;
+    std::unique_lock<std::mutex> lock(flush.mu);
+    flush.finished.wait(lock, [&] { return flush.done; });
+  }
+
+  // Waits for the background flush in flight, if any, and takes in its
+  // result: the sets it wrote that have not changed since turn clean. A
+  // failure leaves the rest dirty for the next flush; a full map is grown
+  // here (OK if it could be), on the node's thread, where no transaction is
+  // open.
+  static absl::Status Collect(LmdbEngine& e) {
+    if (e.background_flush_ == nullptr) return absl::OkStatus();
+    WaitForBackgroundFlush(e);
+    std::shared_ptr<BackgroundFlush> flush = std::move(e.background_flush_);
+    e.background_flush_ = nullptr;
+    if (flush->committed > 0) {
+      std::optional<std::string_view> through;
+      if (flush->committed < flush->records.size()) {
+        through = flush->Key(flush->records[flush->committed - 1]);
+      }
+      e.buffer_->MarkWrittenUpTo(flush->stamp_max, through,
+                                 [&](const internal::WriteBuffer::Entry& entry) {
+                                   const uint64_t bytes = BufferedBytes(entry);
+                                   e.buffer_bytes_ -= bytes;
+                                   if (!entry.second.siblings.empty()) e.clean_bytes_ += bytes;
+                                 });
+    }
+    if (flush->rc == 0) return absl::OkStatus();
+    e.map_full_ = false;
+    absl::Status failed = Check(e, flush->rc, absl::StrCat("background flush: ", flush->failed_at));
+    if (!e.map_full_) return failed;
+    return Grow(e);
+  }
+
   static absl::StatusOr<HintUsage> ComputeHintUsage(LmdbEngine& e) {
     HintUsage usage;
     DYNAMO_RETURN_IF_ERROR(ReadTxn(e, [&](MDB_txn* txn) -> absl::Status {
@@ -499,7 +664,7 @@ LmdbEngine::LmdbEngine(const LmdbOptions& options)
     : options_(options), buffer_(std::make_unique<internal::WriteBuffer>()) {}
 
 LmdbEngine::~LmdbEngine() {
-  if (env_ != nullptr && buffer_->dirty_count() > 0) {
+  if (env_ != nullptr && (buffer_->dirty_count() > 0 || background_flush_ != nullptr)) {
     // Best effort: a caller that must know calls Flush() first.
     absl::Status ignored = Flush();
     (void)ignored;
@@ -853,7 +1018,24 @@ absl::Status LmdbEngine::PutIdentity(const NodeIdentity& identity) {
   return absl::OkStatus();
 }
 
+absl::Status LmdbEngine::StartFlush() {
+  if (options_.flush_writer == nullptr ||
+      options_.durability != LmdbOptions::Durability::kBuffered) {
+    return Flush();
+  }
+  if (background_flush_ != nullptr) {
+    if (!Impl::BackgroundFlushDone(*this)) return absl::OkStatus();  // its successor comes later
+    DYNAMO_RETURN_IF_ERROR(Impl::Collect(*this));
+  }
+  if (buffer_->dirty_count() > 0) Impl::StartBackgroundFlush(*this);
+  return absl::OkStatus();
+}
+
 absl::Status LmdbEngine::Flush() {
+  // A background flush's failure is not reported: what it did not write is
+  // still dirty, and goes out below or fails again.
+  absl::Status collected = Impl::Collect(*this);
+  (void)collected;
   // The buffer goes out in key order, in transactions of about
   // flush_transaction_bytes_max each (at least one key): LMDB keeps at most
   // 128k dirty pages of a transaction in memory and spills the rest to the

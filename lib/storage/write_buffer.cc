@@ -26,13 +26,14 @@ bool Less(const WriteBuffer::Ordered& a, const WriteBuffer::Ordered& b) {
 
 WriteBuffer::Entry& WriteBuffer::Insert(std::string_view data_key, SiblingSet siblings) {
   auto [it, inserted] =
-      entries_.emplace(std::string(data_key), Slot{std::move(siblings), /*dirty=*/true});
+      entries_.emplace(std::string(data_key), Slot{std::move(siblings), /*dirty=*/true, ++stamps_});
   (void)inserted;  // the caller looked the key up first
   order_.push_back(Ordered{PrefixOf(it->first), &*it});
   return *it;
 }
 
 void WriteBuffer::MarkDirty(Entry& entry) {
+  entry.second.stamp = ++stamps_;
   if (entry.second.dirty) return;
   entry.second.dirty = true;
   order_.push_back(Ordered{PrefixOf(entry.first), &entry});
@@ -42,6 +43,7 @@ void WriteBuffer::Restore(Entry& entry, Slot slot) {
   if (entry.second.dirty && !slot.dirty) Unorder(entry);
   if (!entry.second.dirty && slot.dirty) order_.push_back(Ordered{PrefixOf(entry.first), &entry});
   entry.second = std::move(slot);
+  entry.second.stamp = ++stamps_;
 }
 
 void WriteBuffer::Erase(std::string_view data_key) {
@@ -99,6 +101,32 @@ void WriteBuffer::MarkWrittenFirstInOrder(size_t n) {
   }
   order_.erase(order_.begin(), order_.begin() + static_cast<ptrdiff_t>(n));
   sorted_ -= n;
+}
+
+void WriteBuffer::MarkWrittenUpTo(uint64_t stamp_max, std::optional<std::string_view> through_key,
+                                  absl::FunctionRef<void(const Entry&)> on_written) {
+  size_t kept = 0, kept_sorted = 0;
+  for (size_t i = 0; i < order_.size(); ++i) {
+    Entry& entry = *order_[i].entry;
+    const bool written =
+        entry.second.stamp <= stamp_max &&
+        (!through_key.has_value() || std::string_view(entry.first) <= *through_key);
+    if (!written) {
+      if (i < sorted_) ++kept_sorted;
+      order_[kept++] = order_[i];
+      continue;
+    }
+    on_written(entry);
+    if (entry.second.siblings.empty()) {
+      entries_.erase(entry.first);
+    } else {
+      entry.second.dirty = false;
+    }
+  }
+  // What was kept is in the same relative order: the sorted prefix stays
+  // sorted.
+  order_.resize(kept);
+  sorted_ = kept_sorted;
 }
 
 }  // namespace dynamo::internal

@@ -16,12 +16,14 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include "absl/container/node_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "dynamo/version.h"
 
 namespace dynamo::internal {
@@ -33,6 +35,10 @@ class WriteBuffer {
     SiblingSet siblings;
     // Not yet written; otherwise the same as the disk.
     bool dirty = true;
+    // Set from a counter on every change (Insert, MarkDirty, Restore): a
+    // set dirty with a stamp no later than last_stamp() at some moment has
+    // not changed since.
+    uint64_t stamp = 0;
   };
   // A data key (internal::DataKey) and its slot.
   using Entry = std::pair<const std::string, Slot>;
@@ -60,8 +66,12 @@ class WriteBuffer {
   // Adds a dirty entry. REQUIRES: `data_key` is not buffered.
   Entry& Insert(std::string_view data_key, SiblingSet siblings);
 
-  // Marks a clean entry dirty (its set was just changed); no-op if dirty.
+  // Records that the entry's set was just changed: stamps it and, if it was
+  // clean, marks it dirty.
   void MarkDirty(Entry& entry);
+
+  // The stamp of the latest change.
+  uint64_t last_stamp() const { return stamps_; }
 
   // Sets the entry back to `slot` (a failed durable write's undo). Linear
   // in the number of dirty entries when a dirty entry turns clean.
@@ -88,6 +98,15 @@ class WriteBuffer {
   // REQUIRES: InOrder() is current.
   void MarkWrittenFirstInOrder(size_t n);
 
+  // A background flush wrote the sets that were dirty when last_stamp() was
+  // `stamp_max`, those with data keys up to `through_key` (all of them when
+  // nullopt). The entries still dirty with a stamp <= stamp_max and a key in
+  // that range have not changed since: `on_written` sees each, then those
+  // deleting their key are removed and the others kept clean. Linear in the
+  // number of dirty entries; InOrder() need not be current.
+  void MarkWrittenUpTo(uint64_t stamp_max, std::optional<std::string_view> through_key,
+                       absl::FunctionRef<void(const Entry&)> on_written);
+
  private:
   // Removes a dirty entry from order_.
   void Unorder(const Entry& entry);
@@ -96,6 +115,7 @@ class WriteBuffer {
   // Every dirty entry; [0, sorted_) in key order, the rest as they came.
   std::vector<Ordered> order_;
   size_t sorted_ = 0;
+  uint64_t stamps_ = 0;
 };
 
 }  // namespace dynamo::internal

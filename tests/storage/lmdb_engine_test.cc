@@ -13,6 +13,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "storage/storage_test_util.h"
@@ -666,6 +667,183 @@ TEST_CASE("LmdbEngine write buffer: a crash loses only unflushed, non-durable wr
   CHECK((*engine)->Get("buffered-then-flushed")->size() == 1);
   CHECK((*engine)->Get("durable")->size() == 1);
   CHECK((*engine)->Get("only-buffered")->empty());
+}
+
+// Holds a background flush's task until the test releases it, so that the
+// test decides what happens while the flush is in flight. Release runs it on
+// a thread of its own, as a real writer would, and waits for it.
+class HeldFlushWriter final : public FlushWriter {
+ public:
+  void Run(absl::AnyInvocable<void() &&> task) override {
+    REQUIRE(task_ == nullptr);  // the engine never has two in flight
+    task_ = std::move(task);
+  }
+  bool holding() const { return task_ != nullptr; }
+  void Release() {
+    REQUIRE(holding());
+    std::thread writer(std::move(task_));
+    writer.join();
+    task_ = nullptr;
+  }
+
+ private:
+  absl::AnyInvocable<void() &&> task_;
+};
+
+TEST_CASE("LmdbEngine background flush: the buffer serves while it is in flight",
+          "[storage][lmdb]") {
+  TempDir dir;
+  LmdbOptions options = OptionsAt(dir, LmdbOptions::Durability::kBuffered);
+  HeldFlushWriter writer;
+  options.flush_writer = &writer;
+  {
+    auto engine = LmdbEngine::Open(options);
+    REQUIRE(engine.ok());
+    LmdbEngine& e = **engine;
+    for (const char* key : {"a", "b", "c"}) {
+      REQUIRE(e.Put(key, {MakeVersion(1, 1, {}, std::string(key) + "1")}, WriteOptions()).ok());
+    }
+    REQUIRE(e.StartFlush().ok());
+    REQUIRE(writer.holding());
+    // In flight: b changes, c goes, d arrives; reads and scans see it all.
+    REQUIRE(e.Put("b", {MakeVersion(1, 2, Clock({{1, 1}}), "b2")}, WriteOptions()).ok());
+    REQUIRE(e.Erase("c").ok());
+    REQUIRE(e.Put("d", {MakeVersion(1, 3, {}, "d1")}, WriteOptions()).ok());
+    REQUIRE(e.StartFlush().ok());  // one in flight: no second task
+    CheckHolds(e, "a", "a1");
+    CheckHolds(e, "b", "b2");
+    CHECK(e.Get("c")->empty());
+    auto scan = e.Scan(TokenRange{}, "", ScanLimits());
+    REQUIRE(scan.ok());
+    CHECK(scan->entries.size() == 3);
+    CHECK(e.buffered_objects() == 4);
+    writer.Release();
+    // Collected: a went out unchanged and stays as a clean copy; b, c and d
+    // changed after the flush took them and go in the next one.
+    REQUIRE(e.StartFlush().ok());
+    CHECK(e.buffered_objects() == 3);
+    CHECK(e.cached_objects() == 1);
+    REQUIRE(writer.holding());
+    CheckHolds(e, "b", "b2");
+    writer.Release();
+    REQUIRE(e.Flush().ok());
+    CHECK(e.buffered_objects() == 0);
+    CHECK(!writer.holding());
+  }
+  options.flush_writer = nullptr;
+  auto engine = LmdbEngine::Open(options);
+  REQUIRE(engine.ok());
+  CheckHolds(**engine, "a", "a1");
+  CheckHolds(**engine, "b", "b2");
+  CHECK((*engine)->Get("c")->empty());
+  CheckHolds(**engine, "d", "d1");
+}
+
+TEST_CASE("LmdbEngine background flush: a full map is grown on the node's thread and retried",
+          "[storage][lmdb]") {
+  TempDir dir;
+  LmdbOptions options = OptionsAt(dir, LmdbOptions::Durability::kBuffered);  // 1 MiB map
+  options.write_buffer_bytes_max = size_t{1} << 30;
+  options.flush_transaction_bytes_max = size_t{4} << 20;
+  HeldFlushWriter writer;
+  options.flush_writer = &writer;
+  constexpr int kKeys = 12;
+  {
+    auto engine = LmdbEngine::Open(options);
+    REQUIRE(engine.ok());
+    LmdbEngine& e = **engine;
+    PutLargeValues(e, kKeys);
+    const size_t map_before = e.map_bytes();
+    REQUIRE(e.StartFlush().ok());
+    int flushes = 0;
+    while (writer.holding()) {
+      REQUIRE(++flushes < 64);
+      writer.Release();
+      REQUIRE(e.StartFlush().ok());  // a full map grew; the rest goes out next
+      for (int i = 0; i < kKeys; ++i) CheckHolds(e, "large" + std::to_string(i), LargeValue(i));
+    }
+    CHECK(flushes > 1);  // at least one attempt found the map full
+    CHECK(e.buffered_objects() == 0);
+    CHECK(e.map_bytes() > map_before);
+  }
+  options.flush_writer = nullptr;
+  auto engine = LmdbEngine::Open(options);
+  REQUIRE(engine.ok());
+  for (int i = 0; i < kKeys; ++i) CheckHolds(**engine, "large" + std::to_string(i), LargeValue(i));
+}
+
+TEST_CASE("LmdbEngine background flush: a failure is reported and nothing unwritten is lost",
+          "[storage][lmdb]") {
+  TempDir dir;
+  LmdbOptions options = FlushFailsOptions(dir);
+  HeldFlushWriter writer;
+  options.flush_writer = &writer;
+  constexpr int kKeys = kFlushFailsKeys;
+  size_t left_buffered = 0;
+  {
+    auto engine = LmdbEngine::Open(options);
+    REQUIRE(engine.ok());
+    LmdbEngine& e = **engine;
+    PutLargeValues(e, kKeys);
+    absl::Status started = e.StartFlush();
+    int flushes = 0;
+    while (started.ok() && writer.holding()) {
+      REQUIRE(++flushes < 64);
+      writer.Release();
+      started = e.StartFlush();
+    }
+    CHECK(started.code() == absl::StatusCode::kResourceExhausted);
+    left_buffered = e.buffered_objects();
+    CHECK(left_buffered > 0);
+    CHECK(left_buffered < kKeys);
+    for (int i = 0; i < kKeys; ++i) CheckHolds(e, "large" + std::to_string(i), LargeValue(i));
+    CHECK(e.Flush().code() == absl::StatusCode::kResourceExhausted);
+    CHECK(e.buffered_objects() == left_buffered);
+  }
+  options.flush_writer = nullptr;
+  options.map_bytes_max = size_t{1} << 30;
+  auto engine = LmdbEngine::Open(options);
+  REQUIRE(engine.ok());
+  size_t present = 0;
+  for (int i = 0; i < kKeys; ++i) {
+    auto got = (*engine)->Get("large" + std::to_string(i));
+    REQUIRE(got.ok());
+    if (got->empty()) continue;
+    ++present;
+    CHECK((*got)[0].value == LargeValue(i));
+  }
+  CHECK(present == kKeys - left_buffered);
+}
+
+TEST_CASE("LmdbEngine background flush: closing waits for the flush in flight", "[storage][lmdb]") {
+  TempDir dir;
+  LmdbOptions options = OptionsAt(dir, LmdbOptions::Durability::kBuffered);
+  constexpr int kKeys = 2000;
+  {
+    FlushWriterThread writer;
+    options.flush_writer = &writer;
+    auto engine = LmdbEngine::Open(options);
+    REQUIRE(engine.ok());
+    LmdbEngine& e = **engine;
+    for (int i = 0; i < kKeys; ++i) {  // some puts find the buffer full and flush
+
+      REQUIRE(e.Put("k" + std::to_string(i), {MakeVersion(1, 1 + i)}, WriteOptions()).ok());
+      if (i % 500 == 0) REQUIRE(e.StartFlush().ok());
+    }
+    REQUIRE(e.StartFlush().ok());
+    // Destroyed here, the engine before its writer: it waits for the flush
+    // in flight and writes out the rest.
+  }
+  options.flush_writer = nullptr;
+  auto engine = LmdbEngine::Open(options);
+  REQUIRE(engine.ok());
+  for (int i = 0; i < kKeys; ++i) {
+    auto got = (*engine)->Get("k" + std::to_string(i));
+    REQUIRE(got.ok());
+    REQUIRE(got->size() == 1);
+    CHECK((*got)[0].dot ==
+          Dot{1, static_cast<uint64_t>(1 + i), static_cast<int64_t>(1 + i) * 1000});
+  }
 }
 
 TEST_CASE("LmdbEngine rejects unusable options", "[storage][lmdb]") {

@@ -15,7 +15,9 @@
 namespace dynamo::testing {
 namespace {
 
-#define ENGINE_TYPES MemoryFactory, LmdbSyncFactory, LmdbNoSyncFactory, LmdbBufferedFactory
+#define ENGINE_TYPES                                                      \
+  MemoryFactory, LmdbSyncFactory, LmdbNoSyncFactory, LmdbBufferedFactory, \
+      LmdbBackgroundFlushFactory7
 
 const WriteOptions kWrite;
 

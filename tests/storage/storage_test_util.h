@@ -87,10 +87,63 @@ struct LmdbFactory {
   }
 };
 
+// kBuffered with a flush writer thread, starting a background flush after
+// every write: the suite's reads, scans, reopens and failures all meet
+// flushes in flight. A background flush's failure is reported again by the
+// Flush() that follows, so the wrapper drops StartFlush()'s status.
+class BackgroundFlushingEngine final : public StorageEngineWrapper {
+ public:
+  BackgroundFlushingEngine(std::unique_ptr<FlushWriterThread> writer,
+                           std::unique_ptr<LmdbEngine> engine)
+      : StorageEngineWrapper(engine.get()),
+        writer_(std::move(writer)),
+        engine_(std::move(engine)) {}
+
+  absl::StatusOr<SiblingSet> Put(std::string_view key, const SiblingSet& incoming,
+                                 const WriteOptions& options) override {
+    return Started(engine_->Put(key, incoming, options));
+  }
+  absl::Status Update(std::string_view key, const SiblingSet& incoming, const WriteOptions& options,
+                      absl::FunctionRef<absl::Status(const SiblingSet&)> prepare,
+                      absl::FunctionRef<void(const SiblingSet&)> reader) override {
+    return Started(engine_->Update(key, incoming, options, prepare, reader));
+  }
+  absl::Status ReapTombstones(std::string_view key, const SiblingSet& tombstones) override {
+    return Started(engine_->ReapTombstones(key, tombstones));
+  }
+  absl::Status Erase(std::string_view key) override { return Started(engine_->Erase(key)); }
+
+ private:
+  template <typename Result>
+  Result Started(Result result) {
+    absl::Status ignored = engine_->StartFlush();
+    (void)ignored;
+    return result;
+  }
+
+  // Declared first: destroyed after the engine, which waits for its flush.
+  std::unique_ptr<FlushWriterThread> writer_;
+  std::unique_ptr<LmdbEngine> engine_;
+};
+
+template <size_t kBufferObjects>
+struct LmdbBackgroundFlushFactory
+    : LmdbFactory<LmdbOptions::Durability::kBuffered, kBufferObjects> {
+  std::unique_ptr<StorageEngine> Open() {
+    auto writer = std::make_unique<FlushWriterThread>();
+    LmdbOptions options = this->Options();
+    options.flush_writer = writer.get();
+    auto engine = LmdbEngine::Open(options);
+    if (!engine.ok()) return nullptr;
+    return std::make_unique<BackgroundFlushingEngine>(std::move(writer), std::move(engine).value());
+  }
+};
+
 using LmdbSyncFactory = LmdbFactory<LmdbOptions::Durability::kSync>;
 using LmdbNoSyncFactory = LmdbFactory<LmdbOptions::Durability::kNoSync>;
 // A small buffer so that tests cross the "buffer full, flush first" path.
 using LmdbBufferedFactory = LmdbFactory<LmdbOptions::Durability::kBuffered, 7>;
+using LmdbBackgroundFlushFactory7 = LmdbBackgroundFlushFactory<7>;
 
 }  // namespace dynamo::testing
 

@@ -136,5 +136,41 @@ TEST_CASE("WriteBuffer keeps its dirty keys in order through every change (seed 
   CHECK(buffer.size() == dirty.size() + clean.size());
 }
 
+TEST_CASE(
+    "WriteBuffer marks written only the sets a background flush took and nobody changed since",
+    "[storage]") {
+  WriteBuffer buffer;
+  Version v;
+  v.dot = Dot{1, 1, 0};
+  for (const char* key : {"a", "b", "c", "e"}) buffer.Insert(key, {v});
+  buffer.Insert("d", {});  // a delete
+  REQUIRE(DirtyInOrder(buffer) == std::vector<std::string>{"a", "b", "c", "d", "e"});
+  // The flush takes these five; then b changes and f arrives (unsorted).
+  const uint64_t taken = buffer.last_stamp();
+  buffer.MarkDirty(*buffer.Find("b"));
+  buffer.Insert("f", {v});
+  std::vector<std::string> seen;
+  auto see = [&](const WriteBuffer::Entry& entry) { seen.push_back(entry.first); };
+  // Its transactions committed up to "d".
+  buffer.MarkWrittenUpTo(taken, std::string_view("d"), see);
+  CHECK(seen == std::vector<std::string>{"a", "c", "d"});
+  CHECK(DirtyInOrder(buffer) == std::vector<std::string>{"b", "e", "f"});
+  REQUIRE(buffer.Find("a") != nullptr);
+  CHECK(!buffer.Find("a")->second.dirty);
+  CHECK(buffer.Find("d") == nullptr);  // the delete went out: nothing left to hold
+  CHECK(buffer.Find("b")->second.dirty);
+  // The whole batch committed: e too, but not b and f, changed after.
+  seen.clear();
+  buffer.MarkWrittenUpTo(taken, std::nullopt, see);
+  CHECK(seen == std::vector<std::string>{"e"});
+  CHECK(DirtyInOrder(buffer) == std::vector<std::string>{"b", "f"});
+  CHECK(buffer.clean_count() == 3);
+  // A restored slot counts as a change too.
+  const uint64_t before_restore = buffer.last_stamp();
+  buffer.Restore(*buffer.Find("b"), WriteBuffer::Slot{{v}, /*dirty=*/true});
+  buffer.MarkWrittenUpTo(before_restore, std::nullopt, see);
+  CHECK(DirtyInOrder(buffer) == std::vector<std::string>{"b"});
+}
+
 }  // namespace
 }  // namespace dynamo::internal
