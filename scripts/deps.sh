@@ -2,7 +2,7 @@
 # Installs the Debian packages libdynamo builds with, when any is missing.
 set -euo pipefail
 packages=(build-essential cmake ninja-build libabsl-dev libxxhash-dev liblmdb-dev
-          catch2 libbenchmark-dev libasio-dev libssl-dev)
+          catch2 libbenchmark-dev libasio-dev libssl-dev libjemalloc-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
