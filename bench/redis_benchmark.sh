@@ -112,6 +112,25 @@ for t in "${targets[@]}"; do
   redis-benchmark -h 127.0.0.1 -p "$port" -n 2000 -c "$clients" -r 10000 -d 100 -t set,get -q \
     >/dev/null 2>&1 || true
 done
+# A node builds its anti-entropy trees once after it starts (one per
+# replicated range, a batch every 10 ms: ~10 s for 1024 ranges), a transient
+# a long-running server pays once; the runs start once every node reports
+# them built (at most 120 s; a server too old to report them is not waited
+# for, and started with the others, so it is as far along).
+for t in "${targets[@]}"; do
+  [[ $t == redis-server* ]] && continue
+  port=${t##*:}
+  nodes=1; [[ $t == *3nodes* ]] && nodes=3
+  for p in $(seq "$port" $((port + nodes - 1))); do
+    for _ in $(seq 1200); do
+      info=$(redis-cli -p "$p" INFO metrics | tr -d '\r')
+      trees=$(awk -F: '$1 == "merkle_trees" { print $2 }' <<<"$info")
+      built=$(awk -F: '$1 == "merkle_trees_built" { print $2 }' <<<"$info")
+      [ -z "$trees" ] || [ "$trees" = "$built" ] && break
+      sleep 0.1
+    done
+  done
+done
 
 # CPU seconds (user + system) the given processes have used so far.
 cpu_seconds() {

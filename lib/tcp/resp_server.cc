@@ -564,23 +564,24 @@ std::string RespServer::Info(std::string_view section) const {
                     "\r\nhinted_writes_sent:", m.hinted_writes_sent, "\r\n\r\n");
   }
   if (want("metrics")) {
-    absl::StrAppend(&out, "# Metrics\r\ngets_ok:", m.gets_ok, "\r\ngets_failed:", m.gets_failed,
-                    "\r\nputs_ok:", m.puts_ok, "\r\nputs_failed:", m.puts_failed,
-                    "\r\nrequests_forwarded:", m.requests_forwarded,
-                    "\r\nrequests_rejected_overload:", m.requests_rejected_overload,
-                    "\r\nrequests_settled_early:", m.requests_settled_early,
-                    "\r\nreplica_puts:", m.replica_puts, "\r\nreplica_gets:", m.replica_gets,
-                    "\r\nread_repairs_sent:", m.read_repairs_sent,
-                    "\r\nmessages_malformed:", m.messages_malformed,
-                    "\r\nstorage_errors:", m.storage_errors,
-                    "\r\npeers_suspected_by_phi:", m.peers_suspected_by_phi,
-                    "\r\ntransfers_started:", m.transfers_started,
-                    "\r\ntransfers_completed:", m.transfers_completed,
-                    "\r\ntransfer_keys_received:", m.transfer_keys_received,
-                    "\r\nhandoff_keys_sent:", m.handoff_keys_sent,
-                    "\r\nkeys_dropped:", m.keys_dropped, "\r\nresp_commands:",
-                    metrics_.commands, "\r\nresp_protocol_errors:", metrics_.protocol_errors,
-                    "\r\nresp_connections:", conns_.size(), "\r\n\r\n");
+    absl::StrAppend(
+        &out, "# Metrics\r\ngets_ok:", m.gets_ok, "\r\ngets_failed:", m.gets_failed,
+        "\r\nputs_ok:", m.puts_ok, "\r\nputs_failed:", m.puts_failed,
+        "\r\nrequests_forwarded:", m.requests_forwarded,
+        "\r\nrequests_rejected_overload:", m.requests_rejected_overload,
+        "\r\nrequests_settled_early:", m.requests_settled_early,
+        "\r\nreplica_puts:", m.replica_puts, "\r\nreplica_gets:", m.replica_gets,
+        "\r\nread_repairs_sent:", m.read_repairs_sent,
+        "\r\nmessages_malformed:", m.messages_malformed, "\r\nstorage_errors:", m.storage_errors,
+        "\r\npeers_suspected_by_phi:", m.peers_suspected_by_phi,
+        "\r\ntransfers_started:", m.transfers_started,
+        "\r\ntransfers_completed:", m.transfers_completed,
+        "\r\ntransfer_keys_received:", m.transfer_keys_received,
+        "\r\nhandoff_keys_sent:", m.handoff_keys_sent, "\r\nkeys_dropped:", m.keys_dropped,
+        "\r\nmerkle_trees:", m.merkle_trees, "\r\nmerkle_trees_built:", m.merkle_trees_built,
+        "\r\nresp_commands:", metrics_.commands,
+        "\r\nresp_protocol_errors:", metrics_.protocol_errors,
+        "\r\nresp_connections:", conns_.size(), "\r\n\r\n");
   }
   if (want("transport") && runtime_ != nullptr) {
     const TcpTransportMetrics& t = runtime_->metrics();

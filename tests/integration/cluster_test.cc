@@ -304,6 +304,14 @@ TEST_CASE("a 3-node cluster serves SET/GET to a RESP client") {
   REQUIRE(Cmd(cluster.client_port(2), {"DEL", "key1", "missing"}).integer == 1);
   REQUIRE(Cmd(cluster.client_port(3), {"GET", "key1"}).type == RespValue::Type::kNull);
   REQUIRE(InfoField(cluster.client_port(1), "node", "node_id") == 1);
+  // Anti-entropy's trees, one per replicated range, finish their first build.
+  REQUIRE(WaitUntil(
+      [&] {
+        const long long trees = InfoField(cluster.client_port(3), "metrics", "merkle_trees");
+        return trees > 0 &&
+               InfoField(cluster.client_port(3), "metrics", "merkle_trees_built") == trees;
+      },
+      std::chrono::milliseconds(30000)));
   REQUIRE(Cmd(cluster.client_port(1), {"DYNAMO.JOIN", "4"}).is_error());
 
   // Clean shutdown and restart from the data directory.
