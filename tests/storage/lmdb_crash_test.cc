@@ -1,8 +1,12 @@
-// Crash test of LmdbEngine in kSync mode: a child process writes keys and
-// reports each one after Put() returned OK; the parent kills it with SIGKILL
-// at a random (seeded) moment, reopens the environment and checks that every
-// acknowledged write is there, exactly. This is the promise the coordinator
-// relies on when it counts a replica's acknowledgement towards W.
+// Crash tests of LmdbEngine: a child process writes keys and reports each one
+// once it is durable; the parent kills it with SIGKILL at a random (seeded)
+// moment, reopens the environment and checks that every acknowledged write
+// is there, exactly, and that the whole store reads back. In kSync a write
+// is durable when Put() returns OK: the promise the coordinator relies on
+// when it counts a replica's acknowledgement towards W. In kBuffered with a
+// flush writer thread, the child starts background flushes as it goes, so
+// kills land in the middle of the writer's transactions, and reports keys
+// durable after each Flush().
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -11,6 +15,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -39,13 +44,30 @@ SiblingSet SiblingsFor(int round, uint32_t i) {
   return s;
 }
 
+void Report(int report_fd, uint32_t i) {
+  if (write(report_fd, &i, sizeof(i)) != static_cast<ssize_t>(sizeof(i))) _exit(4);
+}
+
 // The child: write until killed. Never returns.
-[[noreturn]] void WriterChild(const LmdbOptions& options, int round, int report_fd) {
+[[noreturn]] void WriterChild(LmdbOptions options, int round, int report_fd) {
+  std::optional<FlushWriterThread> writer;
+  if (options.durability == LmdbOptions::Durability::kBuffered) {
+    options.flush_writer = &writer.emplace();
+  }
   auto engine = LmdbEngine::Open(options);
   if (!engine.ok()) _exit(2);
+  uint32_t durable = 0;  // keys below it are reported
   for (uint32_t i = 0; i < kKeysPerRoundMax; ++i) {
     if (!(*engine)->Put(KeyFor(round, i), SiblingsFor(round, i), WriteOptions()).ok()) _exit(3);
-    if (write(report_fd, &i, sizeof(i)) != static_cast<ssize_t>(sizeof(i))) _exit(4);
+    if (!writer.has_value()) {
+      Report(report_fd, i);
+      continue;
+    }
+    if (i % 97 == 0 && !(*engine)->StartFlush().ok()) _exit(5);
+    if (i % 1000 == 999) {
+      if (!(*engine)->Flush().ok()) _exit(6);
+      for (; durable <= i; ++durable) Report(report_fd, durable);
+    }
   }
   _exit(0);
 }
@@ -67,18 +89,18 @@ bool ReadAcks(int fd, std::string& partial, std::vector<uint32_t>& acked) {
   return true;
 }
 
-TEST_CASE("LmdbEngine keeps every acknowledged write across SIGKILL (seed 1234)",
-          "[storage][lmdb][crash]") {
+// Kills kRounds writer children and checks what each acknowledged.
+void RunCrashRounds(LmdbOptions::Durability durability, uint64_t seed) {
   TempDir dir;
   LmdbOptions options;
   options.path = dir.path() + "/db";
-  options.durability = LmdbOptions::Durability::kSync;
+  options.durability = durability;
   options.map_bytes_initial = size_t{1} << 20;  // small, so children also grow the map
   {
     auto engine = LmdbEngine::Open(options);  // create the environment up front
     REQUIRE(engine.ok());
   }
-  std::mt19937_64 rng(1234);
+  std::mt19937_64 rng(seed);
   size_t total_acked = 0;
   for (int round = 0; round < kRounds; ++round) {
     const int delay_ms =
@@ -143,6 +165,16 @@ TEST_CASE("LmdbEngine keeps every acknowledged write across SIGKILL (seed 1234)"
   }
   INFO("acknowledged writes checked: " << total_acked);
   CHECK(total_acked > 0);
+}
+
+TEST_CASE("LmdbEngine keeps every acknowledged write across SIGKILL (seed 1234)",
+          "[storage][lmdb][crash]") {
+  RunCrashRounds(LmdbOptions::Durability::kSync, 1234);
+}
+
+TEST_CASE("LmdbEngine with a flush writer thread survives SIGKILL mid-flush (seed 4321)",
+          "[storage][lmdb][crash]") {
+  RunCrashRounds(LmdbOptions::Durability::kBuffered, 4321);
 }
 
 }  // namespace
