@@ -233,6 +233,10 @@ std::string EncodeSiblingSet(const SiblingSet& siblings) {
 
 void EncodeSiblingSetInto(const SiblingSet& siblings, std::string* out) {
   out->clear();
+  AppendSiblingSet(siblings, out);
+}
+
+void AppendSiblingSet(const SiblingSet& siblings, std::string* out) {
   Encoder enc(out);
   enc.PutU8(kSiblingSetFormat);
   enc.PutSiblings(siblings);

@@ -116,6 +116,8 @@ std::string EncodeSiblingSet(const SiblingSet& siblings);
 // The same into `out`, replacing its contents: a caller encoding many sets
 // reuses one string's capacity instead of growing a new one each time.
 void EncodeSiblingSetInto(const SiblingSet& siblings, std::string* out);
+// The same appended to `out`: a flush encodes many sets into one buffer.
+void AppendSiblingSet(const SiblingSet& siblings, std::string* out);
 absl::StatusOr<SiblingSet> DecodeSiblingSet(std::string_view bytes,
                                             const CodecLimits& limits = CodecLimits());
 

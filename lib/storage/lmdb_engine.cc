@@ -482,9 +482,8 @@ class LmdbEngine::Impl {
       flush->bytes.append(entry.first);
       r.value_offset = flush->bytes.size();
       if (!entry.second.siblings.empty()) {
-        internal::EncodeSiblingSetInto(entry.second.siblings, &e.encode_scratch_);
-        r.value_size = e.encode_scratch_.size();  // never 0: a format byte first
-        flush->bytes.append(e.encode_scratch_);
+        internal::AppendSiblingSet(entry.second.siblings, &flush->bytes);
+        r.value_size = flush->bytes.size() - r.value_offset;  // never 0: a format byte first
       }
       r.buffered_bytes = BufferedBytes(entry);
       flush->records.push_back(r);

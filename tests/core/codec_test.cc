@@ -41,6 +41,24 @@ TEST_CASE("Codec randomized round trip (seed 42)") {
   }
 }
 
+TEST_CASE("Codec appends sibling sets back to back, each as EncodeSiblingSet writes it (seed 7)") {
+  std::mt19937_64 rng(7);
+  std::string all = "prefix";
+  std::vector<std::string> one_by_one;
+  for (int i = 0; i < 50; ++i) {
+    SiblingSet s;
+    for (int v = 0, n = static_cast<int>(rng() % 4); v < n; ++v) s.push_back(RandomVersion(rng));
+    AppendSiblingSet(s, &all);
+    one_by_one.push_back(EncodeSiblingSet(s));
+    std::string scratch = "stale bytes";
+    EncodeSiblingSetInto(s, &scratch);
+    CHECK(scratch == one_by_one.back());
+  }
+  std::string expected = "prefix";
+  for (const std::string& bytes : one_by_one) expected += bytes;
+  CHECK(all == expected);
+}
+
 TEST_CASE("Codec varints and signed varints at the extremes") {
   std::string buf;
   Encoder enc(&buf);
