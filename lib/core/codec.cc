@@ -75,6 +75,25 @@ absl::Status Decoder::Short(const char* what) const {
 }
 
 absl::Status Decoder::GetLongVarint(uint64_t* v) {
+  // Two and three bytes (request ids, dot counters) without the loop's
+  // per-byte bounds and overflow checks; anything else, including every
+  // malformed case, takes the loop, which names the error.
+  if (remaining() >= 3) {
+    const auto* p = reinterpret_cast<const uint8_t*>(in_.data() + pos_);
+    if ((p[0] & 0x80) != 0) {
+      if (p[1] != 0 && (p[1] & 0x80) == 0) {
+        *v = (p[0] & 0x7fu) | (static_cast<uint64_t>(p[1]) << 7);
+        pos_ += 2;
+        return absl::OkStatus();
+      }
+      if ((p[1] & 0x80) != 0 && p[2] != 0 && (p[2] & 0x80) == 0) {
+        *v = (p[0] & 0x7fu) | (static_cast<uint64_t>(p[1] & 0x7f) << 7) |
+             (static_cast<uint64_t>(p[2]) << 14);
+        pos_ += 3;
+        return absl::OkStatus();
+      }
+    }
+  }
   uint64_t result = 0;
   for (size_t i = 0; i < kMaxVarintBytes; ++i) {
     if (pos_ >= in_.size()) return Short("varint");

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 #include <random>
 
+#include "absl/strings/match.h"
 #include "dynamo/version.h"
 
 namespace dynamo::internal {
@@ -14,7 +15,8 @@ Version RandomVersion(std::mt19937_64& rng) {
   v.dot.counter = 1 + (rng() >> (rng() % 64)) % (~0ull - 1);
   v.dot.timestamp_us = static_cast<int64_t>(rng());
   int entries = static_cast<int>(rng() % 12);
-  for (int i = 0; i < entries; ++i) v.context.Observe(rng() % 1000, 1 + rng() % 100000, static_cast<int64_t>(rng()));
+  for (int i = 0; i < entries; ++i)
+    v.context.Observe(rng() % 1000, 1 + rng() % 100000, static_cast<int64_t>(rng()));
   v.tombstone = rng() % 5 == 0;
   if (!v.tombstone) {
     size_t len = rng() % 300;
@@ -57,6 +59,35 @@ TEST_CASE("Codec appends sibling sets back to back, each as EncodeSiblingSet wri
   std::string expected = "prefix";
   for (const std::string& bytes : one_by_one) expected += bytes;
   CHECK(all == expected);
+}
+
+// Two- and three-byte varints decode on a shortcut when three bytes are
+// left; it must agree with the general loop, at the end of the input too,
+// and reject the same overlong encodings.
+TEST_CASE("Codec short multi-byte varints agree at every position") {
+  const uint64_t values[] = {128, 300, 16383, 16384, 100000, (1u << 21) - 1, 1u << 21};
+  for (uint64_t v : values) {
+    for (const char* tail : {"", "\x01", "\x01\x02\x03"}) {
+      std::string buf;
+      Encoder(&buf).PutVarint(v);
+      buf += tail;
+      Decoder dec(buf);
+      uint64_t got = 0;
+      REQUIRE(dec.GetVarint(&got).ok());
+      CHECK(got == v);
+      CHECK(dec.remaining() == std::string_view(tail).size());
+    }
+  }
+  for (std::string overlong : {std::string("\x80\x00", 2), std::string("\xff\x80\x00", 3)}) {
+    for (const char* tail : {"", "\x01\x02\x03"}) {
+      const std::string input = overlong + tail;  // the Decoder only borrows it
+      Decoder dec(input);
+      uint64_t got = 0;
+      absl::Status s = dec.GetVarint(&got);
+      CHECK(s.code() == absl::StatusCode::kInvalidArgument);
+      CHECK(absl::StrContains(s.message(), "overlong"));
+    }
+  }
 }
 
 TEST_CASE("Codec varints and signed varints at the extremes") {
@@ -104,8 +135,8 @@ TEST_CASE("Codec rejects every truncation of a valid encoding") {
 TEST_CASE("Codec enforces declared maxima before allocating") {
   std::string buf;
   Encoder enc(&buf);
-  enc.PutU8(2);                // format version
-  enc.PutVarint(1ull << 40);   // absurd sibling count
+  enc.PutU8(2);               // format version
+  enc.PutVarint(1ull << 40);  // absurd sibling count
   auto r = DecodeSiblingSet(buf);
   REQUIRE_FALSE(r.ok());
   CHECK(r.status().message().find("sibling count") != std::string::npos);
@@ -130,8 +161,12 @@ TEST_CASE("Codec rejects unsorted clocks, zero counters and unknown formats") {
   std::string buf;
   Encoder enc(&buf);
   enc.PutVarint(2);
-  enc.PutVarint(5); enc.PutVarint(1); enc.PutSignedVarint(0);
-  enc.PutVarint(3); enc.PutVarint(1); enc.PutSignedVarint(0);
+  enc.PutVarint(5);
+  enc.PutVarint(1);
+  enc.PutSignedVarint(0);
+  enc.PutVarint(3);
+  enc.PutVarint(1);
+  enc.PutSignedVarint(0);
   Decoder dec(buf);
   VectorClock c;
   CHECK_FALSE(dec.GetClock(&c).ok());
