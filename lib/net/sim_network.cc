@@ -1,10 +1,11 @@
-// SimNetwork implementation. The event queue is a binary min-heap of small
+// SimNetwork implementation. The event queue is a 4-ary min-heap of small
 // trivially-copyable records ordered by (time, sequence number); the payload
 // of each event (message bytes or a callback) lives in a pooled slot that is
 // reused, so steady-state traffic allocates nothing beyond the messages
-// themselves. Cancelled or crashed events are freed at once and leave a
-// stale heap record behind, recognised by a generation counter and skipped;
-// the heap is compacted when stale records outnumber live ones.
+// themselves. Each slot knows where its record sits in the heap, so a
+// cancelled or crashed event leaves the heap at once: almost every request
+// arms a timer and cancels it, and stale records left behind made the heap
+// several times deeper than the events really queued.
 #include "dynamo/sim/sim_network.h"
 
 #include <algorithm>
@@ -17,6 +18,9 @@
 
 #include "absl/strings/str_format.h"
 #include "net/sim_random.h"
+// Inlined: the digest hashes every delivered message, and the library's
+// exported entry point adds a call and a dispatch on each.
+#define XXH_INLINE_ALL
 #include "xxhash.h"
 
 namespace dynamo::sim {
@@ -28,14 +32,17 @@ namespace {
 
 constexpr int64_t kNeverNs = std::numeric_limits<int64_t>::max();
 
-// The heap is a min-heap: std::*_heap build max-heaps, so compare reversed.
-struct Later {
-  template <typename E>
-  bool operator()(const E& a, const E& b) const {
-    if (a.time_ns != b.time_ns) return a.time_ns > b.time_ns;
-    return a.seq > b.seq;
-  }
-};
+// Sequence numbers are unique, so (time, seq) orders events totally: any
+// correct priority queue runs them in the same order.
+template <typename E>
+bool Earlier(const E& a, const E& b) {
+  if (a.time_ns != b.time_ns) return a.time_ns < b.time_ns;
+  return a.seq < b.seq;
+}
+
+// Four children per node: half the levels of a binary heap, and the four
+// siblings share a cache line or two.
+constexpr size_t kHeapArity = 4;
 
 int64_t AddSaturating(int64_t now_ns, int64_t delay_ns) {
   if (delay_ns < 0) delay_ns = 0;
@@ -66,6 +73,7 @@ class SimNetwork::NodeRuntime final : public Runtime, public Transport {
   // Runtime.
   NodeId self() const override { return id_; }
   absl::Time Now() override {
+    if (skew_offset_ns_ == 0 && drift_ppm_ == 0) return net_->now_time_;
     const int64_t v = net_->now_ns_;
     int64_t drift_ns = 0;
     if (drift_ppm_ != 0) {
@@ -143,6 +151,7 @@ Runtime& SimNetwork::AddNode(NodeId id) {
   index_.emplace(id, index);
   group_.push_back(0);
   isolated_.push_back(false);
+  links_.emplace_back();
   return *nodes_.back();
 }
 
@@ -176,7 +185,7 @@ uint32_t SimNetwork::AllocSlot() {
 
 void SimNetwork::FreeSlot(uint32_t slot) {
   Slot& s = slots_[slot];
-  ++s.generation;  // invalidates the heap record and any TimerId naming it
+  ++s.generation;  // invalidates any TimerId naming it
   s.kind = EventKind::kFree;
   s.payload.clear();
   s.callback = nullptr;
@@ -184,64 +193,80 @@ void SimNetwork::FreeSlot(uint32_t slot) {
   free_head_ = slot + 1;
 }
 
-uint64_t SimNetwork::Push(int64_t time_ns, uint32_t slot) {
-  const uint64_t seq = next_seq_++;
-  heap_.push_back(HeapEntry{time_ns, seq, slot, slots_[slot].generation});
-  std::push_heap(heap_.begin(), heap_.end(), Later());
-  ++live_events_;
-  return seq;
+void SimNetwork::Push(int64_t time_ns, uint32_t slot) {
+  heap_.emplace_back();
+  SiftUp(heap_.size() - 1, HeapEntry{time_ns, next_seq_++, slot});
 }
 
-void SimNetwork::MaybeCompactHeap() {
-  const size_t stale = heap_.size() - live_events_;
-  if (stale < 1024 || stale < live_events_) return;
-  // Removing records and re-heapifying changes the heap's shape but not the
-  // order events come out in, which depends only on (time, seq).
-  std::erase_if(heap_, [this](const HeapEntry& e) { return slots_[e.slot].generation != e.generation; });
-  std::make_heap(heap_.begin(), heap_.end(), Later());
-}
-
-bool SimNetwork::NextLive(int64_t* time_ns) {
-  while (!heap_.empty()) {
-    const HeapEntry& top = heap_.front();
-    if (slots_[top.slot].generation == top.generation) {
-      *time_ns = top.time_ns;
-      return true;
-    }
-    std::pop_heap(heap_.begin(), heap_.end(), Later());
-    heap_.pop_back();
+void SimNetwork::SiftUp(size_t index, HeapEntry entry) {
+  while (index > 0) {
+    const size_t parent = (index - 1) / kHeapArity;
+    if (!Earlier(entry, heap_[parent])) break;
+    HeapPlace(index, heap_[parent]);
+    index = parent;
   }
-  return false;
+  HeapPlace(index, entry);
+}
+
+void SimNetwork::SiftDown(size_t index, HeapEntry entry) {
+  const size_t size = heap_.size();
+  while (true) {
+    const size_t first = index * kHeapArity + 1;
+    if (first >= size) break;
+    const size_t last = std::min(first + kHeapArity, size);
+    size_t best = first;
+    for (size_t c = first + 1; c < last; ++c) {
+      if (Earlier(heap_[c], heap_[best])) best = c;
+    }
+    if (!Earlier(heap_[best], entry)) break;
+    HeapPlace(index, heap_[best]);
+    index = best;
+  }
+  HeapPlace(index, entry);
+}
+
+void SimNetwork::RemoveFromHeap(uint32_t slot) {
+  const size_t index = slots_[slot].heap_index;
+  assert(index < heap_.size() && heap_[index].slot == slot && "slot is not queued");
+  const HeapEntry last = heap_.back();
+  heap_.pop_back();
+  if (index == heap_.size()) return;  // it was the last record
+  // The last record fills the hole and moves whichever way restores order.
+  if (index > 0 && Earlier(last, heap_[(index - 1) / kHeapArity])) {
+    SiftUp(index, last);
+  } else {
+    SiftDown(index, last);
+  }
 }
 
 bool SimNetwork::Step() {
-  int64_t t;
-  if (!NextLive(&t)) return false;
-  const HeapEntry entry = heap_.front();
-  std::pop_heap(heap_.begin(), heap_.end(), Later());
+  if (heap_.empty()) return false;
+  const HeapEntry top = heap_.front();
+  const HeapEntry last = heap_.back();
   heap_.pop_back();
-  if (entry.time_ns > now_ns_) now_ns_ = entry.time_ns;
-  RunEvent(entry);
+  if (!heap_.empty()) SiftDown(0, last);
+  if (top.time_ns > now_ns_) SetNow(top.time_ns);
+  RunEvent(top.slot);
   return true;
 }
 
 void SimNetwork::RunFor(absl::Duration duration) {
   const int64_t end = AddSaturating(now_ns_, DurationNs(duration));
   int64_t t;
-  while (NextLive(&t) && t <= end) Step();
+  while (NextTime(&t) && t <= end) Step();
   // An infinite duration runs everything but leaves the clock usable.
-  if (end > now_ns_ && end != kNeverNs) now_ns_ = end;
+  if (end > now_ns_ && end != kNeverNs) SetNow(end);
 }
 
 bool SimNetwork::RunUntil(const std::function<bool()>& predicate, absl::Duration limit) {
   if (predicate()) return true;
   const int64_t end = AddSaturating(now_ns_, DurationNs(limit));
   int64_t t;
-  while (NextLive(&t) && t <= end) {
+  while (NextTime(&t) && t <= end) {
     Step();
     if (predicate()) return true;
   }
-  if (end > now_ns_ && end != kNeverNs) now_ns_ = end;
+  if (end > now_ns_ && end != kNeverNs) SetNow(end);
   return predicate();
 }
 
@@ -281,23 +306,21 @@ void SimNetwork::CancelTimer(uint32_t node, TimerId timer) {
   // Destroy the callback only after the slot is consistent again, in case
   // its destructor calls back into the network.
   absl::AnyInvocable<void()> doomed = std::move(s.callback);
+  RemoveFromHeap(slot);
   FreeSlot(slot);
-  --live_events_;
-  MaybeCompactHeap();
 }
 
-void SimNetwork::RunEvent(const HeapEntry& entry) {
-  Slot& s = slots_[entry.slot];
+void SimNetwork::RunEvent(uint32_t slot) {
+  Slot& s = slots_[slot];
   ++events_run_;
   switch (s.kind) {
     case EventKind::kMessage:
-      Deliver(entry.slot);
+      Deliver(slot);
       return;
     case EventKind::kTimer: {
       NodeRuntime& node = *nodes_[s.node];
       absl::AnyInvocable<void()> callback = std::move(s.callback);
-      FreeSlot(entry.slot);
-      --live_events_;
+      FreeSlot(slot);
       ++node.stats_.timers_fired;
       Mix(kDigestTimer, static_cast<uint64_t>(now_ns_), node.id_, 0);
       callback();
@@ -305,14 +328,13 @@ void SimNetwork::RunEvent(const HeapEntry& entry) {
     }
     case EventKind::kExternal: {
       absl::AnyInvocable<void()> callback = std::move(s.callback);
-      FreeSlot(entry.slot);
-      --live_events_;
+      FreeSlot(slot);
       Mix(kDigestExternal, static_cast<uint64_t>(now_ns_), 0, 0);
       callback();
       return;
     }
     case EventKind::kFree:
-      assert(false && "heap record names a free slot with a matching generation");
+      assert(false && "heap record names a free slot");
       return;
   }
 }
@@ -372,9 +394,9 @@ absl::Status SimNetwork::SendFrom(uint32_t from, NodeId to, std::string message)
     return absl::UnavailableError(absl::StrFormat("node %d is down and cannot send", sender.id_));
   }
   if (message.size() > options_.message_bytes_max) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "message of %d bytes from node %d to node %d exceeds message_bytes_max %d", message.size(),
-        sender.id_, to, options_.message_bytes_max));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("message of %d bytes from node %d to node %d exceeds message_bytes_max %d",
+                        message.size(), sender.id_, to, options_.message_bytes_max));
   }
   auto it = index_.find(to);
   if (it == index_.end()) {
@@ -388,16 +410,16 @@ absl::Status SimNetwork::SendFrom(uint32_t from, NodeId to, std::string message)
     ++ls.dropped_capacity;
     ++sender.stats_.messages_dropped;
     Record(TraceKind::kDrop, 0, from, to_index, bytes);
-    return absl::ResourceExhaustedError(absl::StrFormat(
-        "link %d->%d has %d messages in flight (path_messages_in_flight_max)", sender.id_, to,
-        ls.in_flight));
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("link %d->%d has %d messages in flight (path_messages_in_flight_max)",
+                        sender.id_, to, ls.in_flight));
   }
-  if (live_events_ >= options_.events_pending_max) {
+  if (heap_.size() >= options_.events_pending_max) {
     ++ls.dropped_overload;
     ++sender.stats_.messages_dropped;
     Record(TraceKind::kDrop, 0, from, to_index, bytes);
-    return absl::ResourceExhaustedError(absl::StrFormat(
-        "simulation has %d pending events (events_pending_max)", live_events_));
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("simulation has %d pending events (events_pending_max)", heap_.size()));
   }
 
   ++ls.sent;
@@ -425,15 +447,15 @@ absl::Status SimNetwork::SendFrom(uint32_t from, NodeId to, std::string message)
   // A duplicate must respect the same bounds as the original.
   if (sender.net_rng_.Bernoulli(options_.duplicate_probability) &&
       ls.in_flight + 2 <= options_.path_messages_in_flight_max &&
-      live_events_ + 2 <= options_.events_pending_max) {
+      heap_.size() + 2 <= options_.events_pending_max) {
     copies = 2;
     ++ls.duplicated;
   }
   for (int copy = copies - 1; copy >= 0; --copy) {
     int64_t arrival = AddSaturating(now_ns_, DrawLatencyNs(sender));
     if (sender.net_rng_.Bernoulli(options_.reorder_probability)) {
-      const double extra = sender.net_rng_.Uniform01() *
-                           static_cast<double>(DurationNs(options_.reorder_delay_max));
+      const double extra =
+          sender.net_rng_.Uniform01() * static_cast<double>(DurationNs(options_.reorder_delay_max));
       arrival = AddSaturating(arrival, static_cast<int64_t>(extra));
     } else if (options_.links_fifo) {
       // Ties keep send order through the sequence number.
@@ -467,7 +489,6 @@ void SimNetwork::Deliver(uint32_t slot) {
   const uint64_t message_id = s.message_id;
   std::string payload = std::move(s.payload);
   FreeSlot(slot);
-  --live_events_;
 
   LinkStats& ls = link(from, to).stats;
   --ls.in_flight;
@@ -520,11 +541,10 @@ void SimNetwork::Crash(NodeId id) {
     } else {
       continue;
     }
+    RemoveFromHeap(i);
     FreeSlot(i);
-    --live_events_;
   }
   node.RetireHandler();
-  MaybeCompactHeap();
   doomed.clear();
 }
 
@@ -538,6 +558,7 @@ void SimNetwork::SetOptions(const NetworkOptions& options) {
 }
 
 void SimNetwork::Partition(const std::vector<std::vector<NodeId>>& groups) {
+  partitioned_ = true;
   // Group 0 holds every node not named.
   std::fill(group_.begin(), group_.end(), 0);
   for (size_t g = 0; g < groups.size(); ++g) {
@@ -546,6 +567,7 @@ void SimNetwork::Partition(const std::vector<std::vector<NodeId>>& groups) {
 }
 
 void SimNetwork::BlockLink(NodeId from, NodeId to) {
+  partitioned_ = true;
   blocked_.insert(LinkKey(IndexOf(from), IndexOf(to)));
 }
 
@@ -553,19 +575,23 @@ void SimNetwork::UnblockLink(NodeId from, NodeId to) {
   blocked_.erase(LinkKey(IndexOf(from), IndexOf(to)));
 }
 
-void SimNetwork::Isolate(NodeId id) { isolated_[IndexOf(id)] = true; }
+void SimNetwork::Isolate(NodeId id) {
+  partitioned_ = true;
+  isolated_[IndexOf(id)] = true;
+}
 
 void SimNetwork::HealAll() {
   std::fill(group_.begin(), group_.end(), 0);
   std::fill(isolated_.begin(), isolated_.end(), false);
   blocked_.clear();
+  partitioned_ = false;
 }
 
 bool SimNetwork::CanTalk(NodeId from, NodeId to) const {
   return CanTalkIndex(IndexOf(from), IndexOf(to));
 }
 
-bool SimNetwork::CanTalkIndex(uint32_t from, uint32_t to) const {
+bool SimNetwork::CanTalkPartitioned(uint32_t from, uint32_t to) const {
   if (group_[from] != group_[to] || isolated_[from] || isolated_[to]) return false;
   return blocked_.empty() || !blocked_.contains(LinkKey(from, to));
 }
@@ -583,35 +609,35 @@ void SimNetwork::SetClockSkew(NodeId id, absl::Duration offset, double drift_ppm
 NodeStats SimNetwork::node_stats(NodeId id) const { return nodes_[IndexOf(id)]->stats_; }
 
 LinkStats SimNetwork::link_stats(NodeId from, NodeId to) const {
-  auto it = links_.find(LinkKey(IndexOf(from), IndexOf(to)));
-  return it == links_.end() ? LinkStats{} : it->second.stats;
+  const std::vector<LinkState>& row = links_[IndexOf(from)];
+  const uint32_t to_index = IndexOf(to);
+  return to_index < row.size() && row[to_index].used ? row[to_index].stats : LinkStats{};
 }
 
 std::vector<LinkEntry> SimNetwork::links() const {
   std::vector<LinkEntry> out;
-  out.reserve(links_.size());
-  for (const auto& [key, state] : links_) {
-    out.push_back(LinkEntry{nodes_[key >> 32]->id_, nodes_[key & 0xffffffffULL]->id_, state.stats});
+  for (uint32_t from = 0; from < links_.size(); ++from) {
+    for (uint32_t to = 0; to < links_[from].size(); ++to) {
+      const LinkState& state = links_[from][to];
+      if (state.used) out.push_back(LinkEntry{nodes_[from]->id_, nodes_[to]->id_, state.stats});
+    }
   }
-  // The hash map's order is per-process; sorting makes the listing stable.
+  // Node ids need not follow AddNode order; the listing is by id.
   std::sort(out.begin(), out.end(), [](const LinkEntry& a, const LinkEntry& b) {
     return std::pair(a.from, a.to) < std::pair(b.from, b.to);
   });
   return out;
 }
 
-void SimNetwork::Record(TraceKind kind, uint64_t message_id, uint32_t from, uint32_t to,
-                        size_t bytes) {
-  if (trace_.size() >= options_.trace_events_max) return;
+void SimNetwork::RecordTrace(TraceKind kind, uint64_t message_id, uint32_t from, uint32_t to,
+                             size_t bytes) {
   trace_.push_back(TraceRecord{now_ns_, message_id, nodes_[from]->id_, nodes_[to]->id_,
                                static_cast<uint32_t>(bytes), kind});
 }
 
 namespace {
 // Chrome traces count in microseconds; keep nanosecond precision as decimals.
-std::string Micros(int64_t ns) {
-  return absl::StrFormat("%d.%03d", ns / 1000, ns % 1000);
-}
+std::string Micros(int64_t ns) { return absl::StrFormat("%d.%03d", ns / 1000, ns % 1000); }
 }  // namespace
 
 absl::Status SimNetwork::WriteChromeTrace(std::ostream& out) const {
@@ -624,8 +650,8 @@ absl::Status SimNetwork::WriteChromeTrace(std::ostream& out) const {
   };
   for (const auto& node : nodes_) {
     sep() << absl::StrFormat(
-        R"({"name":"process_name","ph":"M","pid":%d,"tid":0,"args":{"name":"node %d"}})",
-        node->id_, node->id_);
+        R"({"name":"process_name","ph":"M","pid":%d,"tid":0,"args":{"name":"node %d"}})", node->id_,
+        node->id_);
   }
   for (const TraceRecord& r : trace_) {
     const std::string ts = Micros(r.time_ns);
@@ -636,8 +662,8 @@ absl::Status SimNetwork::WriteChromeTrace(std::ostream& out) const {
             R"("args":{"to":%d,"bytes":%d,"id":%d}})",
             ts, r.from, r.to, r.bytes, r.message_id);
         sep() << absl::StrFormat(
-            R"({"name":"msg","cat":"net","ph":"s","id":%d,"ts":%s,"pid":%d,"tid":0})",
-            r.message_id, ts, r.from);
+            R"({"name":"msg","cat":"net","ph":"s","id":%d,"ts":%s,"pid":%d,"tid":0})", r.message_id,
+            ts, r.from);
         break;
       case TraceKind::kDeliver:
         sep() << absl::StrFormat(

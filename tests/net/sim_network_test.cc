@@ -5,8 +5,10 @@
 #include "dynamo/sim/sim_network.h"
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <memory>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -38,8 +40,8 @@ std::string EncodeMsg(uint8_t type, uint64_t seq, std::string_view body = "") {
 bool DecodeMsg(std::string_view in, uint8_t* type, uint64_t* seq) {
   Decoder dec(in);
   std::string_view body;
-  return dec.GetU8(type).ok() && dec.GetVarint(seq).ok() && dec.GetBytes(&body, 1024, "body").ok() &&
-         dec.ExpectEnd("msg").ok();
+  return dec.GetU8(type).ok() && dec.GetVarint(seq).ok() &&
+         dec.GetBytes(&body, 1024, "body").ok() && dec.ExpectEnd("msg").ok();
 }
 
 // Sends `count` pings to `peer`, resending every un-acked one each
@@ -48,7 +50,8 @@ class Pinger {
  public:
   Pinger(Runtime& rt, NodeId peer, int count, absl::Duration retry = absl::Milliseconds(20))
       : rt_(rt), peer_(peer), count_(count), retry_(retry) {
-    rt_.transport().SetReceiveHandler([this](NodeId from, std::string_view m) { OnMessage(from, m); });
+    rt_.transport().SetReceiveHandler(
+        [this](NodeId from, std::string_view m) { OnMessage(from, m); });
   }
   ~Pinger() {
     if (timer_ != kNoTimer) rt_.Cancel(timer_);
@@ -432,6 +435,63 @@ TEST_CASE("SimNetwork many cancelled timers leave no events behind", "[net]") {
   a.Schedule(absl::Seconds(1), [&] { ++fired; });
   net.RunFor(absl::Seconds(2));
   CHECK(fired == 1);
+}
+
+// Cancels remove a record from the middle of the event heap; what is left
+// must still come out in (time, scheduling order), whatever was removed.
+TEST_CASE("SimNetwork timers fire in (time, order) under random cancels", "[net]") {
+  SimNetwork net(14);
+  Runtime& a = net.AddNode(1);
+  std::mt19937_64 rng(99);
+  struct Armed {
+    int64_t due_ms;
+    int order;
+    TimerId id;
+    bool cancelled = false;
+  };
+  std::vector<Armed> armed;
+  std::vector<int> fired;
+  int order = 0;
+  // Schedules one timer whose callback may cancel others and schedule more,
+  // so removals happen both from outside and from inside the event loop.
+  std::function<void(int64_t)> arm = [&](int64_t now_ms) {
+    const int64_t delay_ms = static_cast<int64_t>(rng() % 50);  // many ties
+    const int me = order++;
+    armed.push_back(Armed{now_ms + delay_ms, me, kNoTimer});
+    armed.back().id = a.Schedule(absl::Milliseconds(delay_ms), [&, me, delay_ms, now_ms] {
+      fired.push_back(me);
+      const int64_t t = now_ms + delay_ms;
+      if (order < 3000) {
+        arm(t);
+        if (rng() % 2 == 0) arm(t);
+      }
+      const size_t victim = rng() % armed.size();
+      if (!armed[victim].cancelled) {
+        a.Cancel(armed[victim].id);
+        // Cancelling one that already ran is a no-op; one pending never runs.
+        if (std::find(fired.begin(), fired.end(), armed[victim].order) == fired.end()) {
+          armed[victim].cancelled = true;
+        }
+      }
+    });
+  };
+  for (int i = 0; i < 200; ++i) arm(0);
+  for (int i = 0; i < 200; i += 3) {
+    a.Cancel(armed[i].id);
+    armed[i].cancelled = true;
+  }
+  net.RunFor(absl::Hours(1));
+  std::vector<Armed> expected;
+  for (const Armed& t : armed) {
+    if (!t.cancelled) expected.push_back(t);
+  }
+  std::stable_sort(expected.begin(), expected.end(),
+                   [](const Armed& x, const Armed& y) { return x.due_ms < y.due_ms; });
+  std::vector<int> want;
+  for (const Armed& t : expected) want.push_back(t.order);
+  CHECK(fired.size() > 1000);
+  CHECK(fired == want);
+  CHECK(net.pending_events() == 0);
 }
 
 TEST_CASE("SimNetwork external events and RunUntil limits", "[net]") {

@@ -120,8 +120,8 @@ struct LinkStats {
   uint64_t duplicated = 0;         // extra copies made
   uint64_t bytes_sent = 0;
   uint64_t bytes_delivered = 0;
-  uint64_t in_flight = 0;          // messages (copies included) now in flight
-  uint64_t in_flight_max = 0;      // largest in_flight seen
+  uint64_t in_flight = 0;      // messages (copies included) now in flight
+  uint64_t in_flight_max = 0;  // largest in_flight seen
 };
 
 struct LinkEntry {
@@ -195,7 +195,7 @@ class SimNetwork {
 
   // --- Driving.
   // True virtual time (no skew).
-  absl::Time Now() const { return TimeAt(now_ns_); }
+  absl::Time Now() const { return now_time_; }
   // Runs the earliest event; false if there is none.
   bool Step();
   // Runs every event due within `duration`, then sets the time to now + duration.
@@ -208,7 +208,7 @@ class SimNetwork {
   // fault schedules, tests). Never dropped by crashes.
   void Schedule(absl::Duration delay, absl::AnyInvocable<void()> callback);
   // Events queued and not cancelled.
-  size_t pending_events() const { return live_events_; }
+  size_t pending_events() const { return heap_.size(); }
 
   // --- Statistics. REQUIRES: the nodes were added.
   NodeStats node_stats(NodeId id) const;
@@ -236,11 +236,12 @@ class SimNetwork {
 
   // Payload of a queued event, pooled in `slots_` and reused.
   struct Slot {
-    uint32_t generation = 0;
+    uint32_t generation = 0;  // bumped when freed, so a stale TimerId names nothing
     EventKind kind = EventKind::kFree;
     uint32_t node = 0;  // timer: owner index; message: receiver index
     uint32_t from = 0;  // message: sender index
     uint32_t next_free = 0;
+    uint32_t heap_index = 0;  // where its record sits in heap_ while queued
     uint64_t message_id = 0;
     std::string payload;
     absl::AnyInvocable<void()> callback;
@@ -250,11 +251,11 @@ class SimNetwork {
     int64_t time_ns;
     uint64_t seq;
     uint32_t slot;
-    uint32_t generation;
   };
   struct LinkState {
     LinkStats stats;
     int64_t last_arrival_ns = 0;  // for links_fifo
+    bool used = false;            // carried or refused a message: links() lists it
   };
   struct TraceRecord {
     int64_t time_ns;
@@ -270,23 +271,51 @@ class SimNetwork {
   static uint64_t LinkKey(uint32_t from, uint32_t to) {
     return (static_cast<uint64_t>(from) << 32) | to;
   }
-  LinkState& link(uint32_t from, uint32_t to) { return links_[LinkKey(from, to)]; }
-  bool CanTalkIndex(uint32_t from, uint32_t to) const;
+  LinkState& link(uint32_t from, uint32_t to) {
+    std::vector<LinkState>& row = links_[from];
+    if (row.size() <= to) row.resize(nodes_.size());
+    LinkState& state = row[to];
+    state.used = true;
+    return state;
+  }
+  // Every message asks this twice; with no partition in force (the common
+  // case) it answers without looking anything up.
+  bool CanTalkIndex(uint32_t from, uint32_t to) const {
+    return !partitioned_ || CanTalkPartitioned(from, to);
+  }
+  bool CanTalkPartitioned(uint32_t from, uint32_t to) const;
 
   uint32_t AllocSlot();
   void FreeSlot(uint32_t slot);
-  uint64_t Push(int64_t time_ns, uint32_t slot);
-  void MaybeCompactHeap();
-  // Discards stale records at the top; false if no live event remains.
-  bool NextLive(int64_t* time_ns);
+  // The event queue: a 4-ary min-heap on (time_ns, seq) whose records know
+  // their slot and whose slots know their record's position, so a cancelled
+  // event leaves the heap at once.
+  void Push(int64_t time_ns, uint32_t slot);
+  void RemoveFromHeap(uint32_t slot);
+  void HeapPlace(size_t index, const HeapEntry& entry) {
+    heap_[index] = entry;
+    slots_[entry.slot].heap_index = static_cast<uint32_t>(index);
+  }
+  void SiftUp(size_t index, HeapEntry entry);
+  void SiftDown(size_t index, HeapEntry entry);
+  // The earliest event's time; false if no event is queued.
+  bool NextTime(int64_t* time_ns) const {
+    if (heap_.empty()) return false;
+    *time_ns = heap_.front().time_ns;
+    return true;
+  }
 
   absl::Status SendFrom(uint32_t from, NodeId to, std::string message);
   int64_t DrawLatencyNs(NodeRuntime& sender);
   TimerId ScheduleTimer(uint32_t node, absl::Duration delay, absl::AnyInvocable<void()> cb);
   void CancelTimer(uint32_t node, TimerId timer);
-  void RunEvent(const HeapEntry& entry);
+  void RunEvent(uint32_t slot);
   void Deliver(uint32_t slot);
-  void Record(TraceKind kind, uint64_t message_id, uint32_t from, uint32_t to, size_t bytes);
+  // Recording is off unless trace_events_max is set; the check stays inline.
+  void Record(TraceKind kind, uint64_t message_id, uint32_t from, uint32_t to, size_t bytes) {
+    if (trace_.size() < options_.trace_events_max) RecordTrace(kind, message_id, from, to, bytes);
+  }
+  void RecordTrace(TraceKind kind, uint64_t message_id, uint32_t from, uint32_t to, size_t bytes);
   void Mix(uint64_t a, uint64_t b, uint64_t c, uint64_t d);
 
   const uint64_t seed_;
@@ -300,6 +329,13 @@ class SimNetwork {
   static LatencyNs LatencyBoundsOf(const NetworkOptions& options);
   LatencyNs latency_ns_;
   int64_t now_ns_ = 0;  // virtual time since Epoch()
+  // TimeAt(now_ns_), kept beside it: nodes read the clock several times per
+  // message, and building an absl::Time divides.
+  absl::Time now_time_ = Epoch();
+  void SetNow(int64_t ns) {
+    now_ns_ = ns;
+    now_time_ = TimeAt(ns);
+  }
   uint64_t next_seq_ = 1;
   uint64_t next_message_id_ = 1;
   uint64_t digest_;
@@ -308,16 +344,17 @@ class SimNetwork {
   std::vector<std::unique_ptr<NodeRuntime>> nodes_;  // in AddNode order
   absl::flat_hash_map<NodeId, uint32_t> index_;      // lookups only
 
-  std::vector<HeapEntry> heap_;  // min-heap on (time_ns, seq)
+  std::vector<HeapEntry> heap_;  // 4-ary min-heap on (time_ns, seq); every record is live
   std::vector<Slot> slots_;
   uint32_t free_head_ = 0;  // 1-based index into slots_; 0: none free
-  size_t live_events_ = 0;
 
   // Partitions: lookups only, never iterated to decide behaviour.
-  std::vector<uint32_t> group_;     // per node index; equal groups may talk
-  std::vector<bool> isolated_;      // per node index
+  bool partitioned_ = false;               // some Partition/BlockLink/Isolate since HealAll
+  std::vector<uint32_t> group_;            // per node index; equal groups may talk
+  std::vector<bool> isolated_;             // per node index
   absl::flat_hash_set<uint64_t> blocked_;  // LinkKey of one-way blocks
-  absl::flat_hash_map<uint64_t, LinkState> links_;  // sorted before being listed
+  // links_[from][to] by node index, grown on first use; sorted before listed.
+  std::vector<std::vector<LinkState>> links_;
 
   std::vector<TraceRecord> trace_;
 };
