@@ -587,6 +587,13 @@ class LmdbEngine::Impl {
                                  });
     }
     if (flush->rc == 0) return absl::OkStatus();
+    if (flush->rc == MDB_MAP_RESIZED) {
+      // Another process grew the map; adopt its size, as WriteTxn does, and
+      // let the next flush write what this one did not.
+      DYNAMO_RETURN_IF_ERROR(Check(e, SetMapSize(e, 0), "adopt map size"));
+      RefreshMapSize(e);
+      return absl::OkStatus();
+    }
     e.map_full_ = false;
     absl::Status failed = Check(e, flush->rc, absl::StrCat("background flush: ", flush->failed_at));
     if (!e.map_full_) return failed;

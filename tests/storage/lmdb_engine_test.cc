@@ -815,6 +815,55 @@ TEST_CASE("LmdbEngine background flush: a failure is reported and nothing unwrit
   CHECK(present == kKeys - left_buffered);
 }
 
+TEST_CASE("LmdbEngine background flush: a map another process grew is adopted", "[storage][lmdb]") {
+  TempDir dir;
+  LmdbOptions options = OptionsAt(dir, LmdbOptions::Durability::kBuffered);  // 1 MiB map
+  HeldFlushWriter writer;
+  options.flush_writer = &writer;
+  auto engine = LmdbEngine::Open(options);
+  REQUIRE(engine.ok());
+  LmdbEngine& e = **engine;
+  REQUIRE(e.Put("a", {MakeVersion(1, 1)}, WriteOptions()).ok());
+  REQUIRE(e.StartFlush().ok());
+  // Another process grows the map and fills it past this process's map
+  // while a flush is in flight: the writer's next transaction finds the map
+  // resized (LMDB reports it once the data outgrows the caller's map).
+  constexpr size_t kGrownBytes = size_t{8} << 20;
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    MDB_env* env = nullptr;
+    MDB_txn* txn = nullptr;
+    MDB_dbi dbi;
+    bool ok = mdb_env_create(&env) == 0 && mdb_env_set_maxdbs(env, 8) == 0 &&
+              mdb_env_set_mapsize(env, kGrownBytes) == 0 &&
+              mdb_env_open(env, options.path.c_str(), 0, 0644) == 0 &&
+              mdb_txn_begin(env, nullptr, 0, &txn) == 0 &&
+              mdb_dbi_open(txn, "other", MDB_CREATE, &dbi) == 0;
+    std::string value(64 * 1024, 'z');
+    for (int i = 0; ok && i < 32; ++i) {  // 2 MiB: past the 1 MiB map
+      std::string key = "z" + std::to_string(i);
+      MDB_val k{key.size(), key.data()}, v{value.size(), value.data()};
+      ok = mdb_put(txn, dbi, &k, &v, 0) == 0;
+    }
+    ok = ok && mdb_txn_commit(txn) == 0;
+    _exit(ok ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  writer.Release();  // runs into MDB_MAP_RESIZED
+  REQUIRE(e.StartFlush().ok());
+  CHECK(e.map_bytes() == kGrownBytes);
+  CHECK(e.buffered_objects() == 1);  // not written yet: the next flush does
+  REQUIRE(writer.holding());
+  writer.Release();
+  REQUIRE(e.Flush().ok());
+  CHECK(e.buffered_objects() == 0);
+  CHECK(e.Get("a")->size() == 1);
+}
+
 TEST_CASE("LmdbEngine background flush: closing waits for the flush in flight", "[storage][lmdb]") {
   TempDir dir;
   LmdbOptions options = OptionsAt(dir, LmdbOptions::Durability::kBuffered);
