@@ -174,8 +174,7 @@ class LmdbEngine::Impl {
       int rc = mdb_txn_begin(e.env_, nullptr, 0, &txn);
       if (rc == MDB_MAP_RESIZED) {
         // Another process grew the map; adopt its size and try again.
-        DYNAMO_RETURN_IF_ERROR(Check(e, SetMapSize(e, 0), "adopt map size"));
-        RefreshMapSize(e);
+        DYNAMO_RETURN_IF_ERROR(AdoptMapSize(e));
         continue;
       }
       DYNAMO_RETURN_IF_ERROR(Check(e, rc, "begin write transaction"));
@@ -203,8 +202,7 @@ class LmdbEngine::Impl {
         if (e.read_txn_ != nullptr) mdb_txn_abort(e.read_txn_);
         e.read_txn_ = nullptr;
         if (rc == MDB_MAP_RESIZED && attempt == 0) {
-          DYNAMO_RETURN_IF_ERROR(Check(e, SetMapSize(e, 0), "adopt map size"));
-          RefreshMapSize(e);
+          DYNAMO_RETURN_IF_ERROR(AdoptMapSize(e));
           continue;
         }
         return Check(e, rc, "begin read transaction");
@@ -214,6 +212,14 @@ class LmdbEngine::Impl {
       return status;
     }
     return absl::InternalError("lmdb read transaction could not start");
+  }
+
+  // Takes the map size another process gave the environment (it grew the
+  // map, so a transaction here reported MDB_MAP_RESIZED).
+  static absl::Status AdoptMapSize(LmdbEngine& e) {
+    DYNAMO_RETURN_IF_ERROR(Check(e, SetMapSize(e, 0), "adopt map size"));
+    RefreshMapSize(e);
+    return absl::OkStatus();
   }
 
   static void RefreshMapSize(LmdbEngine& e) {
@@ -572,8 +578,7 @@ class LmdbEngine::Impl {
   static absl::Status Collect(LmdbEngine& e) {
     if (e.background_flush_ == nullptr) return absl::OkStatus();
     WaitForBackgroundFlush(e);
-    std::shared_ptr<BackgroundFlush> flush = std::move(e.background_flush_);
-    e.background_flush_ = nullptr;
+    std::shared_ptr<BackgroundFlush> flush = std::move(e.background_flush_);  // leaves it null
     if (flush->committed > 0) {
       std::optional<std::string_view> through;
       if (flush->committed < flush->records.size()) {
@@ -590,9 +595,7 @@ class LmdbEngine::Impl {
     if (flush->rc == MDB_MAP_RESIZED) {
       // Another process grew the map; adopt its size, as WriteTxn does, and
       // let the next flush write what this one did not.
-      DYNAMO_RETURN_IF_ERROR(Check(e, SetMapSize(e, 0), "adopt map size"));
-      RefreshMapSize(e);
-      return absl::OkStatus();
+      return AdoptMapSize(e);
     }
     e.map_full_ = false;
     absl::Status failed = Check(e, flush->rc, absl::StrCat("background flush: ", flush->failed_at));

@@ -171,6 +171,25 @@ LmdbOptions FlushFailsOptions(const TempDir& dir) {
   return options;
 }
 
+// Reopens the environment of `options` (with room to spare and no flush
+// writer) and counts the PutLargeValues keys on disk, each with its value.
+size_t LargeValuesOnDisk(LmdbOptions options) {
+  options.flush_writer = nullptr;
+  options.map_bytes_max = size_t{1} << 30;
+  auto engine = LmdbEngine::Open(options);
+  REQUIRE(engine.ok());
+  size_t present = 0;
+  for (int i = 0; i < kFlushFailsKeys; ++i) {
+    auto got = (*engine)->Get("large" + std::to_string(i));
+    REQUIRE(got.ok());
+    if (got->empty()) continue;
+    ++present;
+    REQUIRE(got->size() == 1);
+    CHECK((*got)[0].value == LargeValue(i));
+  }
+  return present;
+}
+
 // A small key that such a flush writes before every large value (in its
 // first batch, which fits) or, with `first` false, after all of them (once
 // the map is full).
@@ -385,19 +404,7 @@ TEST_CASE("LmdbEngine write buffer: a failed flush keeps unwritten keys buffered
   }
   // The committed transactions are on disk; what stayed buffered was never
   // reported durable and is gone with the process.
-  options.map_bytes_max = size_t{1} << 30;
-  auto engine = LmdbEngine::Open(options);
-  REQUIRE(engine.ok());
-  size_t present = 0;
-  for (int i = 0; i < kKeys; ++i) {
-    auto got = (*engine)->Get("large" + std::to_string(i));
-    REQUIRE(got.ok());
-    if (got->empty()) continue;
-    ++present;
-    REQUIRE(got->size() == 1);
-    CHECK((*got)[0].value == LargeValue(i));
-  }
-  CHECK(present == kKeys - left_buffered);
+  CHECK(LargeValuesOnDisk(options) == kKeys - left_buffered);
 }
 
 TEST_CASE("LmdbEngine write buffer: a durable write whose batch committed succeeds",
@@ -800,19 +807,7 @@ TEST_CASE("LmdbEngine background flush: a failure is reported and nothing unwrit
     CHECK(e.Flush().code() == absl::StatusCode::kResourceExhausted);
     CHECK(e.buffered_objects() == left_buffered);
   }
-  options.flush_writer = nullptr;
-  options.map_bytes_max = size_t{1} << 30;
-  auto engine = LmdbEngine::Open(options);
-  REQUIRE(engine.ok());
-  size_t present = 0;
-  for (int i = 0; i < kKeys; ++i) {
-    auto got = (*engine)->Get("large" + std::to_string(i));
-    REQUIRE(got.ok());
-    if (got->empty()) continue;
-    ++present;
-    CHECK((*got)[0].value == LargeValue(i));
-  }
-  CHECK(present == kKeys - left_buffered);
+  CHECK(LargeValuesOnDisk(options) == kKeys - left_buffered);
 }
 
 TEST_CASE("LmdbEngine background flush: a map another process grew is adopted", "[storage][lmdb]") {
