@@ -849,8 +849,8 @@ absl::StatusOr<ScanResult> LmdbEngine::Scan(const TokenRange& range, std::string
         bool buffer_valid = entry != nullptr && segment.InSegment(entry->first);
         if (!disk_valid && !buffer_valid) break;
         std::string_view disk_key = disk_valid ? View(k) : std::string_view();
-        bool use_buffer = buffer_valid && (!disk_valid || entry->first <= disk_key);
-        bool advance_disk = disk_valid && (!use_buffer || entry->first == disk_key);
+        bool use_buffer = buffer_valid && (!disk_valid || entry->first.view() <= disk_key);
+        bool advance_disk = disk_valid && (!use_buffer || entry->first.view() == disk_key);
         if (use_buffer) {
           const SiblingSet& siblings = entry->second.siblings;
           if (!siblings.empty()) {  // else a pending delete

@@ -19,14 +19,15 @@ uint64_t PrefixOf(std::string_view key) {
 
 bool Less(const WriteBuffer::Ordered& a, const WriteBuffer::Ordered& b) {
   if (a.prefix != b.prefix) return a.prefix < b.prefix;
-  return a.entry->first < b.entry->first;
+  return a.entry->first.view() < b.entry->first.view();
 }
 
 }  // namespace
 
 WriteBuffer::Entry& WriteBuffer::Insert(std::string_view data_key, SiblingSet siblings) {
   auto [it, inserted] =
-      entries_.emplace(std::string(data_key), Slot{std::move(siblings), /*dirty=*/true, ++stamps_});
+      entries_.emplace(std::piecewise_construct, std::forward_as_tuple(data_key),
+                       std::forward_as_tuple(Slot{std::move(siblings), /*dirty=*/true, ++stamps_}));
   (void)inserted;  // the caller looked the key up first
   order_.push_back(Ordered{PrefixOf(it->first), &*it});
   return *it;
@@ -47,7 +48,7 @@ void WriteBuffer::Restore(Entry& entry, Slot slot) {
 }
 
 void WriteBuffer::Erase(std::string_view data_key) {
-  auto it = entries_.find(absl::string_view(data_key.data(), data_key.size()));
+  auto it = entries_.find(data_key);
   if (it == entries_.end()) return;
   if (it->second.dirty) Unorder(*it);
   entries_.erase(it);
@@ -84,7 +85,7 @@ size_t WriteBuffer::LowerBound(std::string_view data_key, bool exclusive) const 
   const uint64_t prefix = PrefixOf(data_key);
   auto before = [&](const Ordered& o) {
     if (o.prefix != prefix) return o.prefix < prefix;
-    return exclusive ? o.entry->first <= data_key : o.entry->first < data_key;
+    return exclusive ? o.entry->first.view() <= data_key : o.entry->first.view() < data_key;
   };
   return static_cast<size_t>(std::partition_point(order_.begin(), order_.end(), before) -
                              order_.begin());
@@ -94,7 +95,7 @@ void WriteBuffer::MarkWrittenFirstInOrder(size_t n) {
   for (size_t i = 0; i < n; ++i) {
     Entry& entry = *order_[i].entry;
     if (entry.second.siblings.empty()) {
-      entries_.erase(entry.first);
+      entries_.erase(entry.first.view());
     } else {
       entry.second.dirty = false;
     }
@@ -110,7 +111,7 @@ void WriteBuffer::MarkWrittenUpTo(uint64_t stamp_max, std::optional<std::string_
     Entry& entry = *order_[i].entry;
     const bool written =
         entry.second.stamp <= stamp_max &&
-        (!through_key.has_value() || std::string_view(entry.first) <= *through_key);
+        (!through_key.has_value() || entry.first.view() <= *through_key);
     if (!written) {
       if (i < sorted_) ++kept_sorted;
       order_[kept++] = order_[i];
@@ -118,7 +119,7 @@ void WriteBuffer::MarkWrittenUpTo(uint64_t stamp_max, std::optional<std::string_
     }
     on_written(entry);
     if (entry.second.siblings.empty()) {
-      entries_.erase(entry.first);
+      entries_.erase(entry.first.view());
     } else {
       entry.second.dirty = false;
     }

@@ -22,11 +22,29 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/container/node_hash_map.h"
 #include "absl/functional/function_ref.h"
+#include "absl/hash/hash.h"
 #include "dynamo/version.h"
 
 namespace dynamo::internal {
+
+// A data key held inside its entry when short, as nearly all are (the
+// 16-byte token, the bucket and the user key): a lookup is a cache miss on
+// the entry, and a std::string key (15 bytes inline) cost a second miss on
+// its separate allocation before the compare (~5-10% of a replica's CPU in
+// the 3-node pipelined benchmark, docs/status.md).
+class BufferKey {
+ public:
+  explicit BufferKey(std::string_view key) : bytes_(key.begin(), key.end()) {}
+  std::string_view view() const { return std::string_view(bytes_.data(), bytes_.size()); }
+  operator std::string_view() const { return view(); }  // NOLINT: a key is read as bytes
+  size_t size() const { return bytes_.size(); }
+
+ private:
+  absl::InlinedVector<char, 48> bytes_;
+};
 
 class WriteBuffer {
  public:
@@ -41,7 +59,7 @@ class WriteBuffer {
     uint64_t stamp = 0;
   };
   // A data key (internal::DataKey) and its slot.
-  using Entry = std::pair<const std::string, Slot>;
+  using Entry = std::pair<const BufferKey, Slot>;
 
   // A dirty entry with the first 8 bytes of its key as a big-endian number,
   // so that sorting and searching compare integers and reach the entry only
@@ -59,7 +77,7 @@ class WriteBuffer {
   // dropped: entries are nodes, which other keys coming and going do not
   // move.
   Entry* Find(std::string_view data_key) {
-    auto it = entries_.find(absl::string_view(data_key.data(), data_key.size()));
+    auto it = entries_.find(data_key);
     return it == entries_.end() ? nullptr : &*it;
   }
 
@@ -111,7 +129,16 @@ class WriteBuffer {
   // Removes a dirty entry from order_.
   void Unorder(const Entry& entry);
 
-  absl::node_hash_map<std::string, Slot> entries_;
+  // Looked up by string_view: no key is built to find one.
+  struct KeyHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view key) const { return absl::Hash<std::string_view>()(key); }
+  };
+  struct KeyEq {
+    using is_transparent = void;
+    bool operator()(std::string_view a, std::string_view b) const { return a == b; }
+  };
+  absl::node_hash_map<BufferKey, Slot, KeyHash, KeyEq> entries_;
   // Every dirty entry; [0, sorted_) in key order, the rest as they came.
   std::vector<Ordered> order_;
   size_t sorted_ = 0;

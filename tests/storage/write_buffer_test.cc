@@ -18,7 +18,7 @@ std::vector<std::string> DirtyInOrder(WriteBuffer& buffer) {
   std::vector<std::string> keys;
   for (const WriteBuffer::Ordered& o : buffer.InOrder()) {
     CHECK(o.entry->second.dirty);
-    keys.push_back(o.entry->first);
+    keys.push_back(std::string(o.entry->first.view()));
   }
   return keys;
 }
@@ -150,7 +150,7 @@ TEST_CASE(
   buffer.MarkDirty(*buffer.Find("b"));
   buffer.Insert("f", {v});
   std::vector<std::string> seen;
-  auto see = [&](const WriteBuffer::Entry& entry) { seen.push_back(entry.first); };
+  auto see = [&](const WriteBuffer::Entry& entry) { seen.push_back(std::string(entry.first.view())); };
   // Its transactions committed up to "d".
   buffer.MarkWrittenUpTo(taken, std::string_view("d"), see);
   CHECK(seen == std::vector<std::string>{"a", "c", "d"});
