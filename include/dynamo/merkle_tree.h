@@ -71,10 +71,14 @@ class MerkleTree {
   // 0 means "absent" in Update.
   static uint64_t KeyHash(std::string_view key, std::string_view version_bytes);
   // The contribution of a key holding `siblings` (not empty): a hash chained
-  // over each version's dot, tombstone flag and value, in the set's canonical
-  // order. A dot names one write, whose context never changes, so the context
-  // is left out; nothing is encoded, because every replicated write computes
-  // this twice (before and after).
+  // over each version's dot and tombstone flag, in the set's canonical order.
+  // A dot names one write, whose value and context never change, and
+  // reconciliation treats versions with equal dots as one (Version::Descends):
+  // replicas holding different bytes under one dot could never be repaired
+  // by an exchange, only exchange forever, so neither value nor context takes
+  // part. Nothing is read but the dots, because every replicated write
+  // computes this twice (before and after) and the old set's value is a cache
+  // miss away.
   static uint64_t KeyHash(std::string_view key, const SiblingSet& siblings);
 
   // Replaces a key's contribution: old_key_hash is what the tree holds for it

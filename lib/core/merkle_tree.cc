@@ -82,7 +82,6 @@ uint64_t MerkleTree::KeyHash(std::string_view key, const SiblingSet& siblings) {
     }
     fields[24] = v.tombstone ? 1 : 0;
     h = XXH3_64bits_withSeed(fields, sizeof fields, h);
-    h = XXH3_64bits_withSeed(v.value.data(), v.value.size(), h);
   }
   return h == 0 ? 1 : h;
 }
