@@ -36,6 +36,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -85,6 +86,12 @@ class MerkleTree {
   // (0 if it was absent), new_key_hash what it should hold (0 to remove it).
   // O(depth). kInvalidArgument if `token` is outside the range.
   absl::Status Update(Token token, uint64_t old_key_hash, uint64_t new_key_hash);
+  // A hint that Update(token, ...) follows soon: starts loading the nodes it
+  // will change, so that their cache misses (one per level, in a tree among
+  // hundreds) overlap with what the caller does in between, such as the
+  // storage write whose hashes it will pass. Changes nothing; a token
+  // outside the range is ignored.
+  void Prefetch(Token token) const;
 
   // Forgets every key.
   void Clear();
@@ -127,7 +134,9 @@ class MerkleTree {
   int shift_ = 0;
   uint64_t scaled_size_ = 0;  // ((size - 1) >> shift_) + 1, <= 2^64 - 1
   int fanout_shift_ = -1;     // log2(fanout) when it is a power of two
-  std::vector<uint64_t> offsets_;  // depth + 2 entries: start of each level
+  // depth + 2 entries: start of each level. Inline for the usual depths,
+  // so that an update does not miss on a separate allocation first.
+  absl::InlinedVector<uint64_t, 6> offsets_;
   std::vector<uint64_t> nodes_;    // all levels, root first
   size_t key_count_ = 0;
 };

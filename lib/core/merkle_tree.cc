@@ -122,6 +122,15 @@ absl::Status MerkleTree::Update(Token token, uint64_t old_key_hash, uint64_t new
   return absl::OkStatus();
 }
 
+void MerkleTree::Prefetch(Token token) const {
+  if (!range_.Contains(token)) return;
+  uint64_t index = LeafOf(token);
+  for (int level = options_.depth; level >= 0; --level) {
+    __builtin_prefetch(&nodes_[offsets_[level] + index], /*rw=*/1);
+    index = fanout_shift_ >= 0 ? index >> fanout_shift_ : index / options_.fanout;
+  }
+}
+
 void MerkleTree::Clear() {
   std::fill(nodes_.begin(), nodes_.end(), 0);
   key_count_ = 0;

@@ -236,6 +236,8 @@ AntiEntropy::TrackedKey AntiEntropy::Track(std::string_view key) {
   if (n == 0) return tracked;
   tracked.token = KeyToken(key);
   tracked.state = FindTree(n, tracked.token);
+  // The change this tracks is made before OnKeyChanged updates the tree.
+  if (tracked.state != nullptr) tracked.state->tree.Prefetch(tracked.token);
   return tracked;
 }
 

@@ -31,6 +31,7 @@ MerkleTree Build(const std::map<std::string, KeyState>& keys, TokenRange range =
   auto tree = MerkleTree::Create(range, options);
   REQUIRE(tree.ok());
   for (const auto& [key, state] : keys) {
+    tree->Prefetch(state.token);  // ignored outside the range
     if (range.Contains(state.token)) REQUIRE(tree->Update(state.token, 0, state.hash).ok());
   }
   return *std::move(tree);
@@ -117,6 +118,7 @@ TEST_CASE("MerkleTree root does not depend on insertion order") {
   // Interleave writes of an older version that is then replaced.
   for (const auto& [key, s] : order) {
     uint64_t old = MerkleTree::KeyHash(key, "v0");
+    shuffled->Prefetch(s.token);  // a hint: changes nothing
     REQUIRE(shuffled->Update(s.token, 0, old).ok());
     REQUIRE(shuffled->Update(s.token, old, s.hash).ok());
   }
@@ -135,6 +137,8 @@ TEST_CASE("MerkleTree removal restores the previous root") {
   std::vector<uint64_t> level1 = tree.ChildHashes(0, 0);
   Token t = KeyToken("new key");
   uint64_t h = MerkleTree::KeyHash("new key", "v9");
+  tree.Prefetch(t);
+  CHECK(tree.Root() == before);
   REQUIRE(tree.Update(t, 0, h).ok());
   CHECK(tree.Root() != before);
   CHECK(tree.key_count() == 1001);
