@@ -186,8 +186,11 @@ void AntiEntropy::OnRingChanged(const Ring& ring) {
                                    .tree = *std::move(tree)});
   }
   RebuildTreeIndex();
+  trees_built_ = 0;
+  for (const auto& [key, state] : trees_) trees_built_ += state.built;
+  rebuild_cursor_ = TreeKey{0, 0};
   env_.metrics->merkle_trees = trees_.size();
-  env_.metrics->merkle_trees_built = trees_built();
+  env_.metrics->merkle_trees_built = trees_built_;
   ScheduleRebuild();
 }
 
@@ -200,12 +203,6 @@ void AntiEntropy::RebuildTreeIndex() {
     tree_index_.back().ends.push_back(key.second);
     tree_index_.back().states.push_back(&state);
   }
-}
-
-size_t AntiEntropy::trees_built() const {
-  size_t built = 0;
-  for (const auto& [key, state] : trees_) built += state.built;
-  return built;
 }
 
 const AntiEntropy::RangeState* AntiEntropy::FindTree(uint32_t n, Token token) const {
@@ -280,10 +277,7 @@ void AntiEntropy::Send(NodeId to, const Message& message) {
 // ---------------------------------------------------------------- tree rebuild
 
 void AntiEntropy::ScheduleRebuild() {
-  if (rebuild_timer_ != kNoTimer) return;
-  bool any = false;
-  for (const auto& [key, state] : trees_) any |= !state.built;
-  if (!any) return;
+  if (rebuild_timer_ != kNoTimer || trees_built_ == trees_.size()) return;
   rebuild_timer_ = env_.runtime->Schedule(env_.options->merkle_rebuild_batch_interval, [this] {
     rebuild_timer_ = kNoTimer;
     RebuildBatch();
@@ -292,9 +286,10 @@ void AntiEntropy::ScheduleRebuild() {
 }
 
 void AntiEntropy::RebuildBatch() {
-  auto it = std::find_if(trees_.begin(), trees_.end(),
+  auto it = std::find_if(trees_.lower_bound(rebuild_cursor_), trees_.end(),
                          [](const auto& entry) { return !entry.second.built; });
   if (it == trees_.end() || !Admit()) return;
+  rebuild_cursor_ = it->first;
   RangeState& state = it->second;
   ScanLimits limits;
   limits.entries_max = std::max<size_t>(1, env_.options->merkle_rebuild_batch_keys);
@@ -316,7 +311,7 @@ void AntiEntropy::RebuildBatch() {
   state.cursor = page->resume_cursor;
   if (state.cursor.empty()) {
     state.built = true;
-    env_.metrics->merkle_trees_built = trees_built();
+    env_.metrics->merkle_trees_built = ++trees_built_;
   }
 }
 

@@ -123,7 +123,7 @@ class AntiEntropy {
 
   // Introspection for tests and operators.
   size_t tree_count() const { return trees_.size(); }
-  size_t trees_built() const;
+  size_t trees_built() const { return trees_built_; }
   size_t exchanges_in_flight() const { return sessions_.size(); }
   // Root hash of the tree (n, range containing `token`), or 0 if none.
   uint64_t RootFor(uint32_t n, Token token) const;
@@ -207,6 +207,12 @@ class AntiEntropy {
   std::map<uint64_t, Reap> reaps_;        // by request id
   std::set<std::string> reaping_keys_;
   TreeKey exchange_cursor_{0, 0};
+  // Every tree before this key is built, and trees_built_ of them all are:
+  // the rebuild takes trees in key order, so neither needs a walk over the
+  // ~1000 trees per batch (OnRingChanged, which adds unbuilt trees
+  // anywhere, resets both).
+  TreeKey rebuild_cursor_{0, 0};
+  size_t trees_built_ = 0;
   TreeKey sweep_range_{0, 0};
   absl::Time next_sweep_ = absl::InfinitePast();
   TimerId tick_timer_ = kNoTimer;
