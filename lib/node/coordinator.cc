@@ -308,6 +308,15 @@ void Coordinator::StartGet(const BucketOptions& bucket, std::string skey,
       op->errors++;
     }
   }
+  if (op->targets.empty() && op->replies.size() >= op->r) {
+    // Nothing to wait for (N = 1, or R = 1 with every other replica
+    // unreachable): the local reply is the answer and a lone reply has
+    // nothing to repair, so the get ends here without a timer or request
+    // state, as such a put does.
+    env_.metrics->gets_ok++;
+    op->callback(MakeGetResult(std::move(op->reconciled), op->policy, op->fastest, 1));
+    return;
+  }
   uint64_t id = op->id;
   std::string request = EncodeMessage(ReplicaGet{id, op->skey});
   for (NodeId t : op->targets) Send(t, request);

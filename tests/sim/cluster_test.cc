@@ -102,6 +102,40 @@ TEST_CASE("A last-write-wins bucket resolves to one value") {
   CHECK(got->values == std::vector<std::string>{"second"});
 }
 
+TEST_CASE("An N=1 bucket: a get on the owner is answered from its own copy at once") {
+  uint64_t seed = TestSeed(307);
+  DYNAMO_SEED_INFO(seed);
+  BucketOptions one;
+  one.name = "one";
+  one.n = one.r = one.w = 1;
+  auto sim = MakeSim(seed, 3, {BucketOptions(), one});
+  const NodeId owner =
+      sim->initial_ring().PreferenceList(Coordinator::StorageKey("one", "x"), 1).front();
+  auto missing = sim->Get(owner, "one", "x");
+  REQUIRE(missing.ok());
+  CHECK_FALSE(missing->found());
+  REQUIRE(sim->Put(owner, "one", "x", {}, "first").ok());
+  auto first = sim->Get(owner, "one", "x");
+  REQUIRE(first.ok());
+  REQUIRE(sim->Put(owner, "one", "x", first->context, "second").ok());
+  const uint64_t sent = sim->network().node_stats(owner).messages_sent;
+  const absl::Time before = sim->network().Now();
+  auto got = sim->Get(owner, "one", "x");
+  REQUIRE(got.ok());
+  CHECK(got->values == std::vector<std::string>{"second"});
+  CHECK(got->versions.size() == 1);
+  CHECK(got->replicas_answered == 1);
+  CHECK(got->context.coordinator == owner);
+  // Nothing to ask or repair: no message, no simulated time.
+  CHECK(sim->network().node_stats(owner).messages_sent == sent);
+  CHECK(sim->network().Now() == before);
+  // A node that does not hold the key still forwards to the one that does.
+  const NodeId other = owner == 1 ? 2 : 1;
+  auto forwarded = sim->Get(other, "one", "x");
+  REQUIRE(forwarded.ok());
+  CHECK(forwarded->values == std::vector<std::string>{"second"});
+}
+
 TEST_CASE("A blind write supersedes what its coordinator holds, and only that") {
   uint64_t seed = TestSeed(304);
   DYNAMO_SEED_INFO(seed);
