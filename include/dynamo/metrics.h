@@ -20,6 +20,9 @@ struct NodeMetrics {
 
   // Replica side.
   uint64_t replica_puts = 0, replica_gets = 0;
+  // Gets answered "same as yours": the coordinator named exactly the
+  // versions this replica holds, so none were sent back.
+  uint64_t replica_gets_same_as_known = 0;
   uint64_t read_repairs_sent = 0;
   uint64_t keys_over_sibling_warning = 0;  // puts that left >= siblings_warn_count siblings
   uint64_t puts_over_sibling_limit = 0;    // rejected: would exceed siblings_max

@@ -55,10 +55,14 @@ void Encoder::PutClock(const VectorClock& clock) {
   }
 }
 
+void Encoder::PutDot(const Dot& dot) {
+  PutFixed64(dot.actor);
+  PutVarint(dot.counter);
+  PutFixed64(static_cast<uint64_t>(dot.timestamp_us));
+}
+
 void Encoder::PutVersion(const Version& v) {
-  PutFixed64(v.dot.actor);
-  PutVarint(v.dot.counter);
-  PutFixed64(static_cast<uint64_t>(v.dot.timestamp_us));
+  PutDot(v.dot);
   PutClock(v.context);
   PutBool(v.tombstone);
   PutBytes(v.value);
@@ -207,13 +211,18 @@ absl::Status Decoder::GetClock(VectorClock* clock) {
   return absl::OkStatus();
 }
 
-absl::Status Decoder::GetVersion(Version* v) {
+absl::Status Decoder::GetDot(Dot* dot) {
   uint64_t timestamp;
-  DYNAMO_RETURN_IF_ERROR(GetFixed64(&v->dot.actor));
-  DYNAMO_RETURN_IF_ERROR(GetVarint(&v->dot.counter));
+  DYNAMO_RETURN_IF_ERROR(GetFixed64(&dot->actor));
+  DYNAMO_RETURN_IF_ERROR(GetVarint(&dot->counter));
   DYNAMO_RETURN_IF_ERROR(GetFixed64(&timestamp));
-  v->dot.timestamp_us = static_cast<int64_t>(timestamp);
-  if (v->dot.counter == 0) return absl::InvalidArgumentError("version dot has counter 0");
+  dot->timestamp_us = static_cast<int64_t>(timestamp);
+  if (dot->counter == 0) return absl::InvalidArgumentError("version dot has counter 0");
+  return absl::OkStatus();
+}
+
+absl::Status Decoder::GetVersion(Version* v) {
+  DYNAMO_RETURN_IF_ERROR(GetDot(&v->dot));
   DYNAMO_RETURN_IF_ERROR(GetClock(&v->context));
   DYNAMO_RETURN_IF_ERROR(GetBool(&v->tombstone));
   DYNAMO_RETURN_IF_ERROR(GetString(&v->value, limits_.value_bytes_max, "value"));

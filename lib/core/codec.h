@@ -54,6 +54,7 @@ class Encoder {
   void PutBool(bool b) { PutU8(b ? 1 : 0); }
   void PutToken(Token t);  // 16 bytes, big-endian
   void PutClock(const VectorClock& clock);
+  void PutDot(const Dot& dot);
   void PutVersion(const Version& version);
   void PutSiblings(const SiblingSet& siblings);
   std::string* out() { return out_; }
@@ -94,6 +95,7 @@ class Decoder {
   // left (each item takes at least `min_item_bytes`).
   absl::Status GetCount(uint64_t* n, size_t max, size_t min_item_bytes, const char* what);
   absl::Status GetClock(VectorClock* clock);
+  absl::Status GetDot(Dot* dot);  // kInvalidArgument for counter 0
   absl::Status GetVersion(Version* version);
   absl::Status GetSiblings(SiblingSet* siblings);
 

@@ -61,10 +61,15 @@ struct EncodeVisitor {
   void operator()(const ReplicaGet& m) {
     e.PutVarint(m.request_id);
     e.PutBytes(m.key);
+    e.PutBool(m.known.has_value());
+    if (!m.known.has_value()) return;
+    e.PutVarint(m.known->size());
+    for (const Dot& dot : *m.known) e.PutDot(dot);
   }
   void operator()(const ReplicaGetReply& m) {
     PutReplyHeader(e, m.request_id, m.code, m.error);
     e.PutSiblings(m.siblings);
+    e.PutBool(m.same_as_known);
   }
   void operator()(const ClientRequest& m) {
     e.PutVarint(m.request_id);
@@ -207,11 +212,25 @@ absl::Status DecodeBody(Decoder& d, ReplicaPutReply& m) {
 }
 absl::Status DecodeBody(Decoder& d, ReplicaGet& m) {
   DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.request_id));
-  return d.GetString(&m.key, d.limits().key_bytes_max, "key");
+  DYNAMO_RETURN_IF_ERROR(d.GetString(&m.key, d.limits().key_bytes_max, "key"));
+  bool has_known = false;
+  DYNAMO_RETURN_IF_ERROR(d.GetBool(&has_known));
+  if (!has_known) return absl::OkStatus();
+  uint64_t n = 0;
+  // A dot is at least 17 bytes: two fixed 64-bit fields and a varint.
+  DYNAMO_RETURN_IF_ERROR(d.GetCount(&n, d.limits().siblings_max, 17, "known dot"));
+  m.known.emplace(n);
+  for (Dot& dot : *m.known) DYNAMO_RETURN_IF_ERROR(d.GetDot(&dot));
+  return absl::OkStatus();
 }
 absl::Status DecodeBody(Decoder& d, ReplicaGetReply& m) {
   DYNAMO_RETURN_IF_ERROR(GetReplyHeader(d, &m.request_id, &m.code, &m.error));
-  return d.GetSiblings(&m.siblings);
+  DYNAMO_RETURN_IF_ERROR(d.GetSiblings(&m.siblings));
+  DYNAMO_RETURN_IF_ERROR(d.GetBool(&m.same_as_known));
+  if (m.same_as_known && (m.code != 0 || !m.siblings.empty())) {
+    return absl::InvalidArgumentError("a same-as-known get reply carries an error or siblings");
+  }
+  return absl::OkStatus();
 }
 absl::Status DecodeBody(Decoder& d, ClientRequest& m) {
   DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.request_id));
@@ -425,7 +444,15 @@ std::string EncodeReplicaGetReply(uint64_t request_id, const SiblingSet& sibling
   Encoder e = StartMessage(&out, WireType<ReplicaGetReply>());
   PutReplyHeader(e, request_id, 0, "");
   e.PutSiblings(siblings);
+  e.PutBool(false);  // same_as_known
   return out;
+}
+
+bool SameDots(const SiblingSet& siblings, absl::Span<const Dot> dots) {
+  return std::equal(siblings.begin(), siblings.end(), dots.begin(), dots.end(),
+                    [](const Version& v, const Dot& d) {
+                      return v.dot == d && v.dot.timestamp_us == d.timestamp_us;
+                    });
 }
 
 void PingUnreachable(const FailureDetector& detector, Transport& transport,

@@ -7,6 +7,7 @@
 #define DYNAMO_NODE_MESSAGES_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -15,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "core/codec.h"
 #include "dynamo/failure_detector.h"
 #include "dynamo/transport.h"
@@ -23,7 +25,8 @@
 
 namespace dynamo::internal {
 
-inline constexpr uint8_t kProtocolVersion = 2;  // 2: fixed-width actors and timestamps
+// 2: fixed-width actors and timestamps; 3: gets name the coordinator's dots
+inline constexpr uint8_t kProtocolVersion = 3;
 
 // Coordinator -> replica: merge these versions into the key. With a
 // hint_owner other than the receiver, keep them as a hint for that node
@@ -46,6 +49,11 @@ struct ReplicaPutReply {
 struct ReplicaGet {
   uint64_t request_id = 0;
   std::string key;
+  // The dots of the coordinator's own copy, in stored order, when it read
+  // one: a replica holding exactly these versions answers same_as_known
+  // instead of sending them back (a dot names one write, value and context
+  // included).
+  std::optional<std::vector<Dot>> known;
 };
 
 struct ReplicaGetReply {
@@ -53,7 +61,14 @@ struct ReplicaGetReply {
   int code = 0;
   std::string error;
   SiblingSet siblings;
+  // The replica holds exactly the versions the request named as known;
+  // siblings is then empty.
+  bool same_as_known = false;
 };
+
+// True if `siblings` are exactly the versions `dots` name, in that order
+// (timestamps included), as ReplicaGet::known asks.
+bool SameDots(const SiblingSet& siblings, absl::Span<const Dot> dots);
 
 enum class ClientOp : uint8_t { kGet = 1, kPut = 2, kDelete = 3 };
 

@@ -222,7 +222,16 @@ void Node::OnMessage(NodeId from, std::string_view bytes) {
           metrics_.replica_gets++;
           std::string encoded;
           absl::Status read = storage_->Visit(m.key, [&](const SiblingSet& siblings) {
-            encoded = internal::EncodeReplicaGetReply(m.request_id, siblings);
+            if (m.known.has_value() && internal::SameDots(siblings, *m.known)) {
+              // The coordinator has these versions: say so, not send them.
+              metrics_.replica_gets_same_as_known++;
+              ReplicaGetReply same;
+              same.request_id = m.request_id;
+              same.same_as_known = true;
+              encoded = EncodeMessage(same);
+            } else {
+              encoded = internal::EncodeReplicaGetReply(m.request_id, siblings);
+            }
           });
           if (!read.ok()) {
             metrics_.storage_errors++;

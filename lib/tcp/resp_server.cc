@@ -571,6 +571,7 @@ std::string RespServer::Info(std::string_view section) const {
         "\r\nrequests_rejected_overload:", m.requests_rejected_overload,
         "\r\nrequests_settled_early:", m.requests_settled_early,
         "\r\nreplica_puts:", m.replica_puts, "\r\nreplica_gets:", m.replica_gets,
+        "\r\nreplica_gets_same_as_known:", m.replica_gets_same_as_known,
         "\r\nread_repairs_sent:", m.read_repairs_sent,
         "\r\nmessages_malformed:", m.messages_malformed, "\r\nstorage_errors:", m.storage_errors,
         "\r\npeers_suspected_by_phi:", m.peers_suspected_by_phi,

@@ -16,8 +16,11 @@ TEST_CASE("Every message type round-trips through the codec") {
   std::vector<Message> messages = {
       ReplicaPut{1, "b\0k", {v}, 9, true},
       ReplicaPutReply{2, 14, "unavailable"},
-      ReplicaGet{3, "key"},
+      ReplicaGet{3, "key", std::nullopt},
+      ReplicaGet{3, "key", std::vector<Dot>{}},
+      ReplicaGet{3, "key", std::vector<Dot>{v.dot, Dot{.actor = 8, .counter = 300, .timestamp_us = -1}}},
       ReplicaGetReply{4, 0, "", {v}},
+      ReplicaGetReply{4, 0, "", {}, /*same_as_known=*/true},
       ClientRequest{5, ClientOp::kDelete, "bucket", "key", "ctx", "", 1},
       ClientReply{6, 0, "", {v}, 3, 2},
       Ping{7},
@@ -39,6 +42,48 @@ TEST_CASE("Every message type round-trips through the codec") {
     CHECK(decoded->index() == m.index());
     CHECK(EncodeMessage(*decoded) == bytes);
   }
+}
+
+TEST_CASE("A get names the coordinator's dots; a replica holding exactly those says so") {
+  Version a;
+  a.dot = Dot{.actor = 1, .counter = 2, .timestamp_us = 30};
+  a.value = "a";
+  Version b = a;
+  b.dot = Dot{.actor = 4, .counter = 5, .timestamp_us = 60};
+  const SiblingSet set = {a, b};
+  const std::vector<Dot> dots = {a.dot, b.dot};
+  CHECK(SameDots(set, dots));
+  CHECK_FALSE(SameDots(set, std::vector<Dot>{a.dot}));      // one missing
+  CHECK_FALSE(SameDots({a}, dots));                         // one more
+  CHECK_FALSE(SameDots(set, std::vector<Dot>{b.dot, a.dot}));  // another order
+  std::vector<Dot> retimed = dots;
+  retimed[1].timestamp_us++;
+  CHECK_FALSE(SameDots(set, retimed));  // Dot's == ignores the time; this does not
+  CHECK(SameDots({}, {}));
+
+  auto get = DecodeMessage(EncodeMessage(ReplicaGet{7, "k", dots}));
+  REQUIRE(get.ok());
+  const auto& decoded = std::get<ReplicaGet>(*get);
+  REQUIRE(decoded.known.has_value());
+  CHECK(SameDots(set, *decoded.known));
+  CHECK_FALSE(std::get<ReplicaGet>(*DecodeMessage(EncodeMessage(ReplicaGet{7, "k", std::nullopt}))).known);
+
+  // A counter of 0 names no write.
+  auto zero = DecodeMessage(EncodeMessage(ReplicaGet{7, "k", std::vector<Dot>{Dot{.actor = 1}}}));
+  REQUIRE_FALSE(zero.ok());
+  CHECK(std::string(zero.status().message()).find("counter 0") != std::string::npos);
+  // "Same as yours" with siblings or with an error is contradictory.
+  for (const ReplicaGetReply& bad :
+       {ReplicaGetReply{8, 0, "", {a}, true}, ReplicaGetReply{8, 14, "down", {}, true}}) {
+    auto r = DecodeMessage(EncodeMessage(bad));
+    REQUIRE_FALSE(r.ok());
+    CHECK(std::string(r.status().message()).find("same-as-known") != std::string::npos);
+  }
+  // More known dots than a sibling set may hold is refused before reading them.
+  std::vector<Dot> too_many(CodecLimits().siblings_max + 1, a.dot);
+  auto big = DecodeMessage(EncodeMessage(ReplicaGet{7, "k", too_many}));
+  REQUIRE_FALSE(big.ok());
+  CHECK(std::string(big.status().message()).find("known dot") != std::string::npos);
 }
 
 TEST_CASE("Malformed frames give errors naming the problem") {

@@ -327,6 +327,41 @@ TEST_CASE("Read repair brings a stale replica up to date") {
   CHECK(stored->at(0).value == "fresh");
 }
 
+TEST_CASE("Replicas holding what the coordinator read say so instead of sending it") {
+  uint64_t seed = TestSeed(809);
+  DYNAMO_SEED_INFO(seed);
+  auto sim = MakeSim(seed);
+  std::vector<NodeId> owners = Owners(*sim, "same");
+  std::string skey = Coordinator::StorageKey("default", "same");
+  REQUIRE(sim->Put(owners[0], "default", "same", {}, "v1").ok());
+  sim->RunFor(absl::Seconds(1));
+  auto same_answers = [&] {
+    uint64_t total = 0;
+    for (NodeId id : sim->node_ids()) total += sim->node(id)->metrics().replica_gets_same_as_known;
+    return total;
+  };
+  REQUIRE(same_answers() == 0);
+  auto got = sim->Get(owners[0], "default", "same");
+  REQUIRE(got.ok());
+  CHECK(got->values == std::vector<std::string>{"v1"});
+  CHECK(got->replicas_answered >= 2);
+  sim->RunFor(absl::Seconds(1));
+  CHECK(same_answers() == 2);  // both other owners
+  CHECK(sim->node(owners[0])->metrics().read_repairs_sent == 0);
+  // A coordinator that lost its copy names no dots the others hold: they
+  // send the versions, and read repair restores its copy.
+  REQUIRE(sim->disk(owners[0]).Erase(skey).ok());
+  auto again = sim->Get(owners[0], "default", "same");
+  REQUIRE(again.ok());
+  CHECK(again->values == std::vector<std::string>{"v1"});
+  sim->RunFor(absl::Seconds(1));
+  CHECK(same_answers() == 2);
+  auto restored = sim->disk(owners[0]).Get(skey);
+  REQUIRE(restored.ok());
+  REQUIRE(restored->size() == 1);
+  CHECK(restored->at(0).value == "v1");
+}
+
 TEST_CASE("Bad options give clear errors") {
   SimulationOptions o;
   o.nodes = 3;
