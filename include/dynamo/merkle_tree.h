@@ -126,6 +126,10 @@ class MerkleTree {
 
  private:
   MerkleTree(TokenRange range, MerkleOptions options);
+  // The index of a node's parent, one level up.
+  uint64_t Parent(uint64_t index) const {
+    return fanout_shift_ >= 0 ? index >> fanout_shift_ : index / options_.fanout;
+  }
 
   TokenRange range_;
   MerkleOptions options_;

@@ -117,7 +117,7 @@ absl::Status MerkleTree::Update(Token token, uint64_t old_key_hash, uint64_t new
   uint64_t index = LeafOf(token);
   for (int level = options_.depth; level >= 0; --level) {
     nodes_[offsets_[level] + index] ^= delta;
-    index = fanout_shift_ >= 0 ? index >> fanout_shift_ : index / options_.fanout;
+    index = Parent(index);
   }
   return absl::OkStatus();
 }
@@ -127,7 +127,7 @@ void MerkleTree::Prefetch(Token token) const {
   uint64_t index = LeafOf(token);
   for (int level = options_.depth; level >= 0; --level) {
     __builtin_prefetch(&nodes_[offsets_[level] + index], /*rw=*/1);
-    index = fanout_shift_ >= 0 ? index >> fanout_shift_ : index / options_.fanout;
+    index = Parent(index);
   }
 }
 

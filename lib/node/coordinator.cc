@@ -319,10 +319,10 @@ void Coordinator::StartGet(const BucketOptions& bucket, std::string skey,
   }
   uint64_t id = op->id;
   ReplicaGet ask{id, op->skey, std::nullopt};
-  // Replicas holding what this node read answer in a few bytes instead of
-  // sending the versions back (most do: N-1 values less to encode, send,
-  // decode and merge per get).
-  if (local && !op->replies.empty()) {
+  // Replicas holding what this node read (its reply, the first) answer in a
+  // few bytes instead of sending the versions back (most do: N-1 values
+  // less to encode, send, decode and merge per get).
+  if (!op->replies.empty()) {
     ask.known.emplace(op->replies.front().dots.begin(), op->replies.front().dots.end());
   }
   std::string request = EncodeMessage(ask);
@@ -437,14 +437,15 @@ bool Coordinator::OnReplicaGetReply(NodeId from, ReplicaGetReply&& reply) {
   for (const GetOp::Reply& r : op.replies) {
     if (r.node == from) return true;  // a duplicated reply
   }
-  auto mine = std::find_if(op.replies.begin(), op.replies.end(),
-                           [this](const GetOp::Reply& r) { return r.node == self(); });
-  if (reply.code != 0 || (reply.same_as_known && mine == op.replies.end())) {
-    op.errors++;  // an error, or "same as yours" to a get that named nothing
+  // "Same as yours" stands for this node's own reply, the first one (StartGet
+  // named its dots), already merged into op.reconciled; to a get that named
+  // nothing it is an error.
+  const bool named_mine = !op.replies.empty() && op.replies.front().node == self();
+  if (reply.code != 0 || (reply.same_as_known && !named_mine)) {
+    op.errors++;
   } else if (reply.same_as_known) {
-    // The versions this node read, already merged into op.reconciled.
     // Copied first: the push may move the replies.
-    absl::InlinedVector<Dot, 2> dots = mine->dots;
+    absl::InlinedVector<Dot, 2> dots = op.replies.front().dots;
     op.replies.push_back(GetOp::Reply{.node = from, .dots = std::move(dots)});
   } else {
     if (op.replies.empty()) op.fastest = from;
