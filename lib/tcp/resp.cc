@@ -38,78 +38,71 @@ absl::Status Protocol(std::string_view what) {
 
 }  // namespace
 
-absl::StatusOr<std::optional<std::vector<std::string>>> ParseRespCommand(std::string_view in,
-                                                                         const RespLimits& limits,
-                                                                         size_t* consumed) {
-  using Result = std::optional<std::vector<std::string>>;
-  if (in.empty()) return Result();
+absl::StatusOr<bool> ParseRespCommand(std::string_view in, const RespLimits& limits,
+                                      size_t* consumed, std::vector<std::string_view>* args) {
+  args->clear();
+  if (in.empty()) return false;
   if (in[0] != '*') {
     // Inline command: space-separated words up to a newline.
     size_t end = in.find('\n');
     if (end == std::string_view::npos) {
       if (in.size() > limits.inline_bytes_max) return Protocol("too big inline request");
-      return Result();
+      return false;
     }
     if (end > limits.inline_bytes_max) return Protocol("too big inline request");
     std::string_view line = in.substr(0, end);
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    std::vector<std::string> args;
     size_t i = 0;
     while (i < line.size()) {
       while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
       size_t start = i;
       while (i < line.size() && line[i] != ' ' && line[i] != '\t') ++i;
       if (i > start) {
-        if (args.size() >= limits.args_max) return Protocol("too many arguments");
-        args.emplace_back(line.substr(start, i - start));
+        if (args->size() >= limits.args_max) return Protocol("too many arguments");
+        args->push_back(line.substr(start, i - start));
       }
     }
     *consumed = end + 1;
-    return Result(std::move(args));  // may be empty: a blank line, ignored by the caller
+    return true;  // may have no arguments: a blank line, ignored by the caller
   }
   size_t pos = 1;
   long long count = 0;
   bool complete = false;
   if (!ReadIntLine(in, &pos, &count, &complete)) return Protocol("invalid multibulk length");
-  if (!complete) return Result();
+  if (!complete) return false;
   if (count < 0) {  // a null array: nothing to run
     *consumed = pos;
-    return Result(std::vector<std::string>());
+    return true;
   }
   if (static_cast<unsigned long long>(count) > limits.args_max) {
     return Protocol("invalid multibulk length");
   }
-  // First walk the lengths without copying, so a partial request costs no
-  // allocation however often it is re-parsed.
+  // Views, not copies: a partial request costs no allocation however often
+  // it is re-parsed, and a whole one none once `args` has grown.
   size_t total = 0;
-  std::vector<std::pair<size_t, size_t>> spans;
-  spans.reserve(static_cast<size_t>(count));
   for (long long i = 0; i < count; ++i) {
-    if (pos >= in.size()) return Result();
+    if (pos >= in.size()) return false;
     if (in[pos] != '$') {
       return Protocol(absl::StrCat("expected '$', got '", std::string(1, in[pos]), "'"));
     }
     ++pos;
     long long len = 0;
     if (!ReadIntLine(in, &pos, &len, &complete)) return Protocol("invalid bulk length");
-    if (!complete) return Result();
+    if (!complete) return false;
     if (len < 0 || static_cast<unsigned long long>(len) > limits.bulk_bytes_max) {
       return Protocol("invalid bulk length");
     }
     total += static_cast<size_t>(len);
     if (total > limits.command_bytes_max) return Protocol("request too large");
-    if (in.size() - pos < static_cast<size_t>(len) + 2) return Result();
+    if (in.size() - pos < static_cast<size_t>(len) + 2) return false;
     if (in[pos + len] != '\r' || in[pos + len + 1] != '\n') {
       return Protocol("bulk string not terminated by CRLF");
     }
-    spans.emplace_back(pos, static_cast<size_t>(len));
+    args->push_back(in.substr(pos, static_cast<size_t>(len)));
     pos += static_cast<size_t>(len) + 2;
   }
-  std::vector<std::string> args;
-  args.reserve(spans.size());
-  for (const auto& [start, len] : spans) args.emplace_back(in.substr(start, len));
   *consumed = pos;
-  return Result(std::move(args));
+  return true;
 }
 
 void AppendSimple(std::string* out, std::string_view s) {

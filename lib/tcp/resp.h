@@ -24,13 +24,14 @@ struct RespLimits {
   size_t command_bytes_max = (2 << 20);
 };
 
-// Parses one command from the front of `in`. Returns the arguments and sets
-// *consumed, or std::nullopt when `in` holds only part of a command (read
+// Parses one command from the front of `in` into `args`, views into `in`
+// (valid while it is unchanged). Returns true and sets *consumed when a
+// whole command was there (`args` is empty for a blank line or a null
+// array: nothing to run), false when `in` holds only part of one (read
 // more), or kInvalidArgument naming the protocol error (the connection
 // should answer with it and close: its framing is lost).
-absl::StatusOr<std::optional<std::vector<std::string>>> ParseRespCommand(std::string_view in,
-                                                                         const RespLimits& limits,
-                                                                         size_t* consumed);
+absl::StatusOr<bool> ParseRespCommand(std::string_view in, const RespLimits& limits,
+                                      size_t* consumed, std::vector<std::string_view>* args);
 
 void AppendSimple(std::string* out, std::string_view s);  // +s
 void AppendError(std::string* out, std::string_view s);   // -s (newlines replaced)

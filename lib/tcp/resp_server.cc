@@ -8,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/types/span.h"
 #include "dynamo/version.h"
 
 namespace dynamo::internal {
@@ -15,6 +16,13 @@ namespace dynamo::internal {
 using asio::ip::tcp;
 
 namespace {
+
+// Longer than any command name (DYNAMO.REMOVE is the longest), so a name is
+// upper-cased on the stack.
+constexpr size_t kCommandNameMax = 24;
+
+// Debian's Abseil has its own string_view type.
+absl::string_view AbslView(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 // GET's answer when a key has siblings: the live version with the largest
 // (timestamp, actor, counter) of its dot, so every node and every client
@@ -115,8 +123,9 @@ class RespServer::Conn : public std::enable_shared_from_this<Conn> {
     while (!closed_ && !close_after_flush_ && pending_.size() < options().pipeline_commands_max &&
            out_.size() < options().output_bytes_max) {
       size_t consumed = 0;
+      // args_ views in_, which stays as it is until the loop ends.
       auto parsed = ParseRespCommand(std::string_view(in_).substr(offset), options().limits,
-                                     &consumed);
+                                     &consumed, &args_);
       if (!parsed.ok()) {
         server_->metrics_.protocol_errors++;
         // The stream's framing is lost: answer, then close after the reply.
@@ -126,7 +135,7 @@ class RespServer::Conn : public std::enable_shared_from_this<Conn> {
         offset = in_.size();
         break;
       }
-      if (!parsed->has_value()) {
+      if (!*parsed) {
         // Incomplete. The parser bounds each argument; this bounds the
         // framing around them too.
         if (in_.size() - offset > options().limits.command_bytes_max + (64 << 10)) {
@@ -138,12 +147,11 @@ class RespServer::Conn : public std::enable_shared_from_this<Conn> {
         break;
       }
       offset += consumed;
-      std::vector<std::string> args = std::move(**parsed);
-      if (args.empty()) continue;
+      if (args_.empty()) continue;
       server_->metrics_.commands++;
       uint64_t seq = NewSlot();
       auto self = shared_from_this();
-      Dispatch(std::move(args), [self, seq](std::string reply) {
+      Dispatch(args_, [self, seq](std::string reply) {
         if (self->closed_) return;
         self->Complete(seq, std::move(reply));
       });
@@ -212,13 +220,20 @@ class RespServer::Conn : public std::enable_shared_from_this<Conn> {
 
   // ---------------------------------------------------------------- commands
 
-  void Dispatch(std::vector<std::string> args, Reply reply) {
-    std::string cmd = absl::AsciiStrToUpper(args[0]);
+  // `args` view the read buffer: whatever outlives this call is copied.
+  void Dispatch(absl::Span<const std::string_view> args, Reply reply) {
+    char upper[kCommandNameMax];
+    if (args[0].size() > sizeof(upper)) {
+      reply(ErrorReply(absl::StrCat("ERR unknown command '", std::string(args[0].substr(0, 64)), "'")));
+      return;
+    }
+    for (size_t i = 0; i < args[0].size(); ++i) upper[i] = absl::ascii_toupper(args[0][i]);
+    const std::string_view cmd(upper, args[0].size());
     Node* node = server_->node_;
     const std::string& bucket = options().bucket;
     auto arity = [&](size_t min, size_t max) {
       if (args.size() < min || args.size() > max) {
-        reply(ErrorReply(absl::StrCat("ERR wrong number of arguments for '", args[0],
+        reply(ErrorReply(absl::StrCat("ERR wrong number of arguments for '", std::string(args[0]),
                                       "' command")));
         return false;
       }
@@ -269,7 +284,7 @@ class RespServer::Conn : public std::enable_shared_from_this<Conn> {
                                          : "ERR SET options (EX, NX, ...) are not supported"));
         return;
       }
-      std::string value = std::move(args[2]);
+      std::string value(args[2]);
       auto done = [reply = std::move(reply)](absl::Status s) mutable {
         reply(s.ok() ? SimpleReply("OK") : ErrorReply(s));
       };
@@ -283,7 +298,7 @@ class RespServer::Conn : public std::enable_shared_from_this<Conn> {
       node->Put(bucket, args[1], blind, std::move(value), std::move(done));
     } else if (cmd == "MGET" || cmd == "EXISTS" || cmd == "DEL") {
       if (!arity(2, options().limits.args_max)) return;
-      MultiKey(cmd, std::move(args), std::move(reply));
+      MultiKey(cmd, args, std::move(reply));
     } else if (cmd == "DGET") {
       if (!arity(2, 2)) return;
       node->Get(bucket, args[1], [reply = std::move(reply)](absl::StatusOr<GetResult> r) mutable {
@@ -309,21 +324,21 @@ class RespServer::Conn : public std::enable_shared_from_this<Conn> {
         reply(s.ok() ? SimpleReply("OK") : ErrorReply(s));
       };
       if (cmd == "DPUT") {
-        node->Put(bucket, args[1], context, std::move(args[3]), std::move(done));
+        node->Put(bucket, args[1], context, std::string(args[3]), std::move(done));
       } else {
         node->Delete(bucket, args[1], context, std::move(done));
       }
     } else if (cmd == "INFO") {
       if (!arity(1, 2)) return;
       std::string out;
-      AppendBulk(&out, server_->Info(args.size() == 2 ? absl::AsciiStrToLower(args[1]) : ""));
+      AppendBulk(&out, server_->Info(args.size() == 2 ? absl::AsciiStrToLower(std::string(args[1])) : ""));
       reply(std::move(out));
     } else if (cmd == "DYNAMO.REMOVE") {
       // Explicit removal (paper 4.8): the new owners of the node's ranges
       // pull them from the remaining replicas; gossip spreads the change.
       if (!arity(2, 2)) return;
       uint64_t id = 0;
-      if (!absl::SimpleAtoi(args[1], &id) || id == 0) {
+      if (!absl::SimpleAtoi(AbslView(args[1]), &id) || id == 0) {
         return reply(ErrorReply("ERR DYNAMO.REMOVE needs a node id"));
       }
       absl::Status s = node->Remove(id);
@@ -339,7 +354,7 @@ class RespServer::Conn : public std::enable_shared_from_this<Conn> {
       if (!arity(3, 3)) return;
       NodeId seed = kNoNode;
       absl::StatusOr<Endpoint> address = Endpoint::Parse(args[2]);
-      if (!absl::SimpleAtoi(args[1], &seed) || seed == kNoNode) {
+      if (!absl::SimpleAtoi(AbslView(args[1]), &seed) || seed == kNoNode) {
         return reply(ErrorReply("ERR DYNAMO.JOIN needs a seed node id"));
       }
       if (!address.ok()) return reply(ErrorReply(address.status()));
@@ -353,13 +368,13 @@ class RespServer::Conn : public std::enable_shared_from_this<Conn> {
         reply(s.ok() ? SimpleReply("OK") : ErrorReply(s));
       });
     } else {
-      reply(ErrorReply(absl::StrCat("ERR unknown command '", args[0].substr(0, 64), "'")));
+      reply(ErrorReply(absl::StrCat("ERR unknown command '", std::string(args[0].substr(0, 64)), "'")));
     }
   }
 
   // MGET / EXISTS / DEL over several keys: one get each (DEL then deletes
   // with the read context); the reply is sent when every key is done.
-  void MultiKey(const std::string& cmd, std::vector<std::string> args, Reply reply) {
+  void MultiKey(std::string_view cmd, absl::Span<const std::string_view> args, Reply reply) {
     struct State {
       std::string cmd;
       size_t outstanding = 0;
@@ -389,7 +404,7 @@ class RespServer::Conn : public std::enable_shared_from_this<Conn> {
     Node* node = server_->node_;
     const std::string bucket = options().bucket;
     for (size_t i = 1; i < args.size(); ++i) {
-      std::string key = args[i];
+      std::string key(args[i]);
       node->Get(bucket, key, [state, i, node, bucket, key](absl::StatusOr<GetResult> r) {
         if (!r.ok()) {
           if (state->cmd != "MGET") state->error = r.status();
@@ -418,6 +433,7 @@ class RespServer::Conn : public std::enable_shared_from_this<Conn> {
   tcp::socket socket_;
   std::vector<char> chunk_;
   std::string in_;
+  std::vector<std::string_view> args_;  // the command being run, views into in_
   // Replies in command order; .first says whether it is ready.
   std::deque<std::pair<bool, std::string>> pending_;
   uint64_t first_seq_ = 0;  // sequence number of pending_.front()

@@ -17,20 +17,37 @@ TEST_CASE("RESP: whole, partial and pipelined commands") {
   RespLimits limits;
   std::string in = "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$4\r\nPING\r\n";
   size_t consumed = 0;
-  auto r = ParseRespCommand(in, limits, &consumed);
+  std::vector<std::string_view> args;
+  auto r = ParseRespCommand(in, limits, &consumed, &args);
   REQUIRE(r.ok());
-  REQUIRE(r->has_value());
-  REQUIRE(**r == std::vector<std::string>{"GET", "k"});
-  r = ParseRespCommand(std::string_view(in).substr(consumed), limits, &consumed);
-  REQUIRE(**r == std::vector<std::string>{"PING"});
+  REQUIRE(*r);
+  REQUIRE(args == std::vector<std::string_view>{"GET", "k"});
+  REQUIRE(consumed == 20);
+  // The arguments are views into the input, not copies.
+  REQUIRE(args[1].data() == in.data() + 17);
+  r = ParseRespCommand(std::string_view(in).substr(consumed), limits, &consumed, &args);
+  REQUIRE(*r);
+  REQUIRE(args == std::vector<std::string_view>{"PING"});
   for (size_t cut = 0; cut < 20; ++cut) {
-    auto partial = ParseRespCommand(std::string_view(in).substr(0, cut), limits, &consumed);
+    INFO(cut);
+    auto partial = ParseRespCommand(std::string_view(in).substr(0, cut), limits, &consumed, &args);
     REQUIRE(partial.ok());
-    REQUIRE_FALSE(partial->has_value());
+    REQUIRE_FALSE(*partial);
   }
-  auto inl = ParseRespCommand("set  a   b\r\n", limits, &consumed);
-  REQUIRE(**inl == std::vector<std::string>{"set", "a", "b"});
+  auto inl = ParseRespCommand("set  a   b\r\n", limits, &consumed, &args);
+  REQUIRE(*inl);
+  REQUIRE(args == std::vector<std::string_view>{"set", "a", "b"});
   REQUIRE(consumed == 12);
+  // A blank line and a null array are whole commands with no arguments.
+  REQUIRE(*ParseRespCommand("\r\n", limits, &consumed, &args));
+  REQUIRE(args.empty());
+  REQUIRE(consumed == 2);
+  REQUIRE(*ParseRespCommand("*-1\r\n", limits, &consumed, &args));
+  REQUIRE(args.empty());
+  REQUIRE(consumed == 5);
+  // An empty bulk string is an argument.
+  REQUIRE(*ParseRespCommand("*2\r\n$3\r\nGET\r\n$0\r\n\r\n", limits, &consumed, &args));
+  REQUIRE(args == std::vector<std::string_view>{"GET", ""});
 }
 
 TEST_CASE("RESP: malformed and oversize input is a protocol error") {
@@ -38,19 +55,20 @@ TEST_CASE("RESP: malformed and oversize input is a protocol error") {
   limits.bulk_bytes_max = 100;
   limits.args_max = 4;
   size_t consumed = 0;
+  std::vector<std::string_view> args;
   for (std::string bad : {"*x\r\n", "*5\r\n", "*1\r\n$101\r\n", "*1\r\n$-5\r\n", "*1\r\n+3\r\n",
                           "*1\r\n$3\r\nabcXY", "*99999999999999999999999\r\n",
                           "*1\r\n$999999999999999999999\r\n"}) {
     INFO(bad);
-    REQUIRE_FALSE(ParseRespCommand(bad, limits, &consumed).ok());
+    REQUIRE_FALSE(ParseRespCommand(bad, limits, &consumed, &args).ok());
   }
-  REQUIRE_FALSE(ParseRespCommand(std::string(70000, 'a'), limits, &consumed).ok());
+  REQUIRE_FALSE(ParseRespCommand(std::string(70000, 'a'), limits, &consumed, &args).ok());
   // Random bytes: any answer but a crash.
   std::mt19937_64 rng(7);
   for (int i = 0; i < 2000; ++i) {
     std::string s(rng() % 64, '\0');
     for (char& c : s) c = "*$\r\n0123-abc"[rng() % 12];
-    (void)ParseRespCommand(s, limits, &consumed);
+    (void)ParseRespCommand(s, limits, &consumed, &args);
   }
 }
 
