@@ -602,7 +602,8 @@ std::string RespServer::Info(std::string_view section) const {
   }
   if (want("transport") && runtime_ != nullptr) {
     const TcpTransportMetrics& t = runtime_->metrics();
-    absl::StrAppend(&out, "# Transport\r\nmessages_sent:", t.messages_sent,
+    absl::StrAppend(&out, "# Transport\r\npeers_dialled:", runtime_->peer_count(),
+                    "\r\nmessages_sent:", t.messages_sent,
                     "\r\nmessages_received:", t.messages_received, "\r\nbytes_sent:", t.bytes_sent,
                     "\r\nbytes_received:", t.bytes_received,
                     "\r\ndropped_queue_full:", t.dropped_queue_full,

@@ -28,8 +28,9 @@ namespace dynamo::internal {
 absl::StatusOr<std::map<NodeId, Endpoint>> ParseMemberAddresses(std::string_view text);
 
 // Gives `runtime` the address of every member of `membership` that is not
-// removed and announced one. Returns the first error (an unparsable address,
-// the peer table full); the other entries are applied all the same.
+// removed and announced one, and forgets the removed members. Returns the
+// first error (an unparsable address, the peer table full); the other
+// entries are applied all the same.
 absl::Status ApplyMemberAddresses(const Membership& membership, TcpRuntime& runtime);
 
 // Joins `node` to a running cluster through `seeds`: their addresses go to

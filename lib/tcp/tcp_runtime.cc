@@ -129,10 +129,12 @@ class TcpRuntime::Impl {
     }
   };
 
-  // The outbound side towards one peer.
-  struct Peer {
+  // The outbound side towards one peer. Shared with the handlers of its
+  // pending operations, so that RemovePeer can forget it while they finish.
+  struct Peer : std::enable_shared_from_this<Peer> {
     explicit Peer(asio::io_context& io) : redial_timer(io) {}
     NodeId id = kNoNode;
+    bool removed = false;  // by RemovePeer: never dialled again
     Endpoint endpoint;
     std::shared_ptr<Conn> conn;  // dialling, handshaking or ready
     bool ready = false;
@@ -171,7 +173,9 @@ class TcpRuntime::Impl {
     asio::error_code ignored;
     acceptor_.close(ignored);
     for (auto& [id, peer] : peers_) {
+      peer->removed = true;
       if (peer->conn) peer->conn->Close();
+      peer->redial_timer.cancel();
     }
     for (const auto& conn : inbound_) conn->Close();
     inbound_.clear();
@@ -306,7 +310,7 @@ class TcpRuntime::Impl {
       // messages they send to this peer share one gather write (one
       // syscall) instead of going out one by one.
       peer.flush_posted = true;
-      Peer* p = &peer;
+      std::shared_ptr<Peer> p = peer.shared_from_this();
       asio::post(io_, [this, p] {
         p->flush_posted = false;
         if (p->ready && !p->writing && !p->queue.empty()) WriteBatch(*p);
@@ -316,6 +320,7 @@ class TcpRuntime::Impl {
   }
 
   void Dial(Peer& peer) {
+    if (peer.removed) return;
     auto conn = std::make_shared<Conn>(io_);
     peer.conn = conn;
     peer.ready = false;
@@ -337,7 +342,7 @@ class TcpRuntime::Impl {
     conn->timer.async_wait([conn](const asio::error_code& e) {
       if (!e) conn->Close();  // deadline: the pending operation fails
     });
-    Peer* p = &peer;
+    std::shared_ptr<Peer> p = peer.shared_from_this();
     conn->socket.async_connect(ep, [this, p, conn](const asio::error_code& e) {
       if (e || conn->closed) {
         PeerFailed(*p, conn);
@@ -376,7 +381,7 @@ class TcpRuntime::Impl {
                                        options_.self, c.nonce, conn->my_nonce);
     std::string acceptor_nonce = c.nonce;
     conn->out = internal::EncodeFrame(FrameType::kHello, internal::EncodeHello(hello));
-    Peer* p = &peer;
+    std::shared_ptr<Peer> p = peer.shared_from_this();
     asio::async_write(conn->socket, asio::buffer(conn->out), [this, p, conn, acceptor_nonce](
                                                                  const asio::error_code& e, size_t) {
       if (e) {
@@ -401,6 +406,7 @@ class TcpRuntime::Impl {
                     PeerFailed(*p, conn);
                     return;
                   }
+                  if (p->conn != conn) return;  // the peer was removed meanwhile
                   conn->timer.cancel();
                   p->ready = true;
                   p->backoff = options_.reconnect_backoff_min;
@@ -414,7 +420,7 @@ class TcpRuntime::Impl {
   }
 
   void WatchOutbound(Peer& peer, const std::shared_ptr<Conn>& conn) {
-    Peer* p = &peer;
+    std::shared_ptr<Peer> p = peer.shared_from_this();
     conn->socket.async_read_some(asio::buffer(conn->in.header),
                                  [this, p, conn](const asio::error_code&, size_t) {
                                    PeerFailed(*p, conn);
@@ -443,7 +449,7 @@ class TcpRuntime::Impl {
       peer.batch_payload_bytes += m.size();
       peer.queue.pop_front();
     }
-    Peer* p = &peer;
+    std::shared_ptr<Peer> p = peer.shared_from_this();
     std::shared_ptr<Conn> conn = peer.conn;
     asio::async_write(conn->socket, asio::buffer(peer.batch),
                       [this, p, conn](const asio::error_code& e, size_t n) {
@@ -472,7 +478,15 @@ class TcpRuntime::Impl {
   void PeerFailed(Peer& peer, const std::shared_ptr<Conn>& conn) {
     if (peer.conn != conn) return;
     if (!peer.ready) metrics_.connects_failed++;
-    conn->Close();
+    Disconnect(peer);
+    if (stopping_ || peer.removed) return;
+    ScheduleRedial(peer);
+  }
+
+  // Closes the peer's connection and drops (counting them) the messages
+  // queued for it.
+  void Disconnect(Peer& peer) {
+    peer.conn->Close();
     peer.conn.reset();
     peer.ready = false;
     peer.writing = false;
@@ -482,8 +496,19 @@ class TcpRuntime::Impl {
     peer.batch_messages = 0;
     peer.batch_payload_bytes = 0;
     peer.queue_bytes = 0;
-    if (stopping_) return;
-    ScheduleRedial(peer);
+  }
+
+  void RemovePeer(NodeId id) {
+    auto it = peers_.find(id);
+    if (it == peers_.end()) return;
+    Peer& peer = *it->second;
+    peer.removed = true;
+    if (peer.conn) Disconnect(peer);
+    peer.redial_pending = false;
+    peer.redial_timer.cancel();
+    // Handlers still pending hold the peer; they see it removed (or its
+    // connection gone) and stop.
+    peers_.erase(it);
   }
 
   // Dials `peer` again after its current backoff, which then doubles.
@@ -492,9 +517,9 @@ class TcpRuntime::Impl {
     peer.redial_pending = true;
     peer.redial_timer.expires_after(ToChrono(peer.backoff));
     peer.backoff = std::min(peer.backoff * 2, options_.reconnect_backoff_max);
-    Peer* p = &peer;
+    std::shared_ptr<Peer> p = peer.shared_from_this();
     peer.redial_timer.async_wait([this, p](const asio::error_code& e) {
-      if (e) return;
+      if (e || p->removed) return;
       p->redial_pending = false;
       Dial(*p);
     });
@@ -524,7 +549,7 @@ class TcpRuntime::Impl {
       return absl::ResourceExhaustedError(absl::StrCat(
           "node ", options_.self, " already knows peers_max=", options_.peers_max, " peers"));
     }
-    auto peer = std::make_unique<Peer>(io_);
+    auto peer = std::make_shared<Peer>(io_);
     peer->id = id;
     peer->endpoint = endpoint;
     peer->backoff = options_.reconnect_backoff_min;
@@ -704,7 +729,7 @@ class TcpRuntime::Impl {
   Clock::time_point wakeup_at_;
   bool wakeup_armed_ = false;
   TimerId timer_counter_ = 0;
-  std::map<NodeId, std::unique_ptr<Peer>> peers_;
+  std::map<NodeId, std::shared_ptr<Peer>> peers_;
   std::set<std::shared_ptr<Conn>> inbound_;
   ReceiveHandler handler_;
   TcpTransportMetrics metrics_;
@@ -790,6 +815,10 @@ const TcpTransportMetrics& TcpRuntime::metrics() const { return impl_->metrics_;
 absl::Status TcpRuntime::SetPeer(NodeId id, const Endpoint& endpoint) {
   return impl_->AddPeer(id, endpoint);
 }
+
+void TcpRuntime::RemovePeer(NodeId id) { impl_->RemovePeer(id); }
+
+size_t TcpRuntime::peer_count() const { return impl_->peers_.size(); }
 
 std::optional<Endpoint> TcpRuntime::PeerAddress(NodeId peer) const {
   auto it = impl_->peers_.find(peer);

@@ -588,6 +588,27 @@ TEST_CASE("a fourth node joins a running cluster under writes and takes over par
   // with N=3 of 4 nodes) rather than waiting for new writes.
   REQUIRE(InfoField(cluster.client_port(joiner), "metrics", "transfer_keys_received") >=
           static_cast<long long>(300 / 4));
+
+  // Removed again (dynamoctl remove, paper 4.8): the removal gossips to every
+  // old member, which stops dialling the node (its transport forgets it).
+  for (NodeId id = 1; id <= 3; ++id) {
+    REQUIRE(InfoField(cluster.client_port(id), "transport", "peers_dialled") == 3);
+  }
+  std::string remove_out = cluster.Ctl(1, "remove 4", &status);
+  INFO(remove_out);
+  REQUIRE(status == 0);
+  REQUIRE(WaitUntil(
+      [&] {
+        for (NodeId id = 1; id <= 3; ++id) {
+          std::string node = Cmd(cluster.client_port(id), {"INFO", "node"}).str;
+          if (LineField(node, "member:4,", "status") != "removed" ||
+              InfoField(cluster.client_port(id), "transport", "peers_dialled") != 2) {
+            return false;
+          }
+        }
+        return true;
+      },
+      std::chrono::milliseconds(15000)));
 }
 
 TEST_CASE("a peer with the wrong secret is refused") {

@@ -11,9 +11,11 @@
 #include <vector>
 
 #include "dynamo/blocking.h"
+#include "dynamo/membership.h"
 #include "dynamo/memory_engine.h"
 #include "dynamo/node.h"
 #include "dynamo/ring.h"
+#include "tcp/tcp_membership.h"
 
 namespace dynamo {
 namespace {
@@ -346,6 +348,116 @@ TEST_CASE("SetPeer is bounded by peers_max") {
   REQUIRE((*rt)->PeerAddress(3)->port == 10);
   REQUIRE(absl::IsResourceExhausted((*rt)->SetPeer(4, Endpoint{"127.0.0.1", 9})));
   REQUIRE(!(*rt)->PeerAddress(4).has_value());
+  // A removed peer's place is free again (its dial is still pending).
+  (*rt)->RemovePeer(2);
+  (*rt)->RemovePeer(99);  // unknown: ignored
+  REQUIRE((*rt)->peer_count() == 1);
+  REQUIRE(!(*rt)->PeerAddress(2).has_value());
+  REQUIRE((*rt)->SetPeer(4, Endpoint{"127.0.0.1", 9}).ok());
+  REQUIRE((*rt)->peer_count() == 2);
+}
+
+TEST_CASE("member addresses: announced members are dialled, removed ones forgotten") {
+  TcpRuntimeOptions o = Options(1, "s");
+  o.peers_max = 2;
+  auto rt = TcpRuntime::Create(o);
+  REQUIRE(rt.ok());
+  // Known before: 3 (about to be removed) and 5 (a seed, not a member yet).
+  REQUIRE((*rt)->SetPeer(3, Endpoint{"127.0.0.1", 9}).ok());
+  REQUIRE((*rt)->SetPeer(5, Endpoint{"127.0.0.1", 9}).ok());
+  Membership view;
+  auto member = [](NodeId id, MemberStatus status, std::string address) {
+    MemberEntry e;
+    e.id = id;
+    e.status = status;
+    e.address = std::move(address);
+    e.version = 1;
+    return e;
+  };
+  view.Merge(member(1, MemberStatus::kUp, "127.0.0.1:7001"));  // self
+  view.Merge(member(2, MemberStatus::kUp, "127.0.0.1:7002"));
+  view.Merge(member(3, MemberStatus::kRemoved, "127.0.0.1:7003"));
+  view.Merge(member(4, MemberStatus::kJoining, ""));  // no address announced yet
+  // The table is full (peers_max = 2) until 3 goes: removals come first.
+  REQUIRE(internal::ApplyMemberAddresses(view, **rt).ok());
+  REQUIRE((*rt)->PeerAddress(2)->port == 7002);
+  REQUIRE(!(*rt)->PeerAddress(3).has_value());
+  REQUIRE(!(*rt)->PeerAddress(4).has_value());
+  REQUIRE((*rt)->PeerAddress(5).has_value());
+  REQUIRE((*rt)->peer_count() == 2);
+  view.Merge(member(4, MemberStatus::kUp, "127.0.0.1:7004"));
+  REQUIRE(absl::IsResourceExhausted(internal::ApplyMemberAddresses(view, **rt)));
+}
+
+TEST_CASE("a removed peer is not redialled") {
+  TcpRuntimeOptions o = Options(1, "s");
+  o.reconnect_backoff_min = absl::Milliseconds(2);
+  o.reconnect_backoff_max = absl::Milliseconds(10);
+  auto rt = TcpRuntime::Create(o);
+  REQUIRE(rt.ok());
+  LoopThread loop(rt->get());
+  // Port 1 on loopback refuses at once: the peer is redialled after each
+  // failure, and the queue of the failed dial is dropped and counted.
+  REQUIRE(loop.Call([&] {
+    return (*rt)->SetPeer(2, Endpoint{"127.0.0.1", 1}).ok() && (*rt)->Send(2, "lost").ok();
+  }));
+  REQUIRE(WaitUntil([&] { return loop.Call([&] { return (*rt)->metrics().connects_failed >= 3; }); }));
+  uint64_t failed = loop.Call([&] {
+    (*rt)->RemovePeer(2);
+    return (*rt)->metrics().connects_failed;
+  });
+  REQUIRE(loop.Call([&] { return absl::IsNotFound((*rt)->Send(2, "after")); }));
+  // Twenty times the longest backoff: a redial would have failed and been
+  // counted by now.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  REQUIRE(loop.Call([&] { return (*rt)->metrics().connects_failed; }) == failed);
+  REQUIRE(loop.Call([&] { return (*rt)->metrics().dropped_disconnected; }) >= 1);
+}
+
+TEST_CASE("a peer removed while connected can be added again") {
+  Pair p = MakePair("s", "s");
+  std::mutex mu;
+  std::vector<std::string> got_a, got_b;
+  p.a->SetReceiveHandler([&](NodeId, std::string_view m) {
+    std::lock_guard<std::mutex> l(mu);
+    got_a.emplace_back(m);
+  });
+  p.b->SetReceiveHandler([&](NodeId, std::string_view m) {
+    std::lock_guard<std::mutex> l(mu);
+    got_b.emplace_back(m);
+  });
+  LoopThread la(p.a.get()), lb(p.b.get());
+  REQUIRE(WaitUntil([&] {
+    return la.Call([&] { return p.a->PeerConnected(2); }) &&
+           lb.Call([&] { return p.b->PeerConnected(1); });
+  }));
+  // Removed with messages queued behind the connection: they are dropped
+  // and counted, never delivered to a half-forgotten peer.
+  uint64_t dropped = la.Call([&] {
+    uint64_t before = p.a->metrics().dropped_disconnected;
+    for (int i = 0; i < 50; ++i) REQUIRE(p.a->Send(2, "queued").ok());
+    p.a->RemovePeer(2);
+    return p.a->metrics().dropped_disconnected - before;
+  });
+  REQUIRE(dropped == 50);
+  REQUIRE(la.Call([&] { return !p.a->PeerConnected(2) && p.a->peer_count() == 0; }));
+  REQUIRE(la.Call([&] { return absl::IsNotFound(p.a->Send(2, "gone")); }));
+  // B still reaches A: removal is of A's outbound side only.
+  REQUIRE(lb.Call([&] { return p.b->Send(1, "from b").ok(); }));
+  REQUIRE(WaitUntil([&] {
+    std::lock_guard<std::mutex> l(mu);
+    return got_a.size() == 1;
+  }));
+  REQUIRE(la.Call([&] { return p.a->SetPeer(2, Endpoint{"127.0.0.1", p.b->peer_port()}).ok(); }));
+  REQUIRE(WaitUntil([&] { return la.Call([&] { return p.a->PeerConnected(2); }); }));
+  REQUIRE(la.Call([&] { return p.a->Send(2, "again").ok(); }));
+  REQUIRE(WaitUntil([&] {
+    std::lock_guard<std::mutex> l(mu);
+    return got_b.size() == 1;
+  }));
+  std::lock_guard<std::mutex> l(mu);
+  REQUIRE(got_b[0] == "again");
+  REQUIRE(got_a[0] == "from b");
 }
 
 }  // namespace

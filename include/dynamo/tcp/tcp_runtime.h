@@ -176,6 +176,14 @@ class TcpRuntime final : public Runtime, public Transport {
   // connection is dialled at once. An entry for self() is ignored.
   // kInvalidArgument for id 0, kResourceExhausted past peers_max.
   absl::Status SetPeer(NodeId id, const Endpoint& endpoint);
+  // Forgets a peer (a member removed from the cluster): its connection is
+  // closed, what was queued for it dropped and counted, it is not dialled
+  // again and no longer counts against peers_max; Send to it fails with
+  // kNotFound until a later SetPeer. Unknown ids are ignored. Connections
+  // the peer dials in are the membership layer's to refuse, not this.
+  void RemovePeer(NodeId id);
+  // The peers this node dials (at most peers_max).
+  size_t peer_count() const;
   // The address this node dials `peer` at, if known.
   std::optional<Endpoint> PeerAddress(NodeId peer) const;
   const TcpTransportMetrics& metrics() const;
