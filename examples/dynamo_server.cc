@@ -87,8 +87,10 @@ constexpr const char* kUsage = R"(usage: dynamo-server --id N --data-dir DIR (--
   --replica-timeout-ms T a replica silent this long is suspected and, for a
                          put short of W, replaced by a stand-in (default 300)
   --transfers-in-flight K       ownership-transfer batches in flight (default 2)
-  --transfer-interval-ms T      pause between transfer batches (default 10):
-                                the throttle of paper 6.5 on joins and removals
+  --transfer-interval-ms T      pause after a full transfer batch (default 10;
+                                smaller batches pause less, empty ones not at
+                                all): the throttle of paper 6.5 on joins and
+                                removals
   --ports-file F         write "PEER_PORT CLIENT_PORT" once listening (for port 0)
   --config FILE          read "name = value" lines; command-line flags win
 A restart with the same --data-dir resumes the node with the membership it

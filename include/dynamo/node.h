@@ -196,6 +196,9 @@ class Node {
   TimerId gossip_timer_ = kNoTimer;
   TimerId cleanup_timer_ = kNoTimer;
   TimerId transfer_pump_timer_ = kNoTimer;
+  // The pause before the next transfer batches: transfer_batch_interval in
+  // proportion to how full the last batch was.
+  absl::Duration transfer_pause_;
   uint64_t gossip_round_ = 0;
   std::map<uint64_t, std::pair<PutCallback, TimerId>> joins_;  // request id -> callback, timeout
   TimerId settle_timer_ = kNoTimer;

@@ -97,7 +97,11 @@ struct NodeOptions {
   size_t transfer_batch_bytes = 1 << 20;
   size_t transfers_in_flight_max = 2;
   absl::Duration transfer_timeout = absl::Seconds(2);
-  absl::Duration transfer_batch_interval = absl::Milliseconds(10);  // throttle between batches
+  // The throttle: the pause after a full batch (by entries or bytes); a
+  // smaller one pauses in proportion, an empty one not at all, so transfers
+  // move at most about transfer_batch_bytes per interval and slot, and
+  // ranges with little data are not paced by their number.
+  absl::Duration transfer_batch_interval = absl::Milliseconds(10);
   size_t transfer_attempts_max = 3;  // timeouts before a source is skipped
   // Sweep handing off and dropping data this node no longer owns.
   absl::Duration cleanup_interval = absl::Seconds(2);

@@ -1,5 +1,6 @@
 #include "dynamo/node.h"
 
+#include <algorithm>
 #include <utility>
 #include <variant>
 
@@ -12,6 +13,7 @@
 #include "node/dot_counter.h"
 #include "node/messages.h"
 #include "node/ring_codec.h"
+#include "storage/storage_util.h"
 
 namespace dynamo {
 
@@ -712,6 +714,7 @@ void Node::FinishTransferSource(Transfer& t, bool success) {
 }
 
 void Node::OnTransferTimeout(uint64_t request_id) {
+  transfer_pause_ = options_.transfer_batch_interval;
   for (Transfer& t : transfers_) {
     if (t.request_id != request_id) continue;
     t.request_id = 0;
@@ -740,9 +743,19 @@ void Node::OnTransferBatch(NodeId from, uint64_t request_id, int code,
     t.timer = kNoTimer;
     t.request_id = 0;
     if (code != 0) {
+      transfer_pause_ = options_.transfer_batch_interval;
       if (++t.source_failures >= options_.transfer_attempts_max) FinishTransferSource(t, false);
       break;
     }
+    // The throttle is on data moved, not on requests: a full batch (by
+    // entries or bytes) waits the whole interval, an empty range none, so a
+    // join into a nearly empty cluster is not paced by its ~1000 ranges.
+    size_t bytes = 0;
+    for (const auto& [key, siblings] : entries) bytes += internal::ApproxEntryBytes(key, siblings);
+    const double full = std::max(
+        static_cast<double>(entries.size()) / std::max<size_t>(options_.transfer_batch_entries, 1),
+        static_cast<double>(bytes) / std::max<size_t>(options_.transfer_batch_bytes, 1));
+    transfer_pause_ = options_.transfer_batch_interval * std::min(full, 1.0);
     for (auto& [key, siblings] : entries) {
       if (storage_->Put(key, siblings, WriteOptions()).ok()) {
         metrics_.transfer_keys_received++;
@@ -782,7 +795,7 @@ void Node::RetireTransfers() {
   }
   if (transfers_.empty() || transfer_pump_timer_ != kNoTimer) return;
   // Throttle: the next batches go out after a pause.
-  transfer_pump_timer_ = runtime_->Schedule(options_.transfer_batch_interval, [this] {
+  transfer_pump_timer_ = runtime_->Schedule(transfer_pause_, [this] {
     transfer_pump_timer_ = kNoTimer;
     PumpTransfers();
   });

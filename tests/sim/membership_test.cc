@@ -214,6 +214,51 @@ TEST_CASE("A stalled transfer resumes from its cursor and the join completes") {
   }
 }
 
+// Simulated time from Join to the joiner being up everywhere, on a 3-node
+// cluster holding `keys` keys.
+absl::Duration JoinTime(uint64_t seed, int keys, absl::Duration batch_interval) {
+  SimulationOptions o = Options(seed, 3);
+  o.ring.partitions = 256;
+  o.node.transfer_batch_entries = 4;  // a few keys fill a batch
+  o.node.transfer_batch_interval = batch_interval;
+  auto sim = *Simulation::Create(o);
+  for (int i = 0; i < keys; ++i) {
+    REQUIRE(sim->Put(1 + i % 3, "default", "k" + std::to_string(i), {}, "v").ok());
+  }
+  auto joiner = sim->AddNode(4);
+  REQUIRE(joiner.ok());
+  const absl::Time start = sim->network().Now();
+  (*joiner)->Join(1, [](absl::Status) {});
+  REQUIRE(sim->network().RunUntil(
+      [&] {
+        for (NodeId id = 1; id <= 4; ++id) {
+          if (StatusIn(*sim, id, 4) != MemberStatus::kUp) return false;
+        }
+        return true;
+      },
+      absl::Seconds(300)));
+  return sim->network().Now() - start;
+}
+
+TEST_CASE("Transfers are throttled by the data they move, not by the ranges") {
+  uint64_t seed = TestSeed(67);
+  DYNAMO_SEED_INFO(seed);
+  // Into an empty cluster the joiner still asks every old owner of ~190
+  // ranges; empty answers wait for nothing, so the throttle costs (almost)
+  // nothing. (When every batch waited the whole interval, this join took
+  // 18 s of simulated time instead of 3.)
+  const absl::Duration empty_throttled = JoinTime(seed, 0, absl::Milliseconds(50));
+  const absl::Duration empty_unthrottled = JoinTime(seed, 0, absl::ZeroDuration());
+  INFO("empty: " << empty_throttled << " throttled, " << empty_unthrottled << " not");
+  CHECK(empty_throttled < empty_unthrottled * 1.2 + absl::Milliseconds(500));
+  // With data, full batches wait the interval: ~3 x 300 / 4 batches of
+  // pulled copies, two in flight, is seconds of pauses at 50 ms.
+  const absl::Duration full_throttled = JoinTime(seed, 300, absl::Milliseconds(50));
+  const absl::Duration full_unthrottled = JoinTime(seed, 300, absl::ZeroDuration());
+  INFO("300 keys: " << full_throttled << " throttled, " << full_unthrottled << " not");
+  CHECK(full_throttled > full_unthrottled + absl::Seconds(2));
+}
+
 TEST_CASE("Failure detection never removes a node; explicit removal does") {
   uint64_t seed = TestSeed(65);
   DYNAMO_SEED_INFO(seed);
