@@ -167,10 +167,7 @@ class Cluster {
         s.joiner ? absl::StrCat("127.0.0.1:", s.peer_port) : peers, "--client",
         absl::StrCat("127.0.0.1:", s.client_port), "--data-dir", absl::StrCat(dir_, "/node", id),
         "--secret", s.secret, "--n", std::to_string(n_), "--r", std::to_string(r_), "--w",
-        std::to_string(w_), "--durability", durability_,
-        // Joins move about 3/4 of 1024 partitions: a lighter throttle than
-        // the default keeps the test short.
-        "--transfers-in-flight", "8", "--transfer-interval-ms", "1"};
+        std::to_string(w_), "--durability", durability_};
     std::string log = absl::StrCat(dir_, "/node", id, ".log");
     pid_t pid = fork();
     REQUIRE(pid >= 0);
