@@ -12,6 +12,7 @@
 // is rebuilt by scanning storage in bounded batches on a timer; a range is
 // not exchanged until its tree is built. Writes during a rebuild update the
 // tree only for keys at or before the scan position (the scan sees the rest).
+// A range with a single replica (N = 1) keeps no hashes: no one to compare.
 //
 // Exchange. Every `anti_entropy_interval` each built range is compared with
 // one other replica (rotating through them, skipping the unreachable): the
@@ -149,6 +150,10 @@ class AntiEntropy {
     size_t next_peer = 0;
     bool exchanging = false;
     std::string sweep_cursor{};
+    // The range has no other replica (N = 1, or a ring smaller than n): its
+    // tree is kept empty, since there is no one to compare it with; the
+    // range still drives tombstone sweeps.
+    bool Solo() const { return replicas.size() < 2; }
   };
 
  private:

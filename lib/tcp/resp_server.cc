@@ -596,6 +596,7 @@ std::string RespServer::Info(std::string_view section) const {
         "\r\ntransfer_keys_received:", m.transfer_keys_received,
         "\r\nhandoff_keys_sent:", m.handoff_keys_sent, "\r\nkeys_dropped:", m.keys_dropped,
         "\r\nmerkle_trees:", m.merkle_trees, "\r\nmerkle_trees_built:", m.merkle_trees_built,
+        "\r\nmerkle_key_updates:", m.merkle_key_updates,
         "\r\nresp_commands:", metrics_.commands,
         "\r\nresp_protocol_errors:", metrics_.protocol_errors,
         "\r\nresp_connections:", conns_.size(), "\r\n\r\n");

@@ -1,4 +1,5 @@
 // Anti-entropy (paper 4.7) and tombstone reaping on simulated clusters.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <map>
@@ -230,6 +231,50 @@ TEST_CASE("A deleted key stays deleted across a crash, restart and anti-entropy;
   auto later = sim.Get(owners[2], "default", "gone");
   REQUIRE(later.ok());
   CHECK_FALSE(later->found());
+}
+
+TEST_CASE("Keys of an N=1 bucket keep no Merkle hashes, and their tombstones are still reaped") {
+  uint64_t seed = TestSeed(7005);
+  DYNAMO_SEED_INFO(seed);
+  SimulationOptions o;
+  o.seed = seed;
+  o.nodes = 3;
+  o.ring.partitions = 16;
+  o.node.tombstone_sweep_interval = absl::Seconds(1);
+  o.node.tombstone_reap_grace = absl::Seconds(2);
+  BucketOptions one;
+  one.name = "one";
+  one.n = one.r = one.w = 1;
+  o.node.buckets = {BucketOptions(), one};
+  auto created = Simulation::Create(o);
+  REQUIRE(created.ok());
+  Simulation& sim = **created;
+  sim.RunFor(absl::Seconds(2));  // trees built
+  const NodeId owner =
+      sim.initial_ring().PreferenceList(Coordinator::StorageKey("one", "solo"), 1).front();
+  auto updates = [&] { return sim.node(owner)->metrics().merkle_key_updates; };
+  const uint64_t before = updates();
+  for (int i = 0; i < 20; ++i) {
+    REQUIRE(sim.Put(owner, "one", "solo", {}, "v" + std::to_string(i)).ok());
+  }
+  CHECK(updates() == before);  // no one to compare them with
+  // A key of the N=3 bucket the node replicates is tracked.
+  std::string shared;
+  for (int i = 0; shared.empty(); ++i) {
+    std::vector<NodeId> owners = sim.initial_ring().PreferenceList(Skey("k" + std::to_string(i)), 3);
+    if (std::find(owners.begin(), owners.end(), owner) != owners.end()) shared = "k" + std::to_string(i);
+  }
+  REQUIRE(sim.Put(owner, "default", shared, {}, "v").ok());
+  CHECK(updates() > before);
+
+  auto last = sim.Get(owner, "one", "solo");
+  REQUIRE(last.ok());
+  REQUIRE(sim.Delete(owner, "one", "solo", last->context).ok());
+  const std::string key = Coordinator::StorageKey("one", "solo");
+  REQUIRE(sim.disk(owner).Get(key).value().at(0).tombstone);
+  REQUIRE(sim.network().RunUntil([&] { return sim.disk(owner).Get(key).value().empty(); },
+                                 absl::Seconds(30)));
+  CHECK(sim.node(owner)->metrics().tombstones_reaped >= 1);
 }
 
 TEST_CASE("Anti-entropy runs are deterministic for a seed") {
