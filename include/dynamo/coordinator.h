@@ -147,6 +147,7 @@ class Coordinator {
   // requests_in_flight_max of them still wait on replicas.
   void ShedSettling();
   void Send(NodeId to, std::string bytes);
+  void SendToAll(absl::Span<const NodeId> targets, std::string bytes);
   uint64_t NextRequestId() { return ++*env_.request_id_counter; }
   NodeId self() const { return env_.runtime->self(); }
 

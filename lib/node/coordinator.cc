@@ -215,6 +215,12 @@ void Coordinator::Send(NodeId to, std::string bytes) {
   (void)env_.runtime->transport().Send(to, std::move(bytes));
 }
 
+void Coordinator::SendToAll(absl::Span<const NodeId> targets, std::string bytes) {
+  for (size_t i = 0; i < targets.size(); ++i) {
+    Send(targets[i], i + 1 == targets.size() ? std::move(bytes) : bytes);  // the last one takes it
+  }
+}
+
 template <typename Fire>
 void Coordinator::Arm(RequestTimer& timer, absl::Duration step, Fire fire) {
   timer.armed = std::min(step, env_.options->request_timeout - timer.waited);
@@ -325,8 +331,7 @@ void Coordinator::StartGet(const BucketOptions& bucket, std::string skey,
   if (!op->replies.empty()) {
     ask.known.emplace(op->replies.front().dots.begin(), op->replies.front().dots.end());
   }
-  std::string request = EncodeMessage(ask);
-  for (NodeId t : op->targets) Send(t, request);
+  SendToAll(op->targets, EncodeMessage(ask));
   Arm(op->timer, env_.options->replica_timeout, [this, id] { OnGetTimer(id); });
   ShedSettling();
   gets_.emplace(id, std::move(op));
@@ -632,16 +637,16 @@ void Coordinator::Write(const BucketOptions& bucket, std::string_view key, const
   op->acks = 1;
   op->callback = std::move(done);
   uint64_t id = op->id;
-  std::string to_owners;  // one encoding for every target that is a real owner
+  NodeList real_owners;  // one encoding for every target that is a real owner
   for (const PutOp::Target& t : op->targets) {
     if (t.hint_owner != kNoNode) {
       env_.metrics->hinted_writes_sent++;
       Send(t.node, EncodeReplicaWrite(*op, t.hint_owner));
-      continue;
+    } else {
+      real_owners.push_back(t.node);
     }
-    if (to_owners.empty()) to_owners = EncodeReplicaWrite(*op, kNoNode);
-    Send(t.node, to_owners);
   }
+  if (!real_owners.empty()) SendToAll(real_owners, EncodeReplicaWrite(*op, kNoNode));
   if (env_.pending_ring != nullptr && env_.pending_ring->size() > 0) {
     std::vector<NodeId> future;
     env_.pending_ring->PreferenceList(KeyToken(skey_ref), bucket.n, 0, &future);

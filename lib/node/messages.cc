@@ -29,11 +29,13 @@ constexpr uint8_t WireType() {
 
 // The header every message starts with: protocol version and wire type.
 Encoder StartMessage(std::string* out, uint8_t type) {
-  // Messages that carry values usually hold one small sibling set: one
-  // allocation up front saves the string's doubling steps. The others fit
-  // the string's inline buffer more often than not, so they reserve nothing.
+  // Messages that carry values usually hold one small sibling set, and a
+  // replica get a key and the coordinator's dots: one allocation up front
+  // saves the string's doubling steps (three for a get). The others fit the
+  // string's inline buffer more often than not, so they reserve nothing.
   constexpr uint8_t kCarryValues[] = {WireType<ReplicaPut>(), WireType<ReplicaGetReply>(),
-                                      WireType<ClientRequest>(), WireType<ClientReply>()};
+                                      WireType<ClientRequest>(), WireType<ClientReply>(),
+                                      WireType<ReplicaGet>()};
   if (std::find(std::begin(kCarryValues), std::end(kCarryValues), type) !=
       std::end(kCarryValues)) {
     out->reserve(256);
