@@ -592,8 +592,9 @@ void Coordinator::Write(const BucketOptions& bucket, std::string_view key, const
       lease_ran_out = true;  // renewed below, outside the engine's callback
       return minted = absl::AbortedError("the dot counter lease ran out");
     }
-    op->write.versions.assign(
-        1,
+    // Moved in, not assign(1, ...), which would copy the value.
+    op->write.versions.clear();
+    op->write.versions.push_back(
         NewVersion(Dot{env_.actor, **counter, absl::ToUnixMicros(env_.runtime->Now())},
                    std::move(clock), std::move(value), tombstone, env_.options->clock_entries_max));
     return absl::OkStatus();
