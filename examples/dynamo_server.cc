@@ -50,7 +50,8 @@ namespace {
 
 using dynamo::Endpoint;
 
-constexpr const char* kUsage = R"(usage: dynamo-server --id N --data-dir DIR (--peers LIST | --listen HOST:PORT [--seeds LIST]) [options]
+constexpr const char* kUsage =
+    R"(usage: dynamo-server --id N --data-dir DIR (--peers LIST | --listen HOST:PORT [--seeds LIST]) [options]
   --id N                 this node's id (> 0)
   --listen HOST:PORT     peer address (default: this node's entry in --peers)
   --advertise HOST:PORT  peer address announced to the other members

@@ -51,7 +51,7 @@ struct NodeMetrics {
   // Anti-entropy (paper 4.7), tombstone reaping, admission control (6.5).
   uint64_t merkle_trees = 0;                     // trees kept (one per replicated range and N)
   uint64_t merkle_trees_built = 0;               // of which fully built
-  uint64_t merkle_key_updates = 0;  // writes folded into a tree (none for N = 1 keys)
+  uint64_t merkle_key_updates = 0;               // writes folded into a tree (none for N = 1 keys)
   uint64_t anti_entropy_exchanges_started = 0;
   uint64_t anti_entropy_exchanges_completed = 0;
   uint64_t anti_entropy_exchanges_failed = 0;    // peer refused, timed out or ring changed

@@ -6,7 +6,6 @@
 
 #include "absl/random/distributions.h"
 #include "absl/strings/str_cat.h"
-#include "xxhash.h"
 #include "core/status_macros.h"
 #include "node/admission.h"
 #include "node/anti_entropy.h"
@@ -14,6 +13,7 @@
 #include "node/messages.h"
 #include "node/ring_codec.h"
 #include "storage/storage_util.h"
+#include "xxhash.h"
 
 namespace dynamo {
 

@@ -224,7 +224,8 @@ class RespServer::Conn : public std::enable_shared_from_this<Conn> {
   void Dispatch(absl::Span<const std::string_view> args, Reply reply) {
     char upper[kCommandNameMax];
     if (args[0].size() > sizeof(upper)) {
-      reply(ErrorReply(absl::StrCat("ERR unknown command '", std::string(args[0].substr(0, 64)), "'")));
+      reply(ErrorReply(
+          absl::StrCat("ERR unknown command '", std::string(args[0].substr(0, 64)), "'")));
       return;
     }
     for (size_t i = 0; i < args[0].size(); ++i) upper[i] = absl::ascii_toupper(args[0][i]);
@@ -331,7 +332,8 @@ class RespServer::Conn : public std::enable_shared_from_this<Conn> {
     } else if (cmd == "INFO") {
       if (!arity(1, 2)) return;
       std::string out;
-      AppendBulk(&out, server_->Info(args.size() == 2 ? absl::AsciiStrToLower(std::string(args[1])) : ""));
+      AppendBulk(
+          &out, server_->Info(args.size() == 2 ? absl::AsciiStrToLower(std::string(args[1])) : ""));
       reply(std::move(out));
     } else if (cmd == "DYNAMO.REMOVE") {
       // Explicit removal (paper 4.8): the new owners of the node's ranges
@@ -368,7 +370,8 @@ class RespServer::Conn : public std::enable_shared_from_this<Conn> {
         reply(s.ok() ? SimpleReply("OK") : ErrorReply(s));
       });
     } else {
-      reply(ErrorReply(absl::StrCat("ERR unknown command '", std::string(args[0].substr(0, 64)), "'")));
+      reply(ErrorReply(
+          absl::StrCat("ERR unknown command '", std::string(args[0].substr(0, 64)), "'")));
     }
   }
 
@@ -596,23 +599,21 @@ std::string RespServer::Info(std::string_view section) const {
         "\r\ntransfer_keys_received:", m.transfer_keys_received,
         "\r\nhandoff_keys_sent:", m.handoff_keys_sent, "\r\nkeys_dropped:", m.keys_dropped,
         "\r\nmerkle_trees:", m.merkle_trees, "\r\nmerkle_trees_built:", m.merkle_trees_built,
-        "\r\nmerkle_key_updates:", m.merkle_key_updates,
-        "\r\nresp_commands:", metrics_.commands,
+        "\r\nmerkle_key_updates:", m.merkle_key_updates, "\r\nresp_commands:", metrics_.commands,
         "\r\nresp_protocol_errors:", metrics_.protocol_errors,
         "\r\nresp_connections:", conns_.size(), "\r\n\r\n");
   }
   if (want("transport") && runtime_ != nullptr) {
     const TcpTransportMetrics& t = runtime_->metrics();
-    absl::StrAppend(&out, "# Transport\r\npeers_dialled:", runtime_->peer_count(),
-                    "\r\nmessages_sent:", t.messages_sent,
-                    "\r\nmessages_received:", t.messages_received, "\r\nbytes_sent:", t.bytes_sent,
-                    "\r\nbytes_received:", t.bytes_received,
-                    "\r\ndropped_queue_full:", t.dropped_queue_full,
-                    "\r\ndropped_disconnected:", t.dropped_disconnected,
-                    "\r\nconnects_ok:", t.connects_ok, "\r\nconnects_failed:", t.connects_failed,
-                    "\r\ninbound_accepted:", t.inbound_accepted,
-                    "\r\nhandshakes_failed:", t.handshakes_failed,
-                    "\r\nframes_malformed:", t.frames_malformed, "\r\n\r\n");
+    absl::StrAppend(
+        &out, "# Transport\r\npeers_dialled:", runtime_->peer_count(),
+        "\r\nmessages_sent:", t.messages_sent, "\r\nmessages_received:", t.messages_received,
+        "\r\nbytes_sent:", t.bytes_sent, "\r\nbytes_received:", t.bytes_received,
+        "\r\ndropped_queue_full:", t.dropped_queue_full,
+        "\r\ndropped_disconnected:", t.dropped_disconnected, "\r\nconnects_ok:", t.connects_ok,
+        "\r\nconnects_failed:", t.connects_failed, "\r\ninbound_accepted:", t.inbound_accepted,
+        "\r\nhandshakes_failed:", t.handshakes_failed, "\r\nframes_malformed:", t.frames_malformed,
+        "\r\n\r\n");
   }
   return out;
 }

@@ -261,8 +261,10 @@ TEST_CASE("Keys of an N=1 bucket keep no Merkle hashes, and their tombstones are
   // A key of the N=3 bucket the node replicates is tracked.
   std::string shared;
   for (int i = 0; shared.empty(); ++i) {
-    std::vector<NodeId> owners = sim.initial_ring().PreferenceList(Skey("k" + std::to_string(i)), 3);
-    if (std::find(owners.begin(), owners.end(), owner) != owners.end()) shared = "k" + std::to_string(i);
+    std::vector<NodeId> owners =
+        sim.initial_ring().PreferenceList(Skey("k" + std::to_string(i)), 3);
+    if (std::find(owners.begin(), owners.end(), owner) != owners.end())
+      shared = "k" + std::to_string(i);
   }
   REQUIRE(sim.Put(owner, "default", shared, {}, "v").ok());
   CHECK(updates() > before);

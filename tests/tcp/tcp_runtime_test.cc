@@ -401,7 +401,8 @@ TEST_CASE("a removed peer is not redialled") {
   REQUIRE(loop.Call([&] {
     return (*rt)->SetPeer(2, Endpoint{"127.0.0.1", 1}).ok() && (*rt)->Send(2, "lost").ok();
   }));
-  REQUIRE(WaitUntil([&] { return loop.Call([&] { return (*rt)->metrics().connects_failed >= 3; }); }));
+  REQUIRE(
+      WaitUntil([&] { return loop.Call([&] { return (*rt)->metrics().connects_failed >= 3; }); }));
   uint64_t failed = loop.Call([&] {
     (*rt)->RemovePeer(2);
     return (*rt)->metrics().connects_failed;
