@@ -3,6 +3,7 @@
 // BlockingNode driving a node on a TCP runtime from another thread.
 #include "dynamo/tcp/tcp_runtime.h"
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <future>
@@ -408,9 +409,11 @@ TEST_CASE("a removed peer is not redialled") {
     return (*rt)->metrics().connects_failed;
   });
   REQUIRE(loop.Call([&] { return absl::IsNotFound((*rt)->Send(2, "after")); }));
-  // Twenty times the longest backoff: a redial would have failed and been
-  // counted by now.
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // A timer of twenty times the longest backoff on the same loop: once it
+  // has run, so would a redial have, and its refused dial been counted.
+  std::atomic<bool> later{false};
+  loop.Call([&] { return (*rt)->Schedule(absl::Milliseconds(200), [&] { later = true; }); });
+  REQUIRE(WaitUntil([&] { return later.load(); }));
   REQUIRE(loop.Call([&] { return (*rt)->metrics().connects_failed; }) == failed);
   REQUIRE(loop.Call([&] { return (*rt)->metrics().dropped_disconnected; }) >= 1);
 }
