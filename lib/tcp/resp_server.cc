@@ -223,13 +223,10 @@ class RespServer::Conn : public std::enable_shared_from_this<Conn> {
   // `args` view the read buffer: whatever outlives this call is copied.
   void Dispatch(absl::Span<const std::string_view> args, Reply reply) {
     char upper[kCommandNameMax];
-    if (args[0].size() > sizeof(upper)) {
-      reply(ErrorReply(
-          absl::StrCat("ERR unknown command '", std::string(args[0].substr(0, 64)), "'")));
-      return;
-    }
-    for (size_t i = 0; i < args[0].size(); ++i) upper[i] = absl::ascii_toupper(args[0][i]);
-    const std::string_view cmd(upper, args[0].size());
+    // A name longer than any command matches none: the unknown-command reply.
+    const size_t name_size = args[0].size() <= sizeof(upper) ? args[0].size() : 0;
+    for (size_t i = 0; i < name_size; ++i) upper[i] = absl::ascii_toupper(args[0][i]);
+    const std::string_view cmd(upper, name_size);
     Node* node = server_->node_;
     const std::string& bucket = options().bucket;
     auto arity = [&](size_t min, size_t max) {

@@ -140,7 +140,6 @@ class TcpRuntime::Impl {
     bool ready = false;
     bool writing = false;
     bool flush_posted = false;  // a WriteBatch is posted to the loop
-    bool redial_pending = false;
     std::deque<std::string> queue;
     size_t queue_bytes = 0;  // queued + being written
     // The frames being written, copied into one buffer: one send for many
@@ -504,7 +503,6 @@ class TcpRuntime::Impl {
     Peer& peer = *it->second;
     peer.removed = true;
     if (peer.conn) Disconnect(peer);
-    peer.redial_pending = false;
     peer.redial_timer.cancel();
     // Handlers still pending hold the peer; they see it removed (or its
     // connection gone) and stop.
@@ -514,13 +512,11 @@ class TcpRuntime::Impl {
   // Dials `peer` again after its current backoff, which then doubles.
   // Re-arming replaces a redial already pending.
   void ScheduleRedial(Peer& peer) {
-    peer.redial_pending = true;
     peer.redial_timer.expires_after(ToChrono(peer.backoff));
     peer.backoff = std::min(peer.backoff * 2, options_.reconnect_backoff_max);
     std::shared_ptr<Peer> p = peer.shared_from_this();
     peer.redial_timer.async_wait([this, p](const asio::error_code& e) {
       if (e || p->removed) return;
-      p->redial_pending = false;
       Dial(*p);
     });
   }
