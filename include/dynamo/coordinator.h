@@ -128,12 +128,22 @@ class Coordinator {
   void MaybeCompleteGet(uint64_t id);
   void RepairAndRetire(uint64_t id);
   struct RequestTimer;
+  struct TimerLane;
+  enum class TimerKind : uint8_t { kPut, kGet, kForward };
   // Arms a request's timer for `step` (a replica timeout), or for what is
-  // left until the deadline if that is sooner.
-  template <typename Fire>
-  void Arm(RequestTimer& timer, absl::Duration step, Fire fire);
+  // left until the deadline if that is sooner. REQUIRES: the request is in
+  // its map (puts_, gets_, forwards_), where the lane looks for it.
+  void Arm(RequestTimer& timer, absl::Duration step, TimerKind kind, uint64_t id);
+  // Disarms it: the lane entry goes stale and is dropped without firing.
+  static void Disarm(RequestTimer& timer);
   // Called first when a request's timer fires: true at the deadline.
   bool Fired(RequestTimer& timer);
+  // The runtime timer of `lane` fired: runs the request timers that are due.
+  void OnLaneTimer(TimerLane* lane);
+  // True if the request the entry was armed for still waits on it.
+  bool LaneEntryLive(TimerKind kind, uint64_t id, uint64_t arm) const;
+  void ArmLane(TimerLane& lane);
+  void DropStaleEntries(TimerLane& lane);
   void OnGetTimer(uint64_t id);
   void OnPutTimer(uint64_t id);
   void OnForwardTimer(uint64_t id);
@@ -162,6 +172,10 @@ class Coordinator {
   // Ids of finished gets and puts in finishing order, some still waiting on
   // replicas (see ShedSettling), some already retired (dropped lazily).
   std::deque<uint64_t> settling_;
+  // Request timers, one lane per delay in use (a handful: the replica
+  // timeout and what is left of the deadline after it); see TimerLane.
+  std::vector<std::unique_ptr<TimerLane>> timer_lanes_;
+  uint64_t timer_arms_ = 0;  // numbers each arming, so stale entries are known
   std::vector<NodeId> walk_scratch_;
 };
 

@@ -31,9 +31,28 @@ using NodeList = absl::InlinedVector<NodeId, 8>;
 // deadline timer beside a replica timer cost every request a schedule and a
 // cancel more, and most requests finish before either fires.
 struct Coordinator::RequestTimer {
-  TimerId id = kNoTimer;
+  uint64_t arm = 0;       // the arming its lane entry must match; 0: disarmed
   absl::Duration waited;  // the delays of the timers that fired
   absl::Duration armed;   // the delay of the one armed
+};
+
+// Request timers armed with the same delay, in arming order, which (time
+// being monotonic) is the order they fall due: one runtime timer, for the
+// first entry still armed, serves them all. Almost every request finishes
+// before its timer would fire, and finishing only disarms it (the entry
+// goes stale and is skipped when reached), so a request costs the runtime
+// no timer of its own: no schedule, no cancel, and no timer slot.
+struct Coordinator::TimerLane {
+  struct Entry {
+    absl::Time due;
+    uint64_t id;
+    uint64_t arm;
+    TimerKind kind;
+  };
+  absl::Duration delay;
+  std::deque<Entry> entries;
+  TimerId timer = kNoTimer;  // armed for the first live entry's due time
+  bool firing = false;       // OnLaneTimer runs; it arms the timer when done
 };
 
 struct Coordinator::PutOp {
@@ -131,9 +150,7 @@ GetResult MakeGetResult(SiblingSet versions, ConflictPolicy policy, NodeId faste
 Coordinator::Coordinator(CoordinatorEnv env) : env_(env) {}
 
 Coordinator::~Coordinator() {
-  for (auto& [id, op] : puts_) env_.runtime->Cancel(op->timer.id);
-  for (auto& [id, op] : gets_) env_.runtime->Cancel(op->timer.id);
-  for (auto& [id, op] : forwards_) env_.runtime->Cancel(op->timer.id);
+  for (const auto& lane : timer_lanes_) env_.runtime->Cancel(lane->timer);
 }
 
 size_t Coordinator::requests_in_flight() const {
@@ -158,7 +175,7 @@ void Coordinator::ShedSettling() {
       if (is_get) {
         RepairAndRetire(id);
       } else {
-        env_.runtime->Cancel(put->second->timer.id);
+        Disarm(put->second->timer);
         puts_.erase(put);
       }
     }
@@ -221,18 +238,97 @@ void Coordinator::SendToAll(absl::Span<const NodeId> targets, std::string bytes)
   }
 }
 
-template <typename Fire>
-void Coordinator::Arm(RequestTimer& timer, absl::Duration step, Fire fire) {
+void Coordinator::Arm(RequestTimer& timer, absl::Duration step, TimerKind kind, uint64_t id) {
   timer.armed = std::min(step, env_.options->request_timeout - timer.waited);
-  // `fire` captures [this, id]: small enough to live inside the callback
-  // without an allocation.
-  timer.id = env_.runtime->Schedule(timer.armed, std::move(fire));
+  timer.arm = ++timer_arms_;
+  TimerLane* lane = nullptr;
+  for (const auto& l : timer_lanes_) {
+    if (l->delay == timer.armed) lane = l.get();
+  }
+  if (lane == nullptr) {
+    lane = timer_lanes_.emplace_back(std::make_unique<TimerLane>()).get();
+    lane->delay = timer.armed;
+  }
+  // Stale entries leave a lane when its timer reaches them; with timers far
+  // apart they are dropped here too, so a lane holds O(requests in flight).
+  if (lane->entries.size() >= 2 * (puts_.size() + gets_.size() + forwards_.size()) + 1024) {
+    DropStaleEntries(*lane);
+  }
+  lane->entries.push_back({env_.runtime->Now() + timer.armed, id, timer.arm, kind});
+  if (lane->timer == kNoTimer && !lane->firing) ArmLane(*lane);
 }
 
+void Coordinator::Disarm(RequestTimer& timer) { timer.arm = 0; }
+
 bool Coordinator::Fired(RequestTimer& timer) {
-  timer.id = kNoTimer;
+  timer.arm = 0;
   timer.waited += timer.armed;
   return timer.waited >= env_.options->request_timeout;
+}
+
+bool Coordinator::LaneEntryLive(TimerKind kind, uint64_t id, uint64_t arm) const {
+  switch (kind) {
+    case TimerKind::kPut: {
+      auto it = puts_.find(id);
+      return it != puts_.end() && it->second->timer.arm == arm;
+    }
+    case TimerKind::kGet: {
+      auto it = gets_.find(id);
+      return it != gets_.end() && it->second->timer.arm == arm;
+    }
+    case TimerKind::kForward: {
+      auto it = forwards_.find(id);
+      return it != forwards_.end() && it->second->timer.arm == arm;
+    }
+  }
+  return false;
+}
+
+void Coordinator::DropStaleEntries(TimerLane& lane) {
+  std::erase_if(lane.entries, [this](const TimerLane::Entry& e) {
+    return !LaneEntryLive(e.kind, e.id, e.arm);
+  });
+}
+
+void Coordinator::ArmLane(TimerLane& lane) {
+  while (!lane.entries.empty()) {
+    const TimerLane::Entry& head = lane.entries.front();
+    if (LaneEntryLive(head.kind, head.id, head.arm)) break;
+    lane.entries.pop_front();
+  }
+  if (lane.entries.empty()) return;
+  TimerLane* target = &lane;
+  lane.timer = env_.runtime->Schedule(lane.entries.front().due - env_.runtime->Now(),
+                                      [this, target] { OnLaneTimer(target); });
+}
+
+void Coordinator::OnLaneTimer(TimerLane* lane) {
+  lane->timer = kNoTimer;
+  lane->firing = true;
+  const absl::Time now = env_.runtime->Now();
+  // A request timer that fires may arm another, in this lane too (due
+  // later than now, so behind every entry this loop will reach).
+  while (!lane->entries.empty() && lane->entries.front().due <= now) {
+    TimerLane::Entry e = lane->entries.front();
+    lane->entries.pop_front();
+    if (!LaneEntryLive(e.kind, e.id, e.arm)) continue;
+    switch (e.kind) {
+      case TimerKind::kPut:
+        OnPutTimer(e.id);
+        break;
+      case TimerKind::kGet:
+        OnGetTimer(e.id);
+        break;
+      case TimerKind::kForward:
+        OnForwardTimer(e.id);
+        break;
+    }
+  }
+  lane->firing = false;
+  ArmLane(*lane);
+  if (lane->entries.empty()) {
+    std::erase_if(timer_lanes_, [lane](const auto& l) { return l.get() == lane; });
+  }
 }
 
 // ---------------------------------------------------------------- get
@@ -332,9 +428,10 @@ void Coordinator::StartGet(const BucketOptions& bucket, std::string skey,
     ask.known.emplace(op->replies.front().dots.begin(), op->replies.front().dots.end());
   }
   SendToAll(op->targets, EncodeMessage(ask));
-  Arm(op->timer, env_.options->replica_timeout, [this, id] { OnGetTimer(id); });
   ShedSettling();
+  GetOp& ref = *op;
   gets_.emplace(id, std::move(op));
+  Arm(ref.timer, env_.options->replica_timeout, TimerKind::kGet, id);
   callers_waiting_++;
   MaybeCompleteGet(id);
 }
@@ -362,7 +459,7 @@ void Coordinator::OnGetTimer(uint64_t id) {
     RepairAndRetire(id);
     return;
   }
-  Arm(g.timer, absl::InfiniteDuration(), [this, id] { OnGetTimer(id); });
+  Arm(g.timer, absl::InfiniteDuration(), TimerKind::kGet, id);
 }
 
 void Coordinator::FinishGet(GetOp& op, absl::Status status) {
@@ -430,7 +527,7 @@ void Coordinator::RepairAndRetire(uint64_t id) {
       Send(r.node, repair);
     }
   }
-  env_.runtime->Cancel(op.timer.id);
+  Disarm(op.timer);
   gets_.erase(it);
 }
 
@@ -665,10 +762,10 @@ void Coordinator::Write(const BucketOptions& bucket, std::string_view key, const
     op->callback(absl::OkStatus());
     return;
   }
-  Arm(op->timer, env_.options->replica_timeout, [this, id] { OnPutTimer(id); });
   PutOp& ref = *op;
   ShedSettling();
   puts_.emplace(id, std::move(op));
+  Arm(ref.timer, env_.options->replica_timeout, TimerKind::kPut, id);
   callers_waiting_++;
   if (ref.acks >= ref.w) FinishPut(ref, absl::OkStatus());
   MaybeRetirePut(id);
@@ -712,7 +809,7 @@ void Coordinator::OnPutTimer(uint64_t id) {
                              [](const PutOp::Target& t) { return !t.replied && !t.replaced; });
   Arm(op.timer,
       waiting && !op.fallbacks.empty() ? env_.options->replica_timeout : absl::InfiniteDuration(),
-      [this, id] { OnPutTimer(id); });
+      TimerKind::kPut, id);
   MaybeRetirePut(id);
 }
 
@@ -745,7 +842,7 @@ void Coordinator::MaybeRetirePut(uint64_t id) {
                                                       " replicas acknowledged, ", op.errors,
                                                       " refused")));
   }
-  env_.runtime->Cancel(op.timer.id);
+  Disarm(op.timer);
   puts_.erase(id);  // not `it`: FinishPut's callback may have added requests
 }
 
@@ -819,14 +916,14 @@ void Coordinator::ForwardAttempt(uint64_t id) {
   }
   if (f.target == kNoNode) {
     // The deadline reports the failure.
-    Arm(f.timer, absl::InfiniteDuration(), [this, id] { OnForwardTimer(id); });
+    Arm(f.timer, absl::InfiniteDuration(), TimerKind::kForward, id);
     return;
   }
   Send(f.target, EncodeMessage(f.request));
   // The replica may itself need a replica timeout to assemble a sloppy
   // quorum; silence for twice that means it is unreachable, so try the next
   // one. A late answer from the first still completes the request (same id).
-  Arm(f.timer, 2 * env_.options->replica_timeout, [this, id] { OnForwardTimer(id); });
+  Arm(f.timer, 2 * env_.options->replica_timeout, TimerKind::kForward, id);
 }
 
 bool Coordinator::OnClientReply(NodeId /*from*/, ClientReply&& reply) {
@@ -834,7 +931,7 @@ bool Coordinator::OnClientReply(NodeId /*from*/, ClientReply&& reply) {
   if (it == forwards_.end()) return false;
   std::unique_ptr<ForwardOp> f = std::move(it->second);
   forwards_.erase(it);
-  env_.runtime->Cancel(f->timer.id);
+  Disarm(f->timer);
   absl::Status status = StatusFromWire(reply.code, reply.error);
   if (f->op == ClientOp::kGet) {
     if (!status.ok()) {

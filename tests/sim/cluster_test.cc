@@ -251,6 +251,41 @@ TEST_CASE("Finished requests awaiting a silent replica do not count against the 
   CHECK(m.requests_settled_early >= 70);  // all but the last 4 of 80
 }
 
+TEST_CASE("Request timers fire at their own deadlines without a runtime timer each") {
+  uint64_t seed = TestSeed(513);
+  DYNAMO_SEED_INFO(seed);
+  auto sim = MakeSim(seed, 3);
+  // Node 1's replicas hear its writes but their acknowledgements are lost:
+  // every put it coordinates waits a replica timeout, finds no stand-in, and
+  // fails at its deadline.
+  sim->network().BlockLink(2, 1);
+  sim->network().BlockLink(3, 1);
+  sim->RunFor(absl::Milliseconds(10));
+  const size_t pending_before = sim->network().pending_events();
+  constexpr int kPuts = 100;
+  std::vector<absl::Time> started(kPuts);
+  std::vector<absl::Time> ended(kPuts);
+  std::vector<absl::Status> results(kPuts);
+  for (int i = 0; i < kPuts; ++i) {
+    started[i] = sim->network().Now();
+    sim->node(1)->Put("default", "k" + std::to_string(i), {}, "v", [&, i](absl::Status status) {
+      ended[i] = sim->network().Now();
+      results[i] = std::move(status);
+    });
+    sim->RunFor(absl::Milliseconds(1));  // staggered: the deadlines differ
+  }
+  // All sent and delivered, none answered: what is queued is the nodes'
+  // periodic work, not a timer per request.
+  sim->RunFor(absl::Milliseconds(50));
+  CHECK(sim->network().pending_events() < pending_before + 10);
+  sim->RunFor(sim->options().node.request_timeout);
+  for (int i = 0; i < kPuts; ++i) {
+    INFO("put " << i);
+    CHECK(results[i].code() == absl::StatusCode::kDeadlineExceeded);
+    CHECK(ended[i] - started[i] == sim->options().node.request_timeout);
+  }
+}
+
 std::string MergeCarts(const std::vector<std::string>& carts) {
   std::set<std::string> items;
   for (const std::string& cart : carts) {
