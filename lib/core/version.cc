@@ -40,10 +40,19 @@ bool Obsolete(const SiblingSet& siblings, const Version& incoming) {
 }
 
 // Adds a version that is not obsolete, dropping those it descends from.
-void InsertMaximal(SiblingSet& siblings, Version incoming) {
+// `incoming` is a Version (moved in) or a const Version& (copied).
+template <typename V>
+void InsertMaximal(SiblingSet& siblings, V&& incoming) {
+  // The common write: the new version supersedes the key's only one. It is
+  // assigned over it, which reuses the old value's and clock's storage
+  // instead of freeing them and allocating the new ones.
+  if (siblings.size() == 1 && incoming.Descends(siblings.front())) {
+    siblings.front() = std::forward<V>(incoming);
+    return;
+  }
   std::erase_if(siblings, [&](const Version& s) { return incoming.Descends(s); });
   auto pos = std::lower_bound(siblings.begin(), siblings.end(), incoming, DotLess);
-  siblings.insert(pos, std::move(incoming));
+  siblings.insert(pos, std::forward<V>(incoming));
 }
 
 }  // namespace
