@@ -34,6 +34,12 @@ class Runtime {
   // to other nodes; node code must not assume clocks agree.
   virtual absl::Time Now() = 0;
 
+  // Time elapsed since a fixed point of the runtime's choosing, on the clock
+  // its timers run on: unlike Now() it never goes back and is never skewed
+  // or stepped, so it is what intervals and deadlines are measured with.
+  // Not comparable across nodes.
+  virtual absl::Duration Elapsed() = 0;
+
   // Runs `callback` on the node's thread once `delay` has passed (a
   // non-positive delay runs it on the next turn of the loop, never inline).
   // Returns an id for Cancel(), never kNoTimer.

@@ -44,7 +44,7 @@ struct Coordinator::RequestTimer {
 // no timer of its own: no schedule, no cancel, and no timer slot.
 struct Coordinator::TimerLane {
   struct Entry {
-    absl::Time due;
+    absl::Duration due;  // on Runtime::Elapsed(): a wall clock step moves no deadline
     uint64_t id;
     uint64_t arm;
     TimerKind kind;
@@ -254,7 +254,7 @@ void Coordinator::Arm(RequestTimer& timer, absl::Duration step, TimerKind kind, 
   if (lane->entries.size() >= 2 * (puts_.size() + gets_.size() + forwards_.size()) + 1024) {
     DropStaleEntries(*lane);
   }
-  lane->entries.push_back({env_.runtime->Now() + timer.armed, id, timer.arm, kind});
+  lane->entries.push_back({env_.runtime->Elapsed() + timer.armed, id, timer.arm, kind});
   if (lane->timer == kNoTimer && !lane->firing) ArmLane(*lane);
 }
 
@@ -298,14 +298,14 @@ void Coordinator::ArmLane(TimerLane& lane) {
   }
   if (lane.entries.empty()) return;
   TimerLane* target = &lane;
-  lane.timer = env_.runtime->Schedule(lane.entries.front().due - env_.runtime->Now(),
+  lane.timer = env_.runtime->Schedule(lane.entries.front().due - env_.runtime->Elapsed(),
                                       [this, target] { OnLaneTimer(target); });
 }
 
 void Coordinator::OnLaneTimer(TimerLane* lane) {
   lane->timer = kNoTimer;
   lane->firing = true;
-  const absl::Time now = env_.runtime->Now();
+  const absl::Duration now = env_.runtime->Elapsed();
   // A request timer that fires may arm another, in this lane too (due
   // later than now, so behind every entry this loop will reach).
   while (!lane->entries.empty() && lane->entries.front().due <= now) {

@@ -792,6 +792,11 @@ uint16_t TcpRuntime::peer_port() const {
   return ec ? 0 : ep.port();
 }
 
+absl::Duration TcpRuntime::Elapsed() {
+  // The timers' clock (Impl::Clock), from its own epoch.
+  return absl::FromChrono(std::chrono::steady_clock::now().time_since_epoch());
+}
+
 TimerId TcpRuntime::Schedule(absl::Duration delay, absl::AnyInvocable<void()> callback) {
   return impl_->Schedule(delay, std::move(callback));
 }

@@ -151,6 +151,40 @@ TEST_CASE("timers run in order on the loop and cancelled timers never run") {
   REQUIRE(fired == std::vector<int>{1, 2, 3, 4});
 }
 
+TEST_CASE("Elapsed advances with the timers' clock and never goes back") {
+  auto rt = TcpRuntime::Create(Options(1, "s"));
+  REQUIRE(rt.ok());
+  std::mutex mu;
+  absl::Duration armed_at, fired_at;
+  bool fired = false;
+  LoopThread loop(rt->get());
+  loop.Call([&] {
+    armed_at = (*rt)->Elapsed();
+    (*rt)->Schedule(absl::Milliseconds(20), [&] {
+      std::lock_guard<std::mutex> l(mu);
+      fired_at = (*rt)->Elapsed();
+      fired = true;
+    });
+    return 0;
+  });
+  REQUIRE(WaitUntil([&] { std::lock_guard<std::mutex> l(mu); return fired; }));
+  {
+    std::lock_guard<std::mutex> l(mu);
+    CHECK(fired_at - armed_at >= absl::Milliseconds(20));
+  }
+  int went_back = loop.Call([&] {
+    int count = 0;
+    absl::Duration previous = (*rt)->Elapsed();
+    for (int i = 0; i < 1000; ++i) {
+      absl::Duration next = (*rt)->Elapsed();
+      if (next < previous) ++count;
+      previous = next;
+    }
+    return count;
+  });
+  CHECK(went_back == 0);
+}
+
 // The runtime keeps every timer in one deadline heap behind a single asio
 // timer: a request's timeout is armed and then cancelled almost always.
 TEST_CASE("timers: an earlier deadline after later ones wakes the loop early, mass cancels") {

@@ -160,6 +160,7 @@ class TcpRuntime final : public Runtime, public Transport {
   // Runtime.
   NodeId self() const override { return options_.self; }
   absl::Time Now() override { return absl::Now(); }
+  absl::Duration Elapsed() override;
   TimerId Schedule(absl::Duration delay, absl::AnyInvocable<void()> callback) override;
   void Cancel(TimerId timer) override;
   absl::BitGenRef Rng() override;
