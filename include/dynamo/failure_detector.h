@@ -5,6 +5,11 @@
 // waiting on it for every request; any message from it marks it reachable
 // again, and the node probes unreachable peers periodically. Failure
 // detection never removes a node from the ring: that is an explicit command.
+//
+// Times are on the node's monotonic clock (Runtime::Elapsed()), never its
+// wall clock: a wall clock stepped back would make every peer look heard
+// from in the future and never suspected, one stepped forward would make
+// every peer look silent at once.
 #ifndef DYNAMO_FAILURE_DETECTOR_H_
 #define DYNAMO_FAILURE_DETECTOR_H_
 
@@ -23,16 +28,16 @@ class FailureDetector {
   bool IsReachable(NodeId peer) const;
 
   // Any message from `peer` proves it is up.
-  void OnHeard(NodeId peer, absl::Time now);
+  void OnHeard(NodeId peer, absl::Duration now);
 
   // `peer` did not answer in time.
-  void OnTimeout(NodeId peer, absl::Time now);
+  void OnTimeout(NodeId peer, absl::Duration now);
 
   // Peers currently marked unreachable, in id order.
   std::vector<NodeId> Unreachable() const;
 
-  // When `peer` was last heard from (InfinitePast if never).
-  absl::Time LastHeard(NodeId peer) const;
+  // When `peer` was last heard from (-InfiniteDuration if never).
+  absl::Duration LastHeard(NodeId peer) const;
 
   // The phi-accrual suspicion level (Hayashibara et al.; Cassandra): how
   // unlikely it is, given the intervals at which `peer` was heard so far,
@@ -42,11 +47,11 @@ class FailureDetector {
   // kPhiMeanIntervalMin: every message is a sample, so under heavy traffic
   // the mean falls to microseconds and a pause of a few milliseconds (a
   // busy machine, an fsync) would look like death.
-  double Phi(NodeId peer, absl::Time now) const;
+  double Phi(NodeId peer, absl::Duration now) const;
 
   // Marks unreachable every reachable peer whose phi exceeds `threshold`
   // (Cassandra's default is 8). Returns how many were marked.
-  size_t SuspectByPhi(absl::Time now, double threshold);
+  size_t SuspectByPhi(absl::Duration now, double threshold);
 
   static constexpr size_t kPhiSamplesMin = 3;
   static constexpr size_t kPhiWindow = 100;  // intervals remembered per peer
@@ -58,8 +63,8 @@ class FailureDetector {
  private:
   struct PeerState {
     bool reachable = true;
-    absl::Time last_heard = absl::InfinitePast();
-    absl::Time last_timeout = absl::InfinitePast();
+    absl::Duration last_heard = -absl::InfiniteDuration();
+    absl::Duration last_timeout = -absl::InfiniteDuration();
     std::deque<double> intervals_s;  // at most kPhiWindow
     double intervals_sum_s = 0;
   };

@@ -26,13 +26,13 @@ AdmissionController::AdmissionController(AdmissionOptions options) : options_(op
   available_ = budget_;
 }
 
-void AdmissionController::RecordSample(absl::Time now, absl::Duration latency) {
+void AdmissionController::RecordSample(absl::Duration now, absl::Duration latency) {
   if (samples_.size() >= options_.samples_max) samples_.pop_front();
   samples_.push_back(Sample{now, latency});
 }
 
-void AdmissionController::Tick(absl::Time now) {
-  if (period_start_ == absl::InfinitePast()) {
+void AdmissionController::Tick(absl::Duration now) {
+  if (period_start_ == -absl::InfiniteDuration()) {
     period_start_ = now;
     return;
   }
@@ -42,14 +42,14 @@ void AdmissionController::Tick(absl::Time now) {
   available_ = budget_;
 }
 
-uint64_t AdmissionController::TryAcquire(absl::Time now, uint64_t wanted) {
+uint64_t AdmissionController::TryAcquire(absl::Duration now, uint64_t wanted) {
   Tick(now);
   const uint64_t granted = std::min(wanted, available_);
   available_ -= granted;
   return granted;
 }
 
-void AdmissionController::Evaluate(absl::Time now) {
+void AdmissionController::Evaluate(absl::Duration now) {
   while (!samples_.empty() && now - samples_.front().at > options_.window) samples_.pop_front();
   if (samples_.empty()) {
     last_p99_ = absl::ZeroDuration();

@@ -16,7 +16,8 @@
 // The latency source is injected: the owner (the node's storage wrapper, or
 // a test) calls RecordSample with each measured foreground read latency, so
 // the controller can be tested with synthetic samples and works the same on
-// virtual and real time. Nothing here reads a clock; `now` is passed in.
+// virtual and real time. Nothing here reads a clock; `now` is passed in, on
+// the node's monotonic clock (Runtime::Elapsed()).
 //
 // Thread-safety: used on the owning node's thread only.
 #ifndef DYNAMO_NODE_ADMISSION_H_
@@ -49,16 +50,16 @@ class AdmissionController {
   explicit AdmissionController(AdmissionOptions options);
 
   // One foreground storage read took `latency`, finishing at `now`.
-  void RecordSample(absl::Time now, absl::Duration latency);
+  void RecordSample(absl::Duration now, absl::Duration latency);
 
   // Grants up to `wanted` operations from the current period's allowance.
   // Advances periods (and re-evaluates the budget) as `now` moves on.
-  uint64_t TryAcquire(absl::Time now, uint64_t wanted);
+  uint64_t TryAcquire(absl::Duration now, uint64_t wanted);
 
   // Re-evaluates the budget if a refill period has passed since the last
   // evaluation. TryAcquire calls it; a periodic timer may too, so that the
   // budget recovers (and shows in metrics) even when no task asks.
-  void Tick(absl::Time now);
+  void Tick(absl::Duration now);
 
   uint64_t budget() const { return budget_; }  // operations per period
   uint64_t available() const { return available_; }
@@ -69,16 +70,16 @@ class AdmissionController {
 
  private:
   struct Sample {
-    absl::Time at;
+    absl::Duration at;
     absl::Duration latency;
   };
-  void Evaluate(absl::Time now);
+  void Evaluate(absl::Duration now);
 
   AdmissionOptions options_;
   std::deque<Sample> samples_;
   uint64_t budget_;
   uint64_t available_;
-  absl::Time period_start_ = absl::InfinitePast();
+  absl::Duration period_start_ = -absl::InfiniteDuration();
   absl::Duration last_p99_ = absl::ZeroDuration();
 };
 

@@ -38,9 +38,9 @@ bool Covers(const SiblingSet& stored, const SiblingSet& tombstones) {
 template <typename Read>
 auto ObservedStorage::Timed(Read read) {
   if (admission_ == nullptr) return read();
-  const absl::Time start = runtime_->Now();
+  const absl::Duration start = runtime_->Elapsed();
   auto result = read();
-  const absl::Time end = runtime_->Now();
+  const absl::Duration end = runtime_->Elapsed();
   admission_->RecordSample(end, end - start);
   return result;
 }
@@ -264,13 +264,13 @@ void AntiEntropy::OnKeyChanged(const TrackedKey& tracked, std::string_view key, 
 
 bool AntiEntropy::Admit() {
   if (env_.admission == nullptr) return true;
-  if (env_.admission->TryAcquire(Now(), 1) == 1) return true;
+  if (env_.admission->TryAcquire(Elapsed(), 1) == 1) return true;
   env_.metrics->background_ops_denied++;
   return false;
 }
 
 void AntiEntropy::ChargeOne() {
-  if (env_.admission != nullptr) (void)env_.admission->TryAcquire(Now(), 1);
+  if (env_.admission != nullptr) (void)env_.admission->TryAcquire(Elapsed(), 1);
 }
 
 void AntiEntropy::Send(NodeId to, const Message& message) {
@@ -339,21 +339,21 @@ void AntiEntropy::ScheduleTick() {
 
 void AntiEntropy::Tick() {
   if (env_.admission != nullptr) {
-    env_.admission->Tick(Now());
+    env_.admission->Tick(Elapsed());
     env_.metrics->background_budget = env_.admission->budget();
     env_.metrics->background_read_p99_us =
         static_cast<uint64_t>(absl::ToInt64Microseconds(env_.admission->last_p99()));
   }
   if (env_.options->anti_entropy_enabled) StartExchanges();
-  if (env_.options->tombstone_reaping_enabled && Now() >= next_sweep_) {
-    next_sweep_ = Now() + env_.options->tombstone_sweep_interval;
+  if (env_.options->tombstone_reaping_enabled && Elapsed() >= next_sweep_) {
+    next_sweep_ = Elapsed() + env_.options->tombstone_sweep_interval;
     Sweep();
   }
 }
 
 void AntiEntropy::StartExchanges() {
   if (trees_.empty()) return;
-  const absl::Time now = Now();
+  const absl::Duration now = Elapsed();
   // Visit every range once per tick, starting after the last one started,
   // so that ranges take turns.
   auto it = trees_.upper_bound(exchange_cursor_);
@@ -387,7 +387,7 @@ void AntiEntropy::StartExchange(const TreeKey& key, RangeState& state, NodeId pe
   session.peer = peer;
   session.diff = std::make_unique<MerkleDiff>(&state.tree, diff_options);
   state.exchanging = true;
-  state.last_exchange = Now();
+  state.last_exchange = Elapsed();
   env_.metrics->anti_entropy_exchanges_started++;
   const uint64_t id = NextRequestId();
   sessions_.emplace(id, std::move(session));
@@ -411,8 +411,8 @@ uint64_t AntiEntropy::SendInSession(uint64_t id, const Message& message) {
                                              auto it = sessions_.find(next_id);
                                              if (it == sessions_.end()) return;
                                              it->second.timeout = kNoTimer;
-                                             env_.failure_detector->OnTimeout(it->second.peer,
-                                                                              Now());
+                                             env_.failure_detector->OnTimeout(
+                                                 it->second.peer, env_.runtime->Elapsed());
                                              FinishSession(next_id, false);
                                            });
   node.key() = next_id;
@@ -636,7 +636,8 @@ void AntiEntropy::Sweep() {
   sweep_range_ = !state.sweep_cursor.empty() ? it->first
                  : next == trees_.end()      ? trees_.begin()->first
                                              : next->first;
-  const int64_t cutoff_us = absl::ToUnixMicros(Now() - env_.options->tombstone_reap_grace);
+  const int64_t cutoff_us =
+      absl::ToUnixMicros(env_.runtime->Now() - env_.options->tombstone_reap_grace);
   for (KeyEntry& entry : page->entries) {
     if (reaps_.size() >= env_.options->tombstone_reaps_in_flight_max) break;
     if (ReplicasOf(entry.key) != state.n || !AllTombstones(entry.siblings)) continue;

@@ -146,7 +146,7 @@ class AntiEntropy {
     bool scanned_any = false;
     Token scanned_offset = 0;
     std::string scanned_key{};
-    absl::Time last_exchange = absl::InfinitePast();
+    absl::Duration last_exchange = -absl::InfiniteDuration();  // Runtime::Elapsed()
     size_t next_peer = 0;
     bool exchanging = false;
     std::string sweep_cursor{};
@@ -189,7 +189,8 @@ class AntiEntropy {
   void ReapIfExactly(std::string_view key, const SiblingSet& tombstones);
   void Send(NodeId to, const Message& message);
   uint64_t NextRequestId() { return ++*env_.request_id_counter; }
-  absl::Time Now() { return env_.runtime->Now(); }
+  // The monotonic clock that intervals (exchanges, sweeps, admission) use.
+  absl::Duration Elapsed() { return env_.runtime->Elapsed(); }
   NodeId self() const { return env_.runtime->self(); }
   // Takes one background operation from the admission budget.
   bool Admit();
@@ -219,7 +220,7 @@ class AntiEntropy {
   TreeKey rebuild_cursor_{0, 0};
   size_t trees_built_ = 0;
   TreeKey sweep_range_{0, 0};
-  absl::Time next_sweep_ = absl::InfinitePast();
+  absl::Duration next_sweep_ = -absl::InfiniteDuration();  // Runtime::Elapsed()
   TimerId tick_timer_ = kNoTimer;
   TimerId rebuild_timer_ = kNoTimer;
   bool started_ = false;

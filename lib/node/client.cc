@@ -66,7 +66,7 @@ void Client::OnMessage(NodeId from, std::string_view bytes) {
     metrics_.messages_malformed++;
     return;
   }
-  failure_detector_.OnHeard(from, runtime_->Now());
+  failure_detector_.OnHeard(from, runtime_->Elapsed());
   if (auto* reply = std::get_if<internal::RingReply>(&*decoded)) {
     absl::StatusOr<Ring> ring = DecodeRing(reply->ring);
     if (!ring.ok() || ring->size() == 0) {

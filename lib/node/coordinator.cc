@@ -446,7 +446,7 @@ void Coordinator::OnGetTimer(uint64_t id) {
     for (NodeId t : g.targets) {
       bool replied = std::any_of(g.replies.begin(), g.replies.end(),
                                  [t](const GetOp::Reply& r) { return r.node == t; });
-      if (!replied) env_.failure_detector->OnTimeout(t, env_.runtime->Now());
+      if (!replied) env_.failure_detector->OnTimeout(t, env_.runtime->Elapsed());
     }
   }
   if (deadline && !g.done) {
@@ -790,7 +790,7 @@ void Coordinator::OnPutTimer(uint64_t id) {
   for (size_t i = 0; i < count; ++i) {
     PutOp::Target& t = op.targets[i];
     if (t.replied || t.replaced) continue;
-    env_.failure_detector->OnTimeout(t.node, env_.runtime->Now());
+    env_.failure_detector->OnTimeout(t.node, env_.runtime->Elapsed());
     while (!op.fallbacks.empty() && !env_.failure_detector->IsReachable(op.fallbacks.front())) {
       op.fallbacks.erase(op.fallbacks.begin());
     }
@@ -907,7 +907,7 @@ void Coordinator::ForwardAttempt(uint64_t id) {
   auto it = forwards_.find(id);
   if (it == forwards_.end()) return;
   ForwardOp& f = *it->second;
-  if (f.target != kNoNode) env_.failure_detector->OnTimeout(f.target, env_.runtime->Now());
+  if (f.target != kNoNode) env_.failure_detector->OnTimeout(f.target, env_.runtime->Elapsed());
   f.target = kNoNode;
   while (!f.candidates.empty() && f.target == kNoNode) {
     NodeId next = f.candidates.front();

@@ -9,9 +9,9 @@ bool FailureDetector::IsReachable(NodeId peer) const {
   return it == peers_.end() || it->second.reachable;
 }
 
-void FailureDetector::OnHeard(NodeId peer, absl::Time now) {
+void FailureDetector::OnHeard(NodeId peer, absl::Duration now) {
   PeerState& s = peers_[peer];
-  if (s.last_heard != absl::InfinitePast() && now > s.last_heard) {
+  if (s.last_heard != -absl::InfiniteDuration() && now > s.last_heard) {
     double interval = absl::ToDoubleSeconds(now - s.last_heard);
     s.intervals_s.push_back(interval);
     s.intervals_sum_s += interval;
@@ -24,7 +24,7 @@ void FailureDetector::OnHeard(NodeId peer, absl::Time now) {
   s.last_heard = std::max(s.last_heard, now);
 }
 
-double FailureDetector::Phi(NodeId peer, absl::Time now) const {
+double FailureDetector::Phi(NodeId peer, absl::Duration now) const {
   auto it = peers_.find(peer);
   if (it == peers_.end() || it->second.intervals_s.size() < kPhiSamplesMin) return 0;
   const PeerState& s = it->second;
@@ -36,7 +36,7 @@ double FailureDetector::Phi(NodeId peer, absl::Time now) const {
   return silence / mean * 0.4342944819032518;
 }
 
-size_t FailureDetector::SuspectByPhi(absl::Time now, double threshold) {
+size_t FailureDetector::SuspectByPhi(absl::Duration now, double threshold) {
   size_t marked = 0;
   for (auto& [id, s] : peers_) {
     if (s.reachable && Phi(id, now) > threshold) {
@@ -48,7 +48,7 @@ size_t FailureDetector::SuspectByPhi(absl::Time now, double threshold) {
   return marked;
 }
 
-void FailureDetector::OnTimeout(NodeId peer, absl::Time now) {
+void FailureDetector::OnTimeout(NodeId peer, absl::Duration now) {
   PeerState& s = peers_[peer];
   s.reachable = false;
   s.last_timeout = now;
@@ -62,9 +62,9 @@ std::vector<NodeId> FailureDetector::Unreachable() const {
   return out;
 }
 
-absl::Time FailureDetector::LastHeard(NodeId peer) const {
+absl::Duration FailureDetector::LastHeard(NodeId peer) const {
   auto it = peers_.find(peer);
-  return it == peers_.end() ? absl::InfinitePast() : it->second.last_heard;
+  return it == peers_.end() ? -absl::InfiniteDuration() : it->second.last_heard;
 }
 
 }  // namespace dynamo

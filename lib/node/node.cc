@@ -178,7 +178,7 @@ void Node::OnMessage(NodeId from, std::string_view bytes) {
     metrics_.messages_malformed++;
     return;
   }
-  failure_detector_.OnHeard(from, runtime_->Now());
+  failure_detector_.OnHeard(from, runtime_->Elapsed());
   std::visit(
       [&](auto& m) {
         using T = std::decay_t<decltype(m)>;
@@ -300,7 +300,7 @@ void Node::DeliverHints() {
   if (usage.ok() && usage->count == 0) return;
   size_t room = options_.hint_deliveries_in_flight_max - hint_deliveries_.size();
   if (room == 0 || !options_.hinted_handoff_enabled) return;
-  room = admission_->TryAcquire(runtime_->Now(), room);  // background budget (paper 6.5)
+  room = admission_->TryAcquire(runtime_->Elapsed(), room);  // background budget (paper 6.5)
   if (room == 0) return;
   ScanLimits limits;
   limits.entries_max = room;
@@ -324,7 +324,7 @@ void Node::DeliverHints() {
     TimerId timeout = runtime_->Schedule(options_.replica_timeout, [this, id] {
       auto it = hint_deliveries_.find(id);
       if (it == hint_deliveries_.end()) return;
-      failure_detector_.OnTimeout(it->second.owner, runtime_->Now());
+      failure_detector_.OnTimeout(it->second.owner, runtime_->Elapsed());
       hint_deliveries_.erase(it);
     });
     hint_deliveries_.emplace(id, HintDelivery{hint.owner, std::move(hint.key),
@@ -353,7 +353,7 @@ void Node::ScheduleProbe() {
   probe_timer_ = runtime_->Schedule(options_.probe_interval, [this] {
     probe_timer_ = kNoTimer;
     metrics_.peers_suspected_by_phi +=
-        failure_detector_.SuspectByPhi(runtime_->Now(), options_.phi_threshold);
+        failure_detector_.SuspectByPhi(runtime_->Elapsed(), options_.phi_threshold);
     internal::PingUnreachable(failure_detector_, runtime_->transport(), &request_id_counter_);
     ScheduleProbe();
   });
@@ -720,7 +720,7 @@ void Node::OnTransferTimeout(uint64_t request_id) {
     t.request_id = 0;
     t.timer = kNoTimer;
     metrics_.transfer_timeouts++;
-    failure_detector_.OnTimeout(t.sources[t.source_index], runtime_->Now());
+    failure_detector_.OnTimeout(t.sources[t.source_index], runtime_->Elapsed());
     // A stalled transfer resumes from its cursor; a source that keeps
     // failing is skipped for this pass.
     if (++t.source_failures >= options_.transfer_attempts_max) FinishTransferSource(t, false);

@@ -555,7 +555,8 @@ std::string RespServer::Info(std::string_view section) const {
     absl::StrAppend(&out, "# Peers\r\n");
     for (NodeId id : node.membership().Live()) {
       if (id == node.id()) continue;
-      absl::Time heard = node.failure_detector().LastHeard(id);
+      // On the failure detector's clock, the runtime's monotonic one.
+      absl::Duration heard = node.failure_detector().LastHeard(id);
       std::optional<Endpoint> address =
           runtime_ != nullptr ? runtime_->PeerAddress(id) : std::nullopt;
       absl::StrAppend(&out, "peer:", id,
@@ -563,9 +564,9 @@ std::string RespServer::Info(std::string_view section) const {
                       ",reachable=", node.failure_detector().IsReachable(id) ? 1 : 0,
                       ",queue=", runtime_ != nullptr ? runtime_->PeerQueueMessages(id) : 0,
                       ",last_heard_ms_ago=",
-                      heard == absl::InfinitePast()
+                      heard == -absl::InfiniteDuration() || runtime_ == nullptr
                           ? -1
-                          : absl::ToInt64Milliseconds(absl::Now() - heard),
+                          : absl::ToInt64Milliseconds(runtime_->Elapsed() - heard),
                       ",status=", MemberStatusName(node.membership().Find(id)->status),
                       address ? absl::StrCat(",address=", address->ToString()) : "", "\r\n");
     }

@@ -275,5 +275,24 @@ TEST_CASE("Failure detection never removes a node; explicit removal does") {
   CHECK(sim->node(1)->Remove(5).code() == absl::StatusCode::kNotFound);
 }
 
+TEST_CASE("A wall clock stepped either way neither suspects every peer nor hides a crash") {
+  uint64_t seed = TestSeed(66);
+  DYNAMO_SEED_INFO(seed);
+  auto sim = *Simulation::Create(Options(seed, 5));
+  sim->RunFor(absl::Seconds(10));  // phi learns the gossip intervals
+  const uint64_t suspected_before = sim->node(1)->metrics().peers_suspected_by_phi;
+  // Forward an hour: no peer went silent for an hour.
+  sim->network().SetClockSkew(1, absl::Hours(1), 0);
+  sim->RunFor(absl::Seconds(2));
+  CHECK(sim->node(1)->failure_detector().Unreachable().empty());
+  CHECK(sim->node(1)->metrics().peers_suspected_by_phi == suspected_before);
+  // Back two hours (an hour behind true time): a peer that then crashes is
+  // still suspected by phi, not heard from "in the future" for an hour.
+  sim->network().SetClockSkew(1, absl::Hours(-1), 0);
+  REQUIRE(sim->Crash(5, false).ok());
+  sim->RunFor(absl::Seconds(60));
+  CHECK(sim->node(1)->failure_detector().Unreachable() == std::vector<NodeId>{5});
+}
+
 }  // namespace
 }  // namespace dynamo::sim
