@@ -203,6 +203,7 @@ void AntiEntropy::RebuildTreeIndex() {
     tree_index_.back().ends.push_back(key.second);
     tree_index_.back().states.push_back(&state);
   }
+  for (TreeIndex& index : tree_index_) index.by_end.Build(index.ends);
 }
 
 const AntiEntropy::RangeState* AntiEntropy::FindTree(uint32_t n, Token token) const {
@@ -210,7 +211,7 @@ const AntiEntropy::RangeState* AntiEntropy::FindTree(uint32_t n, Token token) co
     if (index.n != n) continue;
     // The first range ending at or after the token; past the last end the
     // token can only be in a range that wraps around zero, the first one.
-    size_t i = std::lower_bound(index.ends.begin(), index.ends.end(), token) - index.ends.begin();
+    size_t i = index.by_end.FirstAtOrAfter(index.ends, token);
     if (i == index.ends.size()) i = 0;
     const RangeState* state = index.states[i];
     return state->range.Contains(token) ? state : nullptr;

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "ring/token_index.h"
 #include "xxhash.h"
 
 namespace dynamo {
@@ -16,7 +17,6 @@ namespace {
 constexpr size_t kTablesMax = 4;
 // The strategy-1 search index has about 2 buckets per ring position, at most
 // 2^24 buckets (64 MiB of index).
-constexpr int kIndexBitsMax = 24;
 // A joining node avoids taking a partition within this distance of one it
 // already holds, so the preference lists of N = 3 replicas that walk over its
 // partitions still find three distinct nodes (see AssignPartitionsToNew).
@@ -42,9 +42,7 @@ struct Ring::LookupTable {
   size_t fallbacks = 0;
   size_t len = 0;  // entries per range: min(n + fallbacks, members)
   std::vector<NodeId> lists;  // RangeCount() * len
-  // Strategy 1: index_[k] = first position >= k << (128 - index_bits).
-  int index_bits = 0;
-  std::vector<uint32_t> index;
+  internal::TokenIndex token_index;  // strategy 1: over point_tokens_
 };
 
 Ring::Ring(RingOptions options) : options_(options) {}
@@ -548,19 +546,8 @@ const Ring::LookupTable& Ring::Table(size_t n, size_t fallbacks_max) const {
       table->lists[r * table->len + k] = members_[picked[k]].id;
     }
   }
-  if (options_.strategy == PartitionStrategy::kRandomTokens && !point_tokens_.empty()) {
-    int bits = std::clamp(static_cast<int>(std::bit_width(point_tokens_.size())) + 1, 1,
-                          kIndexBitsMax);
-    table->index_bits = bits;
-    const size_t buckets = size_t{1} << bits;
-    table->index.resize(buckets + 1);
-    size_t i = 0;
-    for (size_t k = 0; k < buckets; ++k) {
-      Token bucket_start = absl::uint128(k) << (128 - bits);
-      while (i < point_tokens_.size() && point_tokens_[i] < bucket_start) ++i;
-      table->index[k] = static_cast<uint32_t>(i);
-    }
-    table->index[buckets] = static_cast<uint32_t>(point_tokens_.size());
+  if (options_.strategy == PartitionStrategy::kRandomTokens) {
+    table->token_index.Build(point_tokens_);
   }
   if (tables_.size() >= kTablesMax) tables_.erase(tables_.begin());
   tables_.push_back(std::move(table));
@@ -571,10 +558,7 @@ size_t Ring::RangeOfToken(Token t, const LookupTable& table) const {
   if (options_.strategy != PartitionStrategy::kRandomTokens) {
     return PartitionOf(options_.partitions, t);
   }
-  const size_t k = static_cast<size_t>(t >> (128 - table.index_bits));
-  size_t i = table.index[k];
-  const size_t end = table.index[k + 1];
-  while (i < end && point_tokens_[i] < t) ++i;
+  const size_t i = table.token_index.FirstAtOrAfter(point_tokens_, t);
   return i == point_tokens_.size() ? 0 : i;
 }
 

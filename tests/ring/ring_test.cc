@@ -8,6 +8,8 @@
 #include <set>
 #include <string>
 
+#include "ring/token_index.h"
+
 namespace dynamo {
 namespace {
 
@@ -471,3 +473,42 @@ TEST_CASE("Ring lookup tables follow membership changes") {
 
 }  // namespace
 }  // namespace dynamo
+
+namespace dynamo::internal {
+namespace {
+
+TEST_CASE("TokenIndex finds what a bisection finds, for any token") {
+  std::mt19937_64 rng(7);
+  auto random_token = [&] { return RandomTokenFrom(rng); };
+  for (size_t count : {0, 1, 2, 3, 17, 256, 1000, 5000}) {
+    INFO("tokens " << count);
+    std::vector<Token> sorted;
+    for (size_t i = 0; i < count; ++i) sorted.push_back(random_token());
+    if (count >= 3) {
+      // The extremes, a duplicate and a cluster inside one bucket.
+      sorted[0] = 0;
+      sorted[1] = ~absl::uint128(0);
+      sorted[2] = sorted[count / 2];
+      for (size_t i = 0; i + 3 < std::min<size_t>(count, 40); ++i) sorted.push_back(sorted[3] + i);
+    }
+    std::sort(sorted.begin(), sorted.end());
+    TokenIndex index;
+    index.Build(sorted);
+    std::vector<Token> queries = {0, 1, ~absl::uint128(0), ~absl::uint128(0) - 1};
+    for (Token t : sorted) {
+      queries.push_back(t);
+      queries.push_back(t - 1);
+      queries.push_back(t + 1);
+    }
+    for (int i = 0; i < 2000; ++i) queries.push_back(random_token());
+    size_t mismatches = 0;
+    for (Token q : queries) {
+      size_t expected = std::lower_bound(sorted.begin(), sorted.end(), q) - sorted.begin();
+      if (index.FirstAtOrAfter(sorted, q) != expected) ++mismatches;
+    }
+    CHECK(mismatches == 0);
+  }
+}
+
+}  // namespace
+}  // namespace dynamo::internal
