@@ -285,9 +285,8 @@ bool Coordinator::LaneEntryLive(TimerKind kind, uint64_t id, uint64_t arm) const
 }
 
 void Coordinator::DropStaleEntries(TimerLane& lane) {
-  std::erase_if(lane.entries, [this](const TimerLane::Entry& e) {
-    return !LaneEntryLive(e.kind, e.id, e.arm);
-  });
+  std::erase_if(lane.entries,
+                [this](const TimerLane::Entry& e) { return !LaneEntryLive(e.kind, e.id, e.arm); });
 }
 
 void Coordinator::ArmLane(TimerLane& lane) {

@@ -40,7 +40,7 @@ class TokenIndex {
 
  private:
   static constexpr int kBitsMax = 24;
-  int bits_ = 0;                // buckets: 2^bits_, each 2^(128 - bits_) tokens wide
+  int bits_ = 0;                 // buckets: 2^bits_, each 2^(128 - bits_) tokens wide
   std::vector<uint32_t> first_;  // first_[k]: first position in bucket k or later
 };
 

@@ -251,7 +251,9 @@ TEST_CASE("Finished requests awaiting a silent replica do not count against the 
   CHECK(m.requests_settled_early >= 70);  // all but the last 4 of 80
 }
 
-TEST_CASE("Request timers fire at their own deadlines without a runtime timer each, whatever the wall clock does") {
+TEST_CASE(
+    "Request timers fire at their own deadlines without a runtime timer each, whatever the wall "
+    "clock does") {
   uint64_t seed = TestSeed(513);
   DYNAMO_SEED_INFO(seed);
   auto sim = MakeSim(seed, 3);

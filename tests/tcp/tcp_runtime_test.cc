@@ -167,7 +167,10 @@ TEST_CASE("Elapsed advances with the timers' clock and never goes back") {
     });
     return 0;
   });
-  REQUIRE(WaitUntil([&] { std::lock_guard<std::mutex> l(mu); return fired; }));
+  REQUIRE(WaitUntil([&] {
+    std::lock_guard<std::mutex> l(mu);
+    return fired;
+  }));
   {
     std::lock_guard<std::mutex> l(mu);
     CHECK(fired_at - armed_at >= absl::Milliseconds(20));
