@@ -412,8 +412,8 @@ uint64_t AntiEntropy::SendInSession(uint64_t id, const Message& message) {
                                              auto it = sessions_.find(next_id);
                                              if (it == sessions_.end()) return;
                                              it->second.timeout = kNoTimer;
-                                             env_.failure_detector->OnTimeout(
-                                                 it->second.peer, env_.runtime->Elapsed());
+                                             env_.failure_detector->OnTimeout(it->second.peer,
+                                                                              Elapsed());
                                              FinishSession(next_id, false);
                                            });
   node.key() = next_id;

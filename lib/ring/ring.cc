@@ -15,8 +15,6 @@ namespace {
 
 // Lookup tables kept at once (one per replica count n in use).
 constexpr size_t kTablesMax = 4;
-// The strategy-1 search index has about 2 buckets per ring position, at most
-// 2^24 buckets (64 MiB of index).
 // A joining node avoids taking a partition within this distance of one it
 // already holds, so the preference lists of N = 3 replicas that walk over its
 // partitions still find three distinct nodes (see AssignPartitionsToNew).

@@ -39,7 +39,7 @@ class TokenIndex {
   }
 
  private:
-  static constexpr int kBitsMax = 24;
+  static constexpr int kBitsMax = 24;  // at most 2^24 buckets: 64 MiB of index
   int bits_ = 0;                 // buckets: 2^bits_, each 2^(128 - bits_) tokens wide
   std::vector<uint32_t> first_;  // first_[k]: first position in bucket k or later
 };

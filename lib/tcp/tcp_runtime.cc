@@ -793,8 +793,8 @@ uint16_t TcpRuntime::peer_port() const {
 }
 
 absl::Duration TcpRuntime::Elapsed() {
-  // The timers' clock (Impl::Clock), from its own epoch.
-  return absl::FromChrono(std::chrono::steady_clock::now().time_since_epoch());
+  // The clock the timers run on, from its own epoch.
+  return absl::FromChrono(Impl::Clock::now().time_since_epoch());
 }
 
 TimerId TcpRuntime::Schedule(absl::Duration delay, absl::AnyInvocable<void()> callback) {
