@@ -37,7 +37,7 @@ bool Covers(const SiblingSet& stored, const SiblingSet& tombstones) {
 
 template <typename Read>
 auto ObservedStorage::Timed(Read read) {
-  if (admission_ == nullptr) return read();
+  if (admission_ == nullptr || reads_++ % kTimedEvery != 0) return read();
   const absl::Duration start = runtime_->Elapsed();
   auto result = read();
   const absl::Duration end = runtime_->Elapsed();
@@ -198,7 +198,7 @@ void AntiEntropy::RebuildTreeIndex() {
   tree_index_.clear();
   for (auto& [key, state] : trees_) {  // in (n, end) order
     if (tree_index_.empty() || tree_index_.back().n != key.first) {
-      tree_index_.push_back(TreeIndex{.n = key.first});
+      tree_index_.emplace_back().n = key.first;
     }
     tree_index_.back().ends.push_back(key.second);
     tree_index_.back().states.push_back(&state);
