@@ -43,10 +43,12 @@ class FailureDetector {
   // unlikely it is, given the intervals at which `peer` was heard so far,
   // that it is still alive after this long a silence, as -log10 of the
   // probability under an exponential model. 0 with fewer than
-  // kPhiSamplesMin intervals. The mean interval counts as at least
-  // kPhiMeanIntervalMin: every message is a sample, so under heavy traffic
-  // the mean falls to microseconds and a pause of a few milliseconds (a
-  // busy machine, an fsync) would look like death.
+  // kPhiSamplesMin intervals. The intervals are between arrivals at least
+  // kPhiSampleSpacing apart: a message that comes sooner after the last
+  // sampled one refreshes LastHeard but is no new sample (a burst of
+  // replies is one arrival). The mean interval counts as at least
+  // kPhiMeanIntervalMin, so that under heavy traffic a pause of a few
+  // milliseconds (a busy machine, an fsync) does not look like death.
   double Phi(NodeId peer, absl::Duration now) const;
 
   // Marks unreachable every reachable peer whose phi exceeds `threshold`
@@ -59,11 +61,17 @@ class FailureDetector {
   // 1.8 s of silence; one heard only by gossip (about every second) after
   // 18 s or more, as before.
   static constexpr absl::Duration kPhiMeanIntervalMin = absl::Milliseconds(100);
+  // A tenth of the mean's floor: a peer heard from constantly still has a
+  // mean below the floor, so its phi is what it would be with every message
+  // a sample, and a busy node does not keep a sample per message (~2% of a
+  // replica's CPU in the pipelined TCP benchmark).
+  static constexpr absl::Duration kPhiSampleSpacing = absl::Milliseconds(10);
 
  private:
   struct PeerState {
     bool reachable = true;
     absl::Duration last_heard = -absl::InfiniteDuration();
+    absl::Duration last_sampled = -absl::InfiniteDuration();  // the last arrival sampled
     absl::Duration last_timeout = -absl::InfiniteDuration();
     std::deque<double> intervals_s;  // at most kPhiWindow
     double intervals_sum_s = 0;

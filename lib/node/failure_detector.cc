@@ -11,8 +11,11 @@ bool FailureDetector::IsReachable(NodeId peer) const {
 
 void FailureDetector::OnHeard(NodeId peer, absl::Duration now) {
   PeerState& s = peers_[peer];
-  if (s.last_heard != -absl::InfiniteDuration() && now > s.last_heard) {
-    double interval = absl::ToDoubleSeconds(now - s.last_heard);
+  if (s.last_sampled == -absl::InfiniteDuration()) {
+    s.last_sampled = now;
+  } else if (now - s.last_sampled >= kPhiSampleSpacing) {
+    double interval = absl::ToDoubleSeconds(now - s.last_sampled);
+    s.last_sampled = now;
     s.intervals_s.push_back(interval);
     s.intervals_sum_s += interval;
     if (s.intervals_s.size() > kPhiWindow) {

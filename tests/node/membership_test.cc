@@ -113,16 +113,37 @@ TEST_CASE("Phi accrual: a peer heard every 100 us is not suspected after a 50 ms
   // fsync delay suspected every peer, so puts failed with kUnavailable.
   FailureDetector fd;
   absl::Duration t = absl::ZeroDuration();
-  for (int i = 0; i < 200; ++i) {
+  for (int i = 0; i < 10000; ++i) {  // one second of traffic
     fd.OnHeard(7, t);
     t += absl::Microseconds(100);
   }
   absl::Duration last = t - absl::Microseconds(100);
+  CHECK(fd.LastHeard(7) == last);
   CHECK(fd.Phi(7, last + absl::Milliseconds(50)) < 1);
   CHECK(fd.SuspectByPhi(last + absl::Milliseconds(50), 8) == 0);
   // A peer that really went silent is still suspected within seconds.
   CHECK(fd.SuspectByPhi(last + absl::Seconds(2), 8) == 1);
   CHECK_FALSE(fd.IsReachable(7));
+}
+
+TEST_CASE("Phi accrual: a burst of messages is one arrival") {
+  // Replies come in bursts (a pipeline's worth at once). Arrivals closer
+  // than kPhiSampleSpacing to the last sampled one are not samples: the
+  // mean interval is the time between bursts, and a node does not keep a
+  // sample per message.
+  FailureDetector fd;
+  absl::Duration t = absl::ZeroDuration();
+  for (int burst = 0; burst < 20; ++burst) {
+    for (int i = 0; i < 50; ++i) fd.OnHeard(7, t + i * absl::Microseconds(20));
+    t += absl::Milliseconds(500);
+  }
+  const absl::Duration last = t - absl::Milliseconds(500) + 49 * absl::Microseconds(20);
+  CHECK(fd.LastHeard(7) == last);
+  // Silence is counted from the burst's last message; the mean is ~500 ms
+  // (with every message a sample it would be the 100 ms floor, and phi 5x).
+  CHECK(fd.Phi(7, last + absl::Seconds(5)) == Approx(5.0 / 0.5 * 0.4343).epsilon(0.01));
+  CHECK(fd.SuspectByPhi(last + absl::Seconds(5), 8) == 0);
+  CHECK(fd.SuspectByPhi(last + absl::Seconds(10), 8) == 1);
 }
 
 }  // namespace
