@@ -127,6 +127,12 @@ class Coordinator {
   void FinishGet(GetOp& op, absl::Status status);
   void MaybeCompleteGet(uint64_t id);
   void RepairAndRetire(uint64_t id);
+  // Sends the reconciled set to every replica whose reply differs from it.
+  void Repair(GetOp& op);
+  // After FinishGet gave the reconciled set away: rebuilds it from this
+  // node's storage and the later replies, or returns false when no reply
+  // differs (or storage fails) and there is nothing to repair.
+  bool TakeBackReconciled(GetOp& op);
   struct RequestTimer;
   struct TimerLane;
   enum class TimerKind : uint8_t { kPut, kGet, kForward };

@@ -95,6 +95,11 @@ struct Coordinator::GetOp {
   absl::InlinedVector<Reply, 3> replies;
   // Every reply's versions merged in (moved, not copied) as it arrives.
   SiblingSet reconciled;
+  // FinishGet moved `reconciled` into the caller's result instead of
+  // copying it, because this node's own reply held exactly that set: read
+  // repair, needed only when a reply differs, takes the set from local
+  // storage again. `reconciled` then holds what later replies brought.
+  bool reconciled_given = false;
   size_t errors = 0;
   NodeId fastest = kNoNode;
   bool done = false;
@@ -471,7 +476,20 @@ void Coordinator::FinishGet(GetOp& op, absl::Status status) {
     return;
   }
   env_.metrics->gets_ok++;
-  op.callback(MakeGetResult(op.reconciled, op.policy, op.fastest, op.replies.size()));
+  // Most gets end with this node's copy current (it replied first, and the
+  // others matched it): the result takes the set, and a copy of every
+  // value and clock is saved (~5% of a pipelined TCP GET's coordinator).
+  const bool mine_is_reconciled = env_.storage != nullptr && !op.replies.empty() &&
+                                  op.replies.front().node == self() &&
+                                  internal::SameDots(op.reconciled, op.replies.front().dots);
+  if (!mine_is_reconciled) {
+    op.callback(MakeGetResult(op.reconciled, op.policy, op.fastest, op.replies.size()));
+    return;
+  }
+  op.reconciled_given = true;
+  SiblingSet given = std::move(op.reconciled);
+  op.reconciled.clear();
+  op.callback(MakeGetResult(std::move(given), op.policy, op.fastest, op.replies.size()));
 }
 
 void Coordinator::AddReply(GetOp& op, NodeId from, SiblingSet siblings) {
@@ -505,29 +523,55 @@ void Coordinator::RepairAndRetire(uint64_t id) {
   auto it = gets_.find(id);
   if (it == gets_.end()) return;
   GetOp& op = *it->second;
-  const SiblingSet& reconciled = op.reconciled;
-  if (!reconciled.empty()) {
-    std::string repair;
-    for (const GetOp::Reply& r : op.replies) {
-      if (std::equal(r.dots.begin(), r.dots.end(), reconciled.begin(), reconciled.end(),
-                     [](const Dot& d, const Version& v) { return d == v.dot; })) {
-        continue;
-      }
-      env_.metrics->read_repairs_sent++;
-      if (r.node == self() && env_.storage != nullptr) {
-        if (!env_.storage->Put(op.skey, reconciled, WriteOptions()).ok()) {
-          env_.metrics->storage_errors++;
-        }
-        continue;
-      }
-      // Request id 0: the replica's acknowledgement matches no request and
-      // is ignored; read repair is best effort.
-      if (repair.empty()) repair = EncodeMessage(ReplicaPut{0, op.skey, reconciled, kNoNode, false});
-      Send(r.node, repair);
-    }
-  }
+  if (!op.reconciled_given || TakeBackReconciled(op)) Repair(op);
   Disarm(op.timer);
   gets_.erase(it);
+}
+
+bool Coordinator::TakeBackReconciled(GetOp& op) {
+  // The set given away was this node's reply, the first; later replies
+  // that matched it need nothing.
+  const GetOp::Reply& mine = op.replies.front();
+  const bool all_current = std::all_of(op.replies.begin(), op.replies.end(), [&](const auto& r) {
+    return std::equal(r.dots.begin(), r.dots.end(), mine.dots.begin(), mine.dots.end());
+  });
+  if (all_current) return false;
+  // The repair sends what this node holds now (what it replied, or newer)
+  // with what the later replies brought.
+  absl::StatusOr<SiblingSet> held = env_.storage->Get(op.skey);
+  if (!held.ok()) {
+    env_.metrics->storage_errors++;
+    return false;
+  }
+  op.replies.front().dots.clear();  // this node's reply stands for what it holds
+  for (const Version& v : *held) op.replies.front().dots.push_back(v.dot);
+  MergeSiblings(*held, op.reconciled);
+  op.reconciled = *std::move(held);
+  op.reconciled_given = false;
+  return true;
+}
+
+void Coordinator::Repair(GetOp& op) {
+  const SiblingSet& reconciled = op.reconciled;
+  if (reconciled.empty()) return;
+  std::string repair;
+  for (const GetOp::Reply& r : op.replies) {
+    if (std::equal(r.dots.begin(), r.dots.end(), reconciled.begin(), reconciled.end(),
+                   [](const Dot& d, const Version& v) { return d == v.dot; })) {
+      continue;
+    }
+    env_.metrics->read_repairs_sent++;
+    if (r.node == self() && env_.storage != nullptr) {
+      if (!env_.storage->Put(op.skey, reconciled, WriteOptions()).ok()) {
+        env_.metrics->storage_errors++;
+      }
+      continue;
+    }
+    // Request id 0: the replica's acknowledgement matches no request and
+    // is ignored; read repair is best effort.
+    if (repair.empty()) repair = EncodeMessage(ReplicaPut{0, op.skey, reconciled, kNoNode, false});
+    Send(r.node, repair);
+  }
 }
 
 bool Coordinator::OnReplicaGetReply(NodeId from, ReplicaGetReply&& reply) {

@@ -367,6 +367,56 @@ TEST_CASE("Read repair brings a stale replica up to date") {
   CHECK(stored->at(0).value == "fresh");
 }
 
+TEST_CASE("Read repair reaches replicas that answer after the get returned") {
+  // A get returns after R replies; the coordinator's own copy is usually
+  // among them and current, and the result then takes the reconciled set
+  // (no copy). Replies after that are still compared and repaired, from
+  // what the coordinator holds: a stale one (its copy wiped) and one holding
+  // a concurrent version the others lack, which every replica then gets.
+  // Twelve keys, so that the stale replica answers both before and after
+  // the get returned.
+  uint64_t seed = TestSeed(810);
+  DYNAMO_SEED_INFO(seed);
+  auto sim = MakeSim(seed);
+  for (int i = 0; i < 12; ++i) {
+    const std::string key = absl::StrCat("late", i);
+    const std::string skey = Coordinator::StorageKey("default", key);
+    std::vector<NodeId> owners = Owners(*sim, key);
+    REQUIRE(sim->Put(owners[0], "default", key, {}, "fresh").ok());
+    sim->RunFor(absl::Seconds(1));
+    REQUIRE(sim->disk(owners[2]).Erase(skey).ok());
+    const uint64_t repairs = sim->node(owners[0])->metrics().read_repairs_sent;
+    auto got = sim->Get(owners[0], "default", key);
+    REQUIRE(got.ok());
+    CHECK(got->values == std::vector<std::string>{"fresh"});
+    REQUIRE(got->versions.size() == 1);
+    CHECK(got->versions[0].value == "fresh");
+    sim->RunFor(absl::Seconds(1));
+    CHECK(sim->node(owners[0])->metrics().read_repairs_sent == repairs + 1);
+    for (NodeId id : owners) {
+      auto stored = sim->disk(id).Get(skey);
+      REQUIRE(stored.ok());
+      REQUIRE(stored->size() == 1);
+      CHECK(stored->at(0).value == "fresh");
+    }
+
+    // A version written on owners[1] alone, concurrent with "fresh".
+    Version other = NewVersion(Dot{999, 1, 1}, VectorClock(), "other", false, 10);
+    REQUIRE(sim->disk(owners[1]).Put(skey, SiblingSet{other}, WriteOptions()).ok());
+    auto both = sim->Get(owners[0], "default", key);
+    REQUIRE(both.ok());
+    CHECK(std::find(both->values.begin(), both->values.end(), "fresh") != both->values.end());
+    sim->RunFor(absl::Seconds(1));
+    // Its own copy and owners[2]'s.
+    CHECK(sim->node(owners[0])->metrics().read_repairs_sent == repairs + 3);
+    for (NodeId id : owners) {
+      auto stored = sim->disk(id).Get(skey);
+      REQUIRE(stored.ok());
+      CHECK(stored->size() == 2);
+    }
+  }
+}
+
 TEST_CASE("Replicas holding what the coordinator read say so instead of sending it") {
   uint64_t seed = TestSeed(809);
   DYNAMO_SEED_INFO(seed);
