@@ -12,6 +12,14 @@
 // usage. Writes are durable as soon as they return (there is no buffer), so
 // Flush() is a no-op and WriteOptions::durable changes nothing.
 //
+// A server can run on it too (dynamo-server --storage memory, like Riak's
+// memory backend): nothing survives the process, and a restarted node
+// starts as one whose disk was wiped (a new actor; hinted handoff, read
+// repair and anti-entropy bring its replicas back). `bytes_max` bounds
+// what it holds then, data and hints together, by the same approximate
+// entry size scans use: a write that would go past it fails with
+// kResourceExhausted and changes nothing.
+//
 // Thread-safety: none; one node uses an engine from its one thread.
 #ifndef DYNAMO_MEMORY_ENGINE_H_
 #define DYNAMO_MEMORY_ENGINE_H_
@@ -35,11 +43,13 @@ class MemoryEngine final : public StorageEngine {
  public:
   // Never fails today; a factory for symmetry with LmdbEngine::Open, and so
   // that validating `limits` later does not change callers.
+  // `bytes_max` 0: unbounded (tests and the simulator).
   static absl::StatusOr<std::unique_ptr<MemoryEngine>> Create(
-      const StorageLimits& limits = StorageLimits());
+      const StorageLimits& limits = StorageLimits(), uint64_t bytes_max = 0);
 
   // Constructing directly is fine too (the simulator embeds engines by value).
-  explicit MemoryEngine(const StorageLimits& limits = StorageLimits()) : limits_(limits) {}
+  explicit MemoryEngine(const StorageLimits& limits = StorageLimits(), uint64_t bytes_max = 0)
+      : limits_(limits), bytes_max_(bytes_max) {}
 
   MemoryEngine(const MemoryEngine&) = delete;
   MemoryEngine& operator=(const MemoryEngine&) = delete;
@@ -71,6 +81,9 @@ class MemoryEngine final : public StorageEngine {
 
   // Number of keys with at least one stored version (tests, simulation stats).
   size_t key_count() const { return data_.size(); }
+  // Approximate bytes held, data and hints (internal::ApproxEntryBytes).
+  uint64_t bytes() const { return data_bytes_ + hint_usage_.bytes; }
+  uint64_t bytes_max() const { return bytes_max_; }
 
  private:
   // A stored key in ring order: by token, ties by key bytes, the order of
@@ -83,10 +96,20 @@ class MemoryEngine final : public StorageEngine {
     }
   };
 
-  // Erases a key found in data_ from both containers.
+  // Erases a key found in data_ from both containers (its bytes are the
+  // caller's to take off: the set may have changed before).
   void EraseFound(absl::node_hash_map<std::string, SiblingSet>::iterator found);
+  // kResourceExhausted if an entry going from `old_bytes` to `new_bytes`
+  // would take the engine past bytes_max_.
+  absl::Status CheckRoom(std::string_view key, uint64_t old_bytes, uint64_t new_bytes) const;
+  // Merges `incoming` into `stored` within the sibling limit and bytes_max_,
+  // leaving it untouched on failure; true if it changed.
+  absl::StatusOr<bool> MergeWithinBounds(std::string_view key, SiblingSet& stored,
+                                         const SiblingSet& incoming) const;
 
   StorageLimits limits_;
+  uint64_t bytes_max_ = 0;
+  uint64_t data_bytes_ = 0;  // ApproxEntryBytes summed over data_
   // Each key's sibling set. Point lookups (the simulator's hot path) hash;
   // nodes keep their keys in place, so order_ can point at them. Only looked
   // up, never iterated, so its per-process hash seed decides nothing.

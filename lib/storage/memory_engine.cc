@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 #include "storage/storage_util.h"
 
@@ -9,8 +10,37 @@ namespace dynamo {
 
 using internal::HintKey;
 
-absl::StatusOr<std::unique_ptr<MemoryEngine>> MemoryEngine::Create(const StorageLimits& limits) {
-  return std::make_unique<MemoryEngine>(limits);
+absl::StatusOr<std::unique_ptr<MemoryEngine>> MemoryEngine::Create(const StorageLimits& limits,
+                                                                   uint64_t bytes_max) {
+  return std::make_unique<MemoryEngine>(limits, bytes_max);
+}
+
+absl::Status MemoryEngine::CheckRoom(std::string_view key, uint64_t old_bytes,
+                                     uint64_t new_bytes) const {
+  if (bytes_max_ == 0 || new_bytes <= old_bytes || bytes() - old_bytes + new_bytes <= bytes_max_) {
+    return absl::OkStatus();
+  }
+  return absl::ResourceExhaustedError(
+      absl::StrCat("memory engine full: writing key ", internal::PrintableKey(key), " would hold ",
+                   bytes() - old_bytes + new_bytes, " bytes, over bytes_max ", bytes_max_));
+}
+
+absl::StatusOr<bool> MemoryEngine::MergeWithinBounds(std::string_view key, SiblingSet& stored,
+                                                     const SiblingSet& incoming) const {
+  const uint64_t old_bytes = stored.empty() ? 0 : internal::ApproxEntryBytes(key, stored);
+  // A merge grows an entry by at most `incoming`: far from the bound (nearly
+  // always) it merges in place, as without one.
+  if (bytes_max_ == 0 ||
+      bytes() + internal::ApproxEntryBytes(key, incoming) <= bytes_max_) {
+    return internal::MergeWithinLimit(key, stored, incoming, limits_);
+  }
+  SiblingSet merged = stored;
+  DYNAMO_ASSIGN_OR_RETURN(bool changed,
+                          internal::MergeWithinLimit(key, merged, incoming, limits_));
+  if (!changed) return false;
+  DYNAMO_RETURN_IF_ERROR(CheckRoom(key, old_bytes, internal::ApproxEntryBytes(key, merged)));
+  stored = std::move(merged);
+  return true;
 }
 
 absl::StatusOr<SiblingSet> MemoryEngine::Get(std::string_view key) {
@@ -46,19 +76,22 @@ absl::Status MemoryEngine::Update(std::string_view key, const SiblingSet& incomi
     SiblingSet& stored = found->second;
     DYNAMO_RETURN_IF_ERROR(prepare(stored));
     DYNAMO_RETURN_IF_ERROR(internal::ValidateSiblings(key, incoming, limits_));
-    // Merged in place: MergeWithinLimit leaves the set untouched on failure.
-    DYNAMO_RETURN_IF_ERROR(internal::MergeWithinLimit(key, stored, incoming, limits_).status());
+    const uint64_t old_bytes = internal::ApproxEntryBytes(key, stored);
+    // Merged in place: MergeWithinBounds leaves the set untouched on failure.
+    DYNAMO_ASSIGN_OR_RETURN(bool changed, MergeWithinBounds(key, stored, incoming));
+    if (changed) data_bytes_ += internal::ApproxEntryBytes(key, stored) - old_bytes;
     reader(stored);
     return absl::OkStatus();
   }
   SiblingSet stored;
   DYNAMO_RETURN_IF_ERROR(prepare(stored));
   DYNAMO_RETURN_IF_ERROR(internal::ValidateSiblings(key, incoming, limits_));
-  DYNAMO_ASSIGN_OR_RETURN(bool changed, internal::MergeWithinLimit(key, stored, incoming, limits_));
+  DYNAMO_ASSIGN_OR_RETURN(bool changed, MergeWithinBounds(key, stored, incoming));
   if (!changed || stored.empty()) {
     reader(stored);
     return absl::OkStatus();
   }
+  data_bytes_ += internal::ApproxEntryBytes(key, stored);
   auto inserted = data_.emplace(std::string(key), std::move(stored)).first;
   order_.insert(OrderedKey{KeyToken(key), inserted->first});
   reader(inserted->second);
@@ -69,8 +102,14 @@ absl::Status MemoryEngine::ReapTombstones(std::string_view key, const SiblingSet
   DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, limits_));
   auto found = data_.find(absl::string_view(key.data(), key.size()));
   if (found == data_.end()) return absl::OkStatus();
-  internal::RemoveReapedTombstones(found->second, tombstones);
-  if (found->second.empty()) EraseFound(found);
+  const uint64_t old_bytes = internal::ApproxEntryBytes(key, found->second);
+  if (!internal::RemoveReapedTombstones(found->second, tombstones)) return absl::OkStatus();
+  data_bytes_ -= old_bytes;
+  if (found->second.empty()) {
+    EraseFound(found);
+  } else {
+    data_bytes_ += internal::ApproxEntryBytes(key, found->second);
+  }
   return absl::OkStatus();
 }
 
@@ -78,6 +117,7 @@ absl::Status MemoryEngine::Erase(std::string_view key) {
   DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, limits_));
   auto found = data_.find(absl::string_view(key.data(), key.size()));
   if (found == data_.end()) return absl::OkStatus();
+  data_bytes_ -= internal::ApproxEntryBytes(key, found->second);
   EraseFound(found);
   return absl::OkStatus();
 }
@@ -122,6 +162,11 @@ absl::Status MemoryEngine::PutHint(NodeId owner, std::string_view key,
   SiblingSet stored = it == hints_.end() ? SiblingSet() : it->second;
   DYNAMO_ASSIGN_OR_RETURN(bool changed,
                           internal::MergeWithinLimit(key, stored, siblings, limits_));
+  if (changed) {
+    DYNAMO_RETURN_IF_ERROR(CheckRoom(
+        key, it == hints_.end() ? 0 : internal::ApproxEntryBytes(key, it->second),
+        stored.empty() ? 0 : internal::ApproxEntryBytes(key, stored)));
+  }
   if (!changed || stored.empty()) return absl::OkStatus();
   if (it == hints_.end()) {
     hint_usage_.count += 1;

@@ -10,6 +10,7 @@
 #include <tuple>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "storage/storage_test_util.h"
 
 namespace dynamo::testing {
@@ -636,6 +637,53 @@ TEST_CASE("MemoryEngine is small when empty", "[storage]") {
   auto engine = MemoryEngine::Create();
   REQUIRE(engine.ok());
   CHECK((*engine)->key_count() == 0);
+}
+
+TEST_CASE("MemoryEngine bytes_max: a write past it fails and changes nothing", "[storage]") {
+  MemoryEngine engine(StorageLimits(), 2000);
+  const std::string value(100, 'x');
+  int stored = 0;
+  absl::Status full;
+  for (int i = 0; i < 100 && full.ok(); ++i) {
+    absl::StatusOr<SiblingSet> put =
+        engine.Put("k" + std::to_string(i), {MakeVersion(1, i + 1, {}, value)}, kWrite);
+    if (put.ok()) {
+      stored++;
+    } else {
+      full = put.status();
+    }
+  }
+  REQUIRE(absl::IsResourceExhausted(full));
+  CHECK(absl::StrContains(full.message(), "bytes_max 2000"));
+  CHECK(absl::StrContains(full.message(), "k" + std::to_string(stored)));
+  CHECK(stored >= 8);
+  CHECK(engine.bytes() <= 2000);
+  CHECK(engine.key_count() == static_cast<size_t>(stored));
+  CHECK(engine.Get("k" + std::to_string(stored))->empty());
+  CHECK(engine.Get("k0")->at(0).value == value);
+
+  // Replacing a version by a descendant needs room only for what it adds
+  // (a clock entry); a concurrent sibling needs room for itself, and leaves
+  // the key as it was.
+  const uint64_t before = engine.bytes();
+  REQUIRE(engine.Put("k0", {MakeVersion(1, 500, Clock({{1, 1}}), value)}, kWrite).ok());
+  CHECK(engine.bytes() == before + 12);
+  absl::StatusOr<SiblingSet> sibling = engine.Put("k1", {MakeVersion(2, 1, {}, value)}, kWrite);
+  CHECK(absl::IsResourceExhausted(sibling.status()));
+  CHECK(engine.Get("k1")->size() == 1);
+  // Hints count too.
+  CHECK(absl::IsResourceExhausted(engine.PutHint(7, "h", {MakeVersion(3, 1, {}, value)})));
+  CHECK(engine.GetHintUsage()->count == 0);
+
+  // Erasing makes room; tombstones reaped give their bytes back.
+  REQUIRE(engine.Erase("k1").ok());
+  REQUIRE(engine.Put("k" + std::to_string(stored), {MakeVersion(1, 900, {}, value)}, kWrite).ok());
+  Version dead = MakeVersion(1, 901, Clock({{1, 900}}), "", true);
+  REQUIRE(engine.Put("k" + std::to_string(stored), {dead}, kWrite).ok());
+  REQUIRE(engine.ReapTombstones("k" + std::to_string(stored), {dead}).ok());
+  for (int i = 0; i < stored; ++i) REQUIRE(engine.Erase("k" + std::to_string(i)).ok());
+  CHECK(engine.key_count() == 0);
+  CHECK(engine.bytes() == 0);
 }
 
 }  // namespace
