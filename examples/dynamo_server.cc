@@ -40,6 +40,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "dynamo/lmdb_engine.h"
+#include "dynamo/memory_engine.h"
 #include "dynamo/node.h"
 #include "dynamo/ring.h"
 #include "dynamo/tcp/tcp_runtime.h"
@@ -51,7 +52,8 @@ namespace {
 using dynamo::Endpoint;
 
 constexpr const char* kUsage =
-    R"(usage: dynamo-server --id N --data-dir DIR (--peers LIST | --listen HOST:PORT [--seeds LIST]) [options]
+    R"(usage: dynamo-server --id N (--data-dir DIR | --storage memory)
+                     (--peers LIST | --listen HOST:PORT [--seeds LIST]) [options]
   --id N                 this node's id (> 0)
   --listen HOST:PORT     peer address (default: this node's entry in --peers)
   --advertise HOST:PORT  peer address announced to the other members
@@ -61,6 +63,12 @@ constexpr const char* kUsage =
   --seeds LIST           members to join through, ID=HOST:PORT,...; also
                          gossiped with regularly (paper 4.8)
   --data-dir DIR         LMDB directory (created if missing)
+  --storage S            lmdb (default; needs --data-dir) or memory: nothing
+                         survives the process, and a restarted node comes back
+                         empty, as if its disk were wiped (a new actor; hinted
+                         handoff, read repair and anti-entropy refill it)
+  --memory-max-mb M      memory: bound on data and hints held (default 1024);
+                         a write past it gets an error and changes nothing
   --n --r --w            the default bucket's N, R, W (default 3, 2, 2)
   --policy P             siblings (default) or lww
   --durability D         how writes reach disk (LMDB):
@@ -146,8 +154,55 @@ absl::StatusOr<size_t> SizeFlag(const std::map<std::string, std::string>& f, con
   return v;
 }
 
+using Flags = std::map<std::string, std::string>;
+
+absl::StatusOr<std::unique_ptr<dynamo::StorageEngine>> OpenLmdbEngine(
+    Flags& flags, dynamo::NodeOptions* nopt, std::optional<dynamo::FlushWriterThread>* writer) {
+  dynamo::LmdbOptions lopt;
+  lopt.path = flags["data-dir"];
+  std::string durability = flags.count("durability") ? flags["durability"] : "sync";
+  if (durability == "sync") {
+    lopt.durability = dynamo::LmdbOptions::Durability::kSync;
+  } else if (durability == "nosync") {
+    lopt.durability = dynamo::LmdbOptions::Durability::kNoSync;
+    nopt->coordinator_writes_durably = false;  // the operator chose no fsync at all
+  } else if (durability == "buffered") {
+    lopt.durability = dynamo::LmdbOptions::Durability::kBuffered;
+  } else if (durability == "buffered-all") {
+    lopt.durability = dynamo::LmdbOptions::Durability::kBuffered;
+    nopt->coordinator_writes_durably = false;  // the operator chose to buffer every copy
+  } else {
+    return absl::InvalidArgumentError("--durability must be sync, nosync, buffered or buffered-all");
+  }
+  absl::StatusOr<size_t> buffer_objects =
+      SizeFlag(flags, "write-buffer-objects", kWriteBufferObjectsDefault);
+  if (!buffer_objects.ok()) return buffer_objects.status();
+  if (*buffer_objects == 0) {
+    return absl::InvalidArgumentError("--write-buffer-objects must be at least 1");
+  }
+  lopt.write_buffer_objects_max = *buffer_objects;
+  if (lopt.durability == dynamo::LmdbOptions::Durability::kBuffered) {
+    lopt.flush_writer = &writer->emplace();
+  }
+  absl::StatusOr<std::unique_ptr<dynamo::LmdbEngine>> engine = dynamo::LmdbEngine::Open(lopt);
+  if (!engine.ok()) return engine.status();
+  return std::unique_ptr<dynamo::StorageEngine>(*std::move(engine));
+}
+
+absl::StatusOr<std::unique_ptr<dynamo::StorageEngine>> OpenMemoryEngine(const Flags& flags) {
+  absl::StatusOr<size_t> max_mb = SizeFlag(flags, "memory-max-mb", 1024);
+  if (!max_mb.ok()) return max_mb.status();
+  if (*max_mb == 0 || *max_mb > (uint64_t{1} << 24)) {
+    return absl::InvalidArgumentError("--memory-max-mb must be between 1 and 16777216");
+  }
+  absl::StatusOr<std::unique_ptr<dynamo::MemoryEngine>> engine =
+      dynamo::MemoryEngine::Create(dynamo::StorageLimits(), uint64_t{*max_mb} << 20);
+  if (!engine.ok()) return engine.status();
+  return std::unique_ptr<dynamo::StorageEngine>(*std::move(engine));
+}
+
 int Main(int argc, char** argv) {
-  std::map<std::string, std::string> flags;
+  Flags flags;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "-h" || a == "--help") {
@@ -172,7 +227,7 @@ int Main(int argc, char** argv) {
                                  "policy", "durability", "secret", "secret-file", "cluster-name",
                                  "request-timeout-ms", "replica-timeout-ms", "transfers-in-flight",
                                  "transfer-interval-ms", "flush-interval-ms", "write-buffer-objects",
-                                 "ports-file", "config"};
+                                 "ports-file", "config", "storage", "memory-max-mb"};
   for (const auto& [name, value] : flags) {
     if (std::find(std::begin(kKnown), std::end(kKnown), name) == std::end(kKnown)) {
       return Fail(absl::StrCat("unknown flag --", name, "\n", kUsage));
@@ -183,7 +238,19 @@ int Main(int argc, char** argv) {
   if (!flags.count("id") || !absl::SimpleAtoi(flags["id"], &self) || self == 0) {
     return Fail(absl::StrCat("--id must be a positive number\n", kUsage));
   }
-  if (!flags.count("data-dir")) return Fail("--data-dir is required");
+  const std::string storage_kind = flags.count("storage") ? flags["storage"] : "lmdb";
+  if (storage_kind == "memory") {
+    for (const char* lmdb_only : {"data-dir", "durability", "write-buffer-objects"}) {
+      if (flags.count(lmdb_only)) {
+        return Fail(absl::StrCat("--", lmdb_only, " is for --storage lmdb, not memory"));
+      }
+    }
+  } else if (storage_kind == "lmdb") {
+    if (!flags.count("data-dir")) return Fail("--data-dir is required (or --storage memory)");
+    if (flags.count("memory-max-mb")) return Fail("--memory-max-mb is for --storage memory");
+  } else {
+    return Fail("--storage must be lmdb or memory");
+  }
   dynamo::TcpRuntimeOptions topt;
   topt.self = self;
   std::map<dynamo::NodeId, Endpoint> static_members, seeds;
@@ -261,27 +328,6 @@ int Main(int argc, char** argv) {
     }
   }
 
-  dynamo::LmdbOptions lopt;
-  lopt.path = flags["data-dir"];
-  std::string durability = flags.count("durability") ? flags["durability"] : "sync";
-  if (durability == "sync") {
-    lopt.durability = dynamo::LmdbOptions::Durability::kSync;
-  } else if (durability == "nosync") {
-    lopt.durability = dynamo::LmdbOptions::Durability::kNoSync;
-    nopt.coordinator_writes_durably = false;  // the operator chose no fsync at all
-  } else if (durability == "buffered") {
-    lopt.durability = dynamo::LmdbOptions::Durability::kBuffered;
-  } else if (durability == "buffered-all") {
-    lopt.durability = dynamo::LmdbOptions::Durability::kBuffered;
-    nopt.coordinator_writes_durably = false;  // the operator chose to buffer every copy
-  } else {
-    return Fail("--durability must be sync, nosync, buffered or buffered-all");
-  }
-  absl::StatusOr<size_t> buffer_objects =
-      SizeFlag(flags, "write-buffer-objects", kWriteBufferObjectsDefault);
-  if (!buffer_objects.ok()) return Fail(buffer_objects.status().ToString());
-  if (*buffer_objects == 0) return Fail("--write-buffer-objects must be at least 1");
-  lopt.write_buffer_objects_max = *buffer_objects;
   absl::StatusOr<Endpoint> client_ep =
       Endpoint::Parse(flags.count("client") ? flags["client"] : "127.0.0.1:6379");
   if (!client_ep.ok()) return Fail(client_ep.status().ToString());
@@ -299,10 +345,8 @@ int Main(int argc, char** argv) {
   // 6.1's writer thread), so the event loop keeps serving through the fsync.
   // Declared before the engine: destroyed after it.
   std::optional<dynamo::FlushWriterThread> flush_writer;
-  if (lopt.durability == dynamo::LmdbOptions::Durability::kBuffered) {
-    lopt.flush_writer = &flush_writer.emplace();
-  }
-  absl::StatusOr<std::unique_ptr<dynamo::LmdbEngine>> storage = dynamo::LmdbEngine::Open(lopt);
+  absl::StatusOr<std::unique_ptr<dynamo::StorageEngine>> storage =
+      storage_kind == "memory" ? OpenMemoryEngine(flags) : OpenLmdbEngine(flags, &nopt, &flush_writer);
   if (!storage.ok()) return Fail(storage.status().ToString());
   absl::StatusOr<std::unique_ptr<dynamo::TcpRuntime>> runtime =
       dynamo::TcpRuntime::Create(topt);

@@ -109,6 +109,8 @@ class Cluster {
   }
 
   ServerSpec& server(NodeId id) { return servers_[id - 1]; }
+  // Flags added to every server's command line from the next Start on.
+  void set_extra_args(std::vector<std::string> args) { extra_args_ = std::move(args); }
   const std::string& dir() const { return dir_; }
 
   // Adds and starts a server that is no member yet: it knows no peer and
@@ -165,9 +167,16 @@ class Cluster {
     std::vector<std::string> args = {
         DYNAMO_SERVER_PATH, "--id", std::to_string(id), s.joiner ? "--listen" : "--peers",
         s.joiner ? absl::StrCat("127.0.0.1:", s.peer_port) : peers, "--client",
-        absl::StrCat("127.0.0.1:", s.client_port), "--data-dir", absl::StrCat(dir_, "/node", id),
-        "--secret", s.secret, "--n", std::to_string(n_), "--r", std::to_string(r_), "--w",
-        std::to_string(w_), "--durability", durability_};
+        absl::StrCat("127.0.0.1:", s.client_port), "--secret", s.secret, "--n", std::to_string(n_),
+        "--r", std::to_string(r_), "--w", std::to_string(w_)};
+    // "memory" stands for --storage memory, which takes no LMDB flags.
+    const std::vector<std::string> storage =
+        durability_ == "memory"
+            ? std::vector<std::string>{"--storage", "memory"}
+            : std::vector<std::string>{"--data-dir", absl::StrCat(dir_, "/node", id),
+                                       "--durability", durability_};
+    args.insert(args.end(), storage.begin(), storage.end());
+    args.insert(args.end(), extra_args_.begin(), extra_args_.end());
     std::string log = absl::StrCat(dir_, "/node", id, ".log");
     pid_t pid = fork();
     REQUIRE(pid >= 0);
@@ -254,6 +263,7 @@ class Cluster {
  private:
   size_t n_, r_, w_;
   std::string durability_;
+  std::vector<std::string> extra_args_;
   std::string dir_;
   std::vector<ServerSpec> servers_;
 };
@@ -318,6 +328,66 @@ TEST_CASE("a 3-node cluster serves SET/GET to a RESP client") {
   cluster.Start(2);
   REQUIRE(cluster.WaitReady(2));
   REQUIRE(Cmd(cluster.client_port(2), {"GET", "key5"}).str == "value5");
+}
+
+TEST_CASE("memory storage: a node restarted empty is served by the others and repaired, a full "
+          "node refuses writes and keeps serving") {
+  {
+    Cluster cluster(3, 3, 2, 2, "memory");
+    cluster.StartAll();
+    for (int i = 0; i < 20; ++i) {
+      REQUIRE(Cmd(cluster.client_port(1), {"SET", absl::StrCat("key", i), absl::StrCat("v", i)})
+                  .str == "OK");
+    }
+    // kill -9 loses everything node 3 held; it comes back as a new actor.
+    cluster.Kill(3, SIGKILL);
+    cluster.Start(3);
+    REQUIRE(cluster.WaitReady(3));
+    REQUIRE(WaitUntil(
+        [&] {
+          RespValue peers = Cmd(cluster.client_port(3), {"INFO", "peers"});
+          return peers.str.find("peer:1,connected=1") != std::string::npos &&
+                 peers.str.find("peer:2,connected=1") != std::string::npos;
+        },
+        std::chrono::milliseconds(8000)));
+    // R = 2: its empty copy and one of the others' answer; read repair
+    // writes the value back into it.
+    for (int i = 0; i < 20; ++i) {
+      REQUIRE(Cmd(cluster.client_port(3), {"GET", absl::StrCat("key", i)}).str ==
+              absl::StrCat("v", i));
+    }
+    REQUIRE(WaitUntil([&] { return InfoField(cluster.client_port(3), "metrics",
+                                             "read_repairs_sent") >= 20; },
+                      std::chrono::milliseconds(8000)));
+  }
+  {
+    Cluster one(1, 1, 1, 1, "memory");
+    one.set_extra_args({"--memory-max-mb", "1"});
+    one.StartAll();
+    const std::string value(1000, 'x');
+    auto c = Connect(one.client_port(1));
+    int stored = 0;
+    RespValue refused;
+    for (int i = 0; i < 3000; ++i) {
+      auto r = c->Command({"SET", absl::StrCat("big", i), value});
+      REQUIRE(r.ok());
+      if (r->is_error()) {
+        refused = *r;
+        break;
+      }
+      stored++;
+    }
+    INFO(refused.DebugString());
+    REQUIRE(refused.is_error());
+    CHECK(refused.str.find("memory engine full") != std::string::npos);
+    CHECK(stored > 500);
+    CHECK(stored < 1100);
+    CHECK(Cmd(one.client_port(1), {"GET", "big0"}).str == value);
+    CHECK(Cmd(one.client_port(1), {"GET", absl::StrCat("big", stored)}).type ==
+          RespValue::Type::kNull);
+    REQUIRE(Cmd(one.client_port(1), {"DEL", "big0"}).integer == 1);
+    CHECK(Cmd(one.client_port(1), {"PING"}).str == "PONG");
+  }
 }
 
 TEST_CASE("kill -9 of a node during W=2 writes, then it restarts and receives its hints") {
