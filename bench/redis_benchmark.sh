@@ -25,6 +25,11 @@
 #
 #   bench/redis_benchmark.sh [REQUESTS] [CLIENTS] [REPEATS]   (20000, 20, 3)
 #   env: DURABILITY=nosync|sync|buffered|buffered-all (nosync), PIPELINE (16),
+#        STORAGE=lmdb|memory (lmdb; memory is dynamo-server --storage memory,
+#        which, like the redis-server here, keeps nothing on disk),
+#        BASELINE_STORAGE (STORAGE): the baseline's engine, so that
+#        BASELINE=$BUILD_DIR/examples/dynamo-server STORAGE=memory
+#        BASELINE_STORAGE=lmdb compares the two engines in one run,
 #        PIN (1 on 2+ cores, else 0), BUILD_DIR (build),
 #        OUT (raw and median CSV prefix, $BUILD_DIR/redis_benchmark),
 #        BASELINE (another dynamo-server binary, e.g. the previous build
@@ -39,6 +44,11 @@ pipeline=${PIPELINE:-16}
 build=${BUILD_DIR:-build}
 out=${OUT:-$build/redis_benchmark}
 durability=${DURABILITY:-nosync}
+storage=${STORAGE:-lmdb}
+baseline_storage=${BASELINE_STORAGE:-$storage}
+for s in "$storage" "$baseline_storage"; do
+  if [ "$s" != lmdb ] && [ "$s" != memory ]; then echo "STORAGE must be lmdb or memory" >&2; exit 2; fi
+done
 pin=${PIN:-$([ "$(nproc)" -ge 2 ] && echo 1 || echo 0)}
 on_server_core=(); on_client_core=()
 if [ "$pin" = 1 ]; then on_server_core=(taskset -c 0); on_client_core=(taskset -c 1); fi
@@ -68,16 +78,20 @@ targets=()
 # Starts one server binary as a 1-node (1,1,1) target "NAME-1node-N1R1W1"
 # and a 3-node (3,2,2) target "NAME-3nodes-N3R2W2" (client ports
 # CLUSTER_CLIENT_BASE+1..3, peer ports CLUSTER_PEER_BASE+1..3).
-start_dynamo() {  # name binary single_client single_peer cluster_client_base cluster_peer_base
+start_dynamo() {  # name binary single_client single_peer cluster_client_base cluster_peer_base storage
   local name=$1 binary=$2 i peers cluster=""
+  # The flags for engine $2 of a server whose data directory would be $1.
+  engine() { if [ "$2" = memory ]; then echo --storage memory; else echo --data-dir "$1" --durability "$durability"; fi; }
+  # shellcheck disable=SC2046  # engine's words are separate flags
   "${on_server_core[@]}" "$binary" --id 1 --peers "1=127.0.0.1:$4" --client "127.0.0.1:$3" \
-    --data-dir "$dir/$name-single" --n 1 --r 1 --w 1 --durability "$durability" \
+    $(engine "$dir/$name-single" "$7") --n 1 --r 1 --w 1 \
     2>"$dir/$name-single.log" & pids+=($!)
   target_pids["$name-1node-N1R1W1"]="$!"
   peers="1=127.0.0.1:$(($6 + 1)),2=127.0.0.1:$(($6 + 2)),3=127.0.0.1:$(($6 + 3))"
   for i in 1 2 3; do
+    # shellcheck disable=SC2046
     "${on_server_core[@]}" "$binary" --id $i --peers "$peers" --client "127.0.0.1:$(($5 + i))" \
-      --data-dir "$dir/$name-n$i" --n 3 --r 2 --w 2 --durability "$durability" \
+      $(engine "$dir/$name-n$i" "$7") --n 3 --r 2 --w 2 \
       2>"$dir/$name-n$i.log" & pids+=($!)
     cluster="$cluster $!"
   done
@@ -88,10 +102,10 @@ start_dynamo() {  # name binary single_client single_peer cluster_client_base cl
   >"$dir/redis.log" 2>&1 & pids+=($!)
 target_pids["redis-server"]="$!"
 targets+=("redis-server:6399")
-start_dynamo dynamo "$server" 6391 7201 6400 7210
+start_dynamo dynamo "$server" 6391 7201 6400 7210 "$storage"
 # The baseline's targets interleave with the others, so that old and new
 # binaries are compared under the same load.
-[ -n "$baseline" ] && start_dynamo base "$baseline" 6392 7221 6410 7230
+[ -n "$baseline" ] && start_dynamo base "$baseline" 6392 7221 6410 7230 "$baseline_storage"
 for t in "${targets[@]}"; do
   port=${t##*:}
   for _ in $(seq 100); do
@@ -223,7 +237,7 @@ tail -n +2 "$out.csv" | while IFS=, read -r name test p ok failed rps p50 p99 p9
   printf "%-24s %-4s %3s %10s %8s %8s %8s %8s %8s %8s %8s %7s\n" "$name" "$test" "$p" "$rps" "$p50" \
     "$p99" "$p999" "$ratio" "$cpu" "$cpu_x" "$node1" "$failed"
 done
-echo "(median of $repeats runs; durability=$durability; $requests requests ($((requests * 5)) pipelined), $clients clients, 100-byte values, 10k keys; 127.0.0.1; pinned=$pin)"
+echo "(median of $repeats runs; storage=$storage (baseline: $baseline_storage); durability=$durability; $requests requests ($((requests * 5)) pipelined), $clients clients, 100-byte values, 10k keys; 127.0.0.1; pinned=$pin)"
 echo "load average before: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores)"
 echo "raw runs: $out.raw.csv, medians: $out.csv"
 if [ -s "$out.errors.txt" ]; then echo "failed runs:"; cat "$out.errors.txt"; fi
