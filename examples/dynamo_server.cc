@@ -375,6 +375,17 @@ int Main(int argc, char** argv) {
   dynamo::internal::RespServerOptions ropt;
   ropt.listen = *client_ep;
   ropt.bucket = bucket.name;
+  if (auto* memory = dynamic_cast<dynamo::MemoryEngine*>(storage->get())) {
+    ropt.storage_info = [memory] {
+      return absl::StrCat("storage:memory\r\nstorage_bytes:", memory->bytes(),
+                          "\r\nstorage_bytes_max:", memory->bytes_max(), "\r\n");
+    };
+  } else {
+    ropt.storage_info = [text = absl::StrCat("storage:lmdb\r\ndata_dir:", flags["data-dir"],
+                                             "\r\ndurability:",
+                                             flags.count("durability") ? flags["durability"] : "sync",
+                                             "\r\n")] { return text; };
+  }
   absl::StatusOr<std::unique_ptr<dynamo::internal::RespServer>> resp =
       dynamo::internal::RespServer::Create(ropt, (*runtime)->io_context(), node->get(),
                                            runtime->get());

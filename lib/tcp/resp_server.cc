@@ -518,6 +518,7 @@ std::string RespServer::Info(std::string_view section) const {
       absl::StrAppend(&out, "cluster:", runtime_->options().cluster_name,
                       "\r\npeer_port:", runtime_->peer_port(), "\r\n");
     }
+    if (options_.storage_info) out += options_.storage_info();
     for (const BucketOptions& b : node.options().buckets) {
       absl::StrAppend(&out, "bucket:", b.name, ",n=", b.n, ",r=", b.r, ",w=", b.w, ",policy=",
                       b.policy == ConflictPolicy::kLastWriteWins ? "lww" : "siblings", "\r\n");

@@ -30,6 +30,7 @@
 #ifndef DYNAMO_TCP_RESP_SERVER_H_
 #define DYNAMO_TCP_RESP_SERVER_H_
 
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -50,6 +51,9 @@ struct RespServerOptions {
   size_t pipeline_commands_max = 256;        // pending replies per connection
   size_t output_bytes_max = size_t{8} << 20;  // buffered replies per connection
   size_t read_chunk_bytes = 64 << 10;
+  // Lines ("name:value\r\n") INFO node adds about the storage engine, asked
+  // at each INFO (the server knows its engine; the node only the interface).
+  std::function<std::string()> storage_info;
 };
 
 struct RespServerMetrics {

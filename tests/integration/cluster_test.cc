@@ -385,6 +385,10 @@ TEST_CASE("memory storage: a node restarted empty is served by the others and re
     CHECK(Cmd(one.client_port(1), {"GET", "big0"}).str == value);
     CHECK(Cmd(one.client_port(1), {"GET", absl::StrCat("big", stored)}).type ==
           RespValue::Type::kNull);
+    const long long held = InfoField(one.client_port(1), "node", "storage_bytes");
+    CHECK(held > 1000 * 1000);
+    CHECK(held <= 1 << 20);
+    CHECK(InfoField(one.client_port(1), "node", "storage_bytes_max") == 1 << 20);
     REQUIRE(Cmd(one.client_port(1), {"DEL", "big0"}).integer == 1);
     CHECK(Cmd(one.client_port(1), {"PING"}).str == "PONG");
   }
