@@ -82,6 +82,8 @@ class MemoryEngine final : public StorageEngine {
   // Number of keys with at least one stored version (tests, simulation stats).
   size_t key_count() const { return data_.size(); }
   // Approximate bytes held, data and hints (internal::ApproxEntryBytes).
+  // Data is counted only under a bound: unbounded engines (the simulator's
+  // disks) skip the accounting, ~0.6% of a simulated operation.
   uint64_t bytes() const { return data_bytes_ + hint_usage_.bytes; }
   uint64_t bytes_max() const { return bytes_max_; }
 
@@ -102,6 +104,8 @@ class MemoryEngine final : public StorageEngine {
   // kResourceExhausted if an entry going from `old_bytes` to `new_bytes`
   // would take the engine past bytes_max_.
   absl::Status CheckRoom(std::string_view key, uint64_t old_bytes, uint64_t new_bytes) const;
+  // ApproxEntryBytes of the set when bytes_max_ is set, else 0.
+  uint64_t CountedBytes(std::string_view key, const SiblingSet& siblings) const;
   // Merges `incoming` into `stored` within the sibling limit and bytes_max_,
   // leaving it untouched on failure; true if it changed.
   absl::StatusOr<bool> MergeWithinBounds(std::string_view key, SiblingSet& stored,
@@ -109,7 +113,7 @@ class MemoryEngine final : public StorageEngine {
 
   StorageLimits limits_;
   uint64_t bytes_max_ = 0;
-  uint64_t data_bytes_ = 0;  // ApproxEntryBytes summed over data_
+  uint64_t data_bytes_ = 0;  // CountedBytes summed over data_
   // Each key's sibling set. Point lookups (the simulator's hot path) hash;
   // nodes keep their keys in place, so order_ can point at them. Only looked
   // up, never iterated, so its per-process hash seed decides nothing.

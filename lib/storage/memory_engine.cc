@@ -15,6 +15,10 @@ absl::StatusOr<std::unique_ptr<MemoryEngine>> MemoryEngine::Create(const Storage
   return std::make_unique<MemoryEngine>(limits, bytes_max);
 }
 
+uint64_t MemoryEngine::CountedBytes(std::string_view key, const SiblingSet& siblings) const {
+  return bytes_max_ == 0 ? 0 : internal::ApproxEntryBytes(key, siblings);
+}
+
 absl::Status MemoryEngine::CheckRoom(std::string_view key, uint64_t old_bytes,
                                      uint64_t new_bytes) const {
   if (bytes_max_ == 0 || new_bytes <= old_bytes || bytes() - old_bytes + new_bytes <= bytes_max_) {
@@ -27,7 +31,6 @@ absl::Status MemoryEngine::CheckRoom(std::string_view key, uint64_t old_bytes,
 
 absl::StatusOr<bool> MemoryEngine::MergeWithinBounds(std::string_view key, SiblingSet& stored,
                                                      const SiblingSet& incoming) const {
-  const uint64_t old_bytes = stored.empty() ? 0 : internal::ApproxEntryBytes(key, stored);
   // A merge grows an entry by at most `incoming`: far from the bound (nearly
   // always) it merges in place, as without one.
   if (bytes_max_ == 0 ||
@@ -38,6 +41,7 @@ absl::StatusOr<bool> MemoryEngine::MergeWithinBounds(std::string_view key, Sibli
   DYNAMO_ASSIGN_OR_RETURN(bool changed,
                           internal::MergeWithinLimit(key, merged, incoming, limits_));
   if (!changed) return false;
+  const uint64_t old_bytes = stored.empty() ? 0 : internal::ApproxEntryBytes(key, stored);
   DYNAMO_RETURN_IF_ERROR(CheckRoom(key, old_bytes, internal::ApproxEntryBytes(key, merged)));
   stored = std::move(merged);
   return true;
@@ -76,10 +80,10 @@ absl::Status MemoryEngine::Update(std::string_view key, const SiblingSet& incomi
     SiblingSet& stored = found->second;
     DYNAMO_RETURN_IF_ERROR(prepare(stored));
     DYNAMO_RETURN_IF_ERROR(internal::ValidateSiblings(key, incoming, limits_));
-    const uint64_t old_bytes = internal::ApproxEntryBytes(key, stored);
+    const uint64_t old_bytes = CountedBytes(key, stored);
     // Merged in place: MergeWithinBounds leaves the set untouched on failure.
     DYNAMO_ASSIGN_OR_RETURN(bool changed, MergeWithinBounds(key, stored, incoming));
-    if (changed) data_bytes_ += internal::ApproxEntryBytes(key, stored) - old_bytes;
+    if (changed) data_bytes_ += CountedBytes(key, stored) - old_bytes;
     reader(stored);
     return absl::OkStatus();
   }
@@ -91,7 +95,7 @@ absl::Status MemoryEngine::Update(std::string_view key, const SiblingSet& incomi
     reader(stored);
     return absl::OkStatus();
   }
-  data_bytes_ += internal::ApproxEntryBytes(key, stored);
+  data_bytes_ += CountedBytes(key, stored);
   auto inserted = data_.emplace(std::string(key), std::move(stored)).first;
   order_.insert(OrderedKey{KeyToken(key), inserted->first});
   reader(inserted->second);
@@ -102,13 +106,13 @@ absl::Status MemoryEngine::ReapTombstones(std::string_view key, const SiblingSet
   DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, limits_));
   auto found = data_.find(absl::string_view(key.data(), key.size()));
   if (found == data_.end()) return absl::OkStatus();
-  const uint64_t old_bytes = internal::ApproxEntryBytes(key, found->second);
+  const uint64_t old_bytes = CountedBytes(key, found->second);
   if (!internal::RemoveReapedTombstones(found->second, tombstones)) return absl::OkStatus();
   data_bytes_ -= old_bytes;
   if (found->second.empty()) {
     EraseFound(found);
   } else {
-    data_bytes_ += internal::ApproxEntryBytes(key, found->second);
+    data_bytes_ += CountedBytes(key, found->second);
   }
   return absl::OkStatus();
 }
@@ -117,7 +121,7 @@ absl::Status MemoryEngine::Erase(std::string_view key) {
   DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, limits_));
   auto found = data_.find(absl::string_view(key.data(), key.size()));
   if (found == data_.end()) return absl::OkStatus();
-  data_bytes_ -= internal::ApproxEntryBytes(key, found->second);
+  data_bytes_ -= CountedBytes(key, found->second);
   EraseFound(found);
   return absl::OkStatus();
 }
