@@ -190,7 +190,7 @@ TEST_CASE("DotCounter rejects an empty lease and keeps the lease when the epoch 
 // The node end to end: dots of different keys never share a counter, a
 // restart resumes above the lease, and a put whose lease write fails is
 // refused with the storage error instead of minting an unleased counter.
-TEST_CASE("A node's dots are unique across keys and restarts; a failed lease write fails the put") {
+TEST_CASE("A node's dots are unique across keys and restarts, a failed lease write fails the put") {
   sim::SimNetwork net(7);
   Runtime& runtime = net.AddNode(1);
   MemoryEngine disk;

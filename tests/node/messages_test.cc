@@ -44,7 +44,7 @@ TEST_CASE("Every message type round-trips through the codec") {
   }
 }
 
-TEST_CASE("A get names the coordinator's dots; a replica holding exactly those says so") {
+TEST_CASE("A get names the coordinator's dots, a replica holding exactly those says so") {
   Version a;
   a.dot = Dot{.actor = 1, .counter = 2, .timestamp_us = 30};
   a.value = "a";
@@ -134,7 +134,7 @@ TEST_CASE("Context encodes and rejects foreign bytes") {
   CHECK(Context::Decode("not a context").status().code() == absl::StatusCode::kInvalidArgument);
 }
 
-TEST_CASE("A blind write's context keeps its flag; unknown flags are refused") {
+TEST_CASE("A blind write's context keeps its flag, unknown flags are refused") {
   Context c;
   c.clock.Observe(3, 4, 5);
   const std::string plain = c.Encode();

@@ -172,7 +172,7 @@ TEST_CASE("Repairing 10 of 100k keys between two replicas moves under 1% of a fu
   CHECK(Sum(sim, &NodeMetrics::anti_entropy_keys_received) < 600);
 }
 
-TEST_CASE("A deleted key stays deleted across a crash, restart and anti-entropy; its tombstone "
+TEST_CASE("A deleted key stays deleted across a crash, restart and anti-entropy, its tombstone "
           "is reaped only once every replica holds it") {
   uint64_t seed = TestSeed(7003);
   DYNAMO_SEED_INFO(seed);

@@ -60,7 +60,7 @@ Dot D(ActorId a, uint64_t c) {
   return d;
 }
 
-TEST_CASE("set-full: lost and never-written elements are reported; stale ones counted") {
+TEST_CASE("set-full: lost and never-written elements are reported, stale ones counted") {
   History h;
   size_t p1 = Put(h, "k", "a", {}, 0, 5, absl::OkStatus());
   h.SetElement(p1, "a");

@@ -71,7 +71,7 @@ TEST_CASE("Partition-aware client reads and writes without a forwarding hop") {
   CHECK(check->values == std::vector<std::string>{"v2"});
 }
 
-TEST_CASE("Garbage messages are counted and dropped; the node keeps serving") {
+TEST_CASE("Garbage messages are counted and dropped, the node keeps serving") {
   uint64_t seed = TestSeed(1002);
   DYNAMO_SEED_INFO(seed);
   auto sim = MakeSim(seed);

@@ -64,7 +64,7 @@ TEST_CASE("(3,2,2) on 5 nodes with one node down: hints stored, delivered, remov
   CHECK(delivered == 1);
 }
 
-TEST_CASE("Concurrent writes produce siblings; the merged context collapses them") {
+TEST_CASE("Concurrent writes produce siblings, the merged context collapses them") {
   uint64_t seed = TestSeed(202);
   DYNAMO_SEED_INFO(seed);
   auto sim = MakeSim(seed);
@@ -301,7 +301,7 @@ std::string MergeCarts(const std::vector<std::string>& carts) {
   return absl::StrJoin(items, ",");
 }
 
-TEST_CASE("Shopping cart: both sides of a partition update it; the application merges") {
+TEST_CASE("Shopping cart: both sides of a partition update it, the application merges") {
   uint64_t seed = TestSeed(606);
   DYNAMO_SEED_INFO(seed);
   auto sim = MakeSim(seed);
@@ -474,7 +474,7 @@ TEST_CASE("Oversize values and unknown buckets are rejected") {
   CHECK(sim->Put(1, "nope", "k", {}, "v").code() == absl::StatusCode::kNotFound);
 }
 
-TEST_CASE("Same seed, same trace digest; another seed, another digest") {
+TEST_CASE("Same seed, same trace digest, another seed, another digest") {
   auto run = [](uint64_t seed) {
     auto sim = MakeSim(seed);
     std::mt19937_64 rng(seed);

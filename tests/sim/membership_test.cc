@@ -129,7 +129,7 @@ TEST_CASE("Two nodes joined through different seeds converge to one ring") {
   CHECK(sim->node(1)->ring().size() == 6);
 }
 
-TEST_CASE("A node restarted with its data wiped rejoins with a new epoch; nothing acknowledged is lost") {
+TEST_CASE("A node restarted with its data wiped rejoins with a new epoch, nothing acknowledged is lost") {
   uint64_t seed = TestSeed(63);
   DYNAMO_SEED_INFO(seed);
   auto sim = *Simulation::Create(Options(seed, 5));
@@ -259,7 +259,7 @@ TEST_CASE("Transfers are throttled by the data they move, not by the ranges") {
   CHECK(full_throttled > full_unthrottled + absl::Seconds(2));
 }
 
-TEST_CASE("Failure detection never removes a node; explicit removal does") {
+TEST_CASE("Failure detection never removes a node, explicit removal does") {
   uint64_t seed = TestSeed(65);
   DYNAMO_SEED_INFO(seed);
   auto sim = *Simulation::Create(Options(seed, 5));

@@ -25,7 +25,7 @@ TEST_CASE("DataKeyBuffer matches DataKey, inline and on the heap", "[storage]") 
 }
 
 
-TEST_CASE("Identity records round-trip with their counter lease; records without one read as lease 0",
+TEST_CASE("Identity records round-trip with their counter lease, records without one read as lease 0",
           "[storage]") {
   NodeIdentity identity{7, 3, 0xfeedfacecafeULL, 123456789};
   absl::StatusOr<NodeIdentity> decoded = DecodeIdentity(EncodeIdentity(identity));
