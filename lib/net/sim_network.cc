@@ -72,11 +72,12 @@ class SimNetwork::NodeRuntime final : public Runtime, public Transport {
 
   // Runtime.
   NodeId self() const override { return id_; }
-  // True virtual time, which timers run on, whatever this node's skew.
-  absl::Duration Elapsed() override { return absl::Nanoseconds(net_->now_ns_); }
+  // True virtual time, which timers run on, whatever this node's skew,
+  // plus the time the node spent stalled (SimNetwork::Stall).
+  absl::Duration Elapsed() override { return absl::Nanoseconds(net_->now_ns_ + stalled_ns_); }
   absl::Time Now() override {
-    if (skew_offset_ns_ == 0 && drift_ppm_ == 0) return net_->now_time_;
-    const int64_t v = net_->now_ns_;
+    if (skew_offset_ns_ == 0 && drift_ppm_ == 0 && stalled_ns_ == 0) return net_->now_time_;
+    const int64_t v = net_->now_ns_ + stalled_ns_;
     int64_t drift_ns = 0;
     if (drift_ppm_ != 0) {
       drift_ns = static_cast<int64_t>(
@@ -123,6 +124,7 @@ class SimNetwork::NodeRuntime final : public Runtime, public Transport {
   Xoshiro256 rng_;      // handed to node code via Rng()
   Xoshiro256 net_rng_;  // the network's fault decisions for this node's sends
   NodeStats stats_;
+  int64_t stalled_ns_ = 0;
   int64_t skew_offset_ns_ = 0;
   int64_t skew_anchor_ns_ = 0;
   double drift_ppm_ = 0;
@@ -596,6 +598,11 @@ bool SimNetwork::CanTalk(NodeId from, NodeId to) const {
 bool SimNetwork::CanTalkPartitioned(uint32_t from, uint32_t to) const {
   if (group_[from] != group_[to] || isolated_[from] || isolated_[to]) return false;
   return blocked_.empty() || !blocked_.contains(LinkKey(from, to));
+}
+
+void SimNetwork::Stall(NodeId id, absl::Duration duration) {
+  assert(duration >= absl::ZeroDuration() && "a stall cannot take time back");
+  nodes_[IndexOf(id)]->stalled_ns_ += DurationNs(duration);
 }
 
 void SimNetwork::SetClockSkew(NodeId id, absl::Duration offset, double drift_ppm) {

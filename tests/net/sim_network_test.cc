@@ -330,7 +330,7 @@ TEST_CASE("SimNetwork isolate cuts a node off until HealAll", "[net]") {
   REQUIRE(net.RunUntil([&] { return pinger.done(); }, absl::Seconds(1)));
 }
 
-TEST_CASE("SimNetwork crash discards timers and in-flight messages; restart works", "[net]") {
+TEST_CASE("SimNetwork crash discards timers and in-flight messages, restart works", "[net]") {
   SimNetwork net(10, ConstantLatency(absl::Milliseconds(10)));
   Runtime& a = net.AddNode(1);
   Runtime& b = net.AddNode(2);
@@ -521,6 +521,24 @@ TEST_CASE("SimNetwork clock skew and drift show in Now()", "[net]") {
   CHECK(fired == SimNetwork::Epoch() + absl::Seconds(11));
 }
 
+TEST_CASE("SimNetwork Stall moves one node's clocks on, not virtual time", "[net]") {
+  SimNetwork net(16);
+  Runtime& a = net.AddNode(1);
+  Runtime& b = net.AddNode(2);
+  const absl::Duration before = b.Elapsed();
+  net.Stall(2, absl::Milliseconds(80));
+  CHECK(b.Elapsed() - before == absl::Milliseconds(80));
+  CHECK(b.Now() - a.Now() == absl::Milliseconds(80));
+  CHECK(a.Elapsed() == before);
+  CHECK(net.Now() == SimNetwork::Epoch());
+  // For good, and timers still run on virtual time.
+  absl::Time fired;
+  b.Schedule(absl::Seconds(1), [&] { fired = net.Now(); });
+  net.RunFor(absl::Seconds(2));
+  CHECK(fired == SimNetwork::Epoch() + absl::Seconds(1));
+  CHECK(b.Elapsed() - a.Elapsed() == absl::Milliseconds(80));
+}
+
 TEST_CASE("SimNetwork path capacity and event bound refuse and count", "[net]") {
   NetworkOptions o = ConstantLatency(absl::Milliseconds(1));
   o.path_messages_in_flight_max = 3;
@@ -641,7 +659,7 @@ uint64_t RunScenario(uint64_t seed, const std::vector<NodeId>& add_order) {
   return net.TraceDigest();
 }
 
-TEST_CASE("SimNetwork same seed gives the same digest; another seed does not", "[net]") {
+TEST_CASE("SimNetwork same seed gives the same digest, another seed does not", "[net]") {
   const std::vector<NodeId> ids = {1, 2, 3, 4, 5, 6};
   const uint64_t d1 = RunScenario(99, ids);
   CHECK(d1 == RunScenario(99, ids));

@@ -34,7 +34,7 @@ TEST_CASE("Admission: the budget is granted per period and never overdrawn") {
   CHECK(ac.TryAcquire(kT0 + absl::Seconds(1), 30) == 30);  // a new period
 }
 
-TEST_CASE("Admission: p99 above the threshold halves the budget down to the minimum; recovery "
+TEST_CASE("Admission: p99 above the threshold halves the budget down to the minimum, recovery "
           "grows it back by a tenth per period") {
   AdmissionController ac(SmallOptions());
   absl::Duration now = kT0;
@@ -76,15 +76,14 @@ TEST_CASE("Admission: the sample buffer is bounded") {
   CHECK(ac.samples() == 10);
 }
 
-// Makes every read take `delay` on the node's own clock: it moves the node's
-// clock forward (sim::SimNetwork clock offset) during the call, as a slow disk would.
+// Makes every read take `delay` on the node's own clocks, as a slow disk
+// would (sim::SimNetwork::Stall during the call).
 class SlowReads : public StorageEngineWrapper {
  public:
   SlowReads(StorageEngine* target, sim::SimNetwork* net, NodeId id)
       : StorageEngineWrapper(target), net_(net), id_(id) {}
   absl::StatusOr<SiblingSet> Get(std::string_view key) override {
-    offset_ += delay;
-    net_->SetClockSkew(id_, offset_, 0);
+    net_->Stall(id_, delay);
     return StorageEngineWrapper::Get(key);
   }
   absl::Duration delay = absl::ZeroDuration();
@@ -92,10 +91,9 @@ class SlowReads : public StorageEngineWrapper {
  private:
   sim::SimNetwork* net_;
   NodeId id_;
-  absl::Duration offset_ = absl::ZeroDuration();
 };
 
-TEST_CASE("Admission: slow foreground reads shrink a node's background budget; it recovers") {
+TEST_CASE("Admission: slow foreground reads shrink a node's background budget, it recovers") {
   sim::SimNetwork net(7);
   Runtime& runtime = net.AddNode(1);
   MemoryEngine disk;

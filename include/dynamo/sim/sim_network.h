@@ -188,6 +188,13 @@ class SimNetwork {
   // True if a message from `from` to `to` would pass the partitions now.
   bool CanTalk(NodeId from, NodeId to) const;
 
+  // The node spends `duration` in what it is doing now (a slow disk, a long
+  // pause): its clocks, monotonic (Runtime::Elapsed) and wall, move on by
+  // that much for good, so what it measures around the call sees it.
+  // Virtual time, its timers and the other nodes do not move.
+  // REQUIRES: HasNode(id), duration >= 0.
+  void Stall(NodeId id, absl::Duration duration);
+
   // From now on the node's clock reads true time + `offset`, and runs fast by
   // `drift_ppm` parts per million (negative: slow). Timers still run on
   // virtual time. REQUIRES: HasNode(id).
