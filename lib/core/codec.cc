@@ -14,19 +14,36 @@ namespace {
 // and microsecond timestamps take 8-10 bytes as varints, and decode slower).
 constexpr uint8_t kSiblingSetFormat = 2;
 constexpr size_t kMaxVarintBytes = 10;
+
+// A few fields built on the stack and appended to the output at once: each
+// std::string append costs a capacity check and a memcpy call (~35
+// instructions) whatever its size, and a version's dot and clock entries
+// are three small fields each (the codec is on every message's path).
+class Staged {
+ public:
+  void Fixed64(uint64_t v) {
+    for (int i = 0; i < 8; ++i) bytes_[n_++] = static_cast<char>(v >> (8 * i));
+  }
+  void Varint(uint64_t v) {
+    while (v >= 0x80) {
+      bytes_[n_++] = static_cast<char>(v | 0x80);
+      v >>= 7;
+    }
+    bytes_[n_++] = static_cast<char>(v);
+  }
+  void AppendTo(std::string* out) const { out->append(bytes_, n_); }
+
+ private:
+  // A dot or a clock entry: two fixed 64-bit fields and a varint.
+  char bytes_[16 + kMaxVarintBytes];
+  size_t n_ = 0;
+};
 }  // namespace
 
 void Encoder::PutLongVarint(uint64_t v) {
-  // Build the bytes locally and append once: one capacity check instead of
-  // one per byte (the codec is on every simulated message's path).
-  char bytes[kMaxVarintBytes];
-  size_t n = 0;
-  while (v >= 0x80) {
-    bytes[n++] = static_cast<char>(v | 0x80);
-    v >>= 7;
-  }
-  bytes[n++] = static_cast<char>(v);
-  out_->append(bytes, n);
+  Staged staged;
+  staged.Varint(v);
+  staged.AppendTo(out_);
 }
 
 void Encoder::PutSignedVarint(int64_t v) {
@@ -34,9 +51,9 @@ void Encoder::PutSignedVarint(int64_t v) {
 }
 
 void Encoder::PutFixed64(uint64_t v) {
-  char bytes[8];
-  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>(v >> (8 * i));
-  out_->append(bytes, sizeof bytes);
+  Staged staged;
+  staged.Fixed64(v);
+  staged.AppendTo(out_);
 }
 
 void Encoder::PutBytes(std::string_view bytes) {
@@ -49,16 +66,20 @@ void Encoder::PutToken(Token t) { out_->append(TokenToBytes(t)); }
 void Encoder::PutClock(const VectorClock& clock) {
   PutVarint(clock.size());
   for (const ClockEntry& e : clock.entries()) {
-    PutFixed64(e.actor);
-    PutVarint(e.counter);
-    PutFixed64(static_cast<uint64_t>(e.timestamp_us));
+    Staged staged;
+    staged.Fixed64(e.actor);
+    staged.Varint(e.counter);
+    staged.Fixed64(static_cast<uint64_t>(e.timestamp_us));
+    staged.AppendTo(out_);
   }
 }
 
 void Encoder::PutDot(const Dot& dot) {
-  PutFixed64(dot.actor);
-  PutVarint(dot.counter);
-  PutFixed64(static_cast<uint64_t>(dot.timestamp_us));
+  Staged staged;
+  staged.Fixed64(dot.actor);
+  staged.Varint(dot.counter);
+  staged.Fixed64(static_cast<uint64_t>(dot.timestamp_us));
+  staged.AppendTo(out_);
 }
 
 void Encoder::PutVersion(const Version& v) {
