@@ -120,6 +120,9 @@ void AppendError(std::string* out, std::string_view s) {
 void AppendInteger(std::string* out, long long v) { absl::StrAppend(out, ":", v, "\r\n"); }
 
 void AppendBulk(std::string* out, std::string_view s) {
+  // One allocation for a reply's value instead of a doubling per append
+  // (libstdc++ still grows geometrically when a loop appends many).
+  out->reserve(out->size() + s.size() + 24);
   absl::StrAppend(out, "$", s.size(), "\r\n");
   out->append(s.data(), s.size());
   out->append("\r\n");
