@@ -487,9 +487,8 @@ void Coordinator::FinishGet(GetOp& op, absl::Status status) {
     return;
   }
   op.reconciled_given = true;
-  SiblingSet given = std::move(op.reconciled);
-  op.reconciled.clear();
-  op.callback(MakeGetResult(std::move(given), op.policy, op.fastest, op.replies.size()));
+  op.callback(MakeGetResult(std::exchange(op.reconciled, SiblingSet()), op.policy, op.fastest,
+                            op.replies.size()));
 }
 
 void Coordinator::AddReply(GetOp& op, NodeId from, SiblingSet siblings) {

@@ -382,6 +382,11 @@ TEST_CASE("Read repair reaches replicas that answer after the get returned") {
     const std::string key = absl::StrCat("late", i);
     const std::string skey = Coordinator::StorageKey("default", key);
     std::vector<NodeId> owners = Owners(*sim, key);
+    auto held = [&](NodeId id) {
+      absl::StatusOr<SiblingSet> stored = sim->disk(id).Get(skey);
+      REQUIRE(stored.ok());
+      return *std::move(stored);
+    };
     REQUIRE(sim->Put(owners[0], "default", key, {}, "fresh").ok());
     sim->RunFor(absl::Seconds(1));
     REQUIRE(sim->disk(owners[2]).Erase(skey).ok());
@@ -394,10 +399,9 @@ TEST_CASE("Read repair reaches replicas that answer after the get returned") {
     sim->RunFor(absl::Seconds(1));
     CHECK(sim->node(owners[0])->metrics().read_repairs_sent == repairs + 1);
     for (NodeId id : owners) {
-      auto stored = sim->disk(id).Get(skey);
-      REQUIRE(stored.ok());
-      REQUIRE(stored->size() == 1);
-      CHECK(stored->at(0).value == "fresh");
+      const SiblingSet stored = held(id);
+      REQUIRE(stored.size() == 1);
+      CHECK(stored[0].value == "fresh");
     }
 
     // A version written on owners[1] alone, concurrent with "fresh".
@@ -409,11 +413,7 @@ TEST_CASE("Read repair reaches replicas that answer after the get returned") {
     sim->RunFor(absl::Seconds(1));
     // Its own copy and owners[2]'s.
     CHECK(sim->node(owners[0])->metrics().read_repairs_sent == repairs + 3);
-    for (NodeId id : owners) {
-      auto stored = sim->disk(id).Get(skey);
-      REQUIRE(stored.ok());
-      CHECK(stored->size() == 2);
-    }
+    for (NodeId id : owners) CHECK(held(id).size() == 2);
   }
 }
 
