@@ -160,7 +160,9 @@ absl::StatusOr<std::unique_ptr<dynamo::StorageEngine>> OpenLmdbEngine(
     Flags& flags, dynamo::NodeOptions* nopt, std::optional<dynamo::FlushWriterThread>* writer) {
   dynamo::LmdbOptions lopt;
   lopt.path = flags["data-dir"];
-  std::string durability = flags.count("durability") ? flags["durability"] : "sync";
+  // The default is recorded in `flags`, where INFO node reads it.
+  if (!flags.count("durability")) flags["durability"] = "sync";
+  const std::string durability = flags["durability"];
   if (durability == "sync") {
     lopt.durability = dynamo::LmdbOptions::Durability::kSync;
   } else if (durability == "nosync") {
@@ -382,8 +384,7 @@ int Main(int argc, char** argv) {
     };
   } else {
     ropt.storage_info = [text = absl::StrCat("storage:lmdb\r\ndata_dir:", flags["data-dir"],
-                                             "\r\ndurability:",
-                                             flags.count("durability") ? flags["durability"] : "sync",
+                                             "\r\ndurability:", flags["durability"],
                                              "\r\n")] { return text; };
   }
   absl::StatusOr<std::unique_ptr<dynamo::internal::RespServer>> resp =

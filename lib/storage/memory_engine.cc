@@ -166,21 +166,17 @@ absl::Status MemoryEngine::PutHint(NodeId owner, std::string_view key,
   SiblingSet stored = it == hints_.end() ? SiblingSet() : it->second;
   DYNAMO_ASSIGN_OR_RETURN(bool changed,
                           internal::MergeWithinLimit(key, stored, siblings, limits_));
-  if (changed) {
-    DYNAMO_RETURN_IF_ERROR(CheckRoom(
-        key, it == hints_.end() ? 0 : internal::ApproxEntryBytes(key, it->second),
-        stored.empty() ? 0 : internal::ApproxEntryBytes(key, stored)));
-  }
   if (!changed || stored.empty()) return absl::OkStatus();
+  const uint64_t old_bytes = it == hints_.end() ? 0 : internal::ApproxEntryBytes(key, it->second);
+  const uint64_t new_bytes = internal::ApproxEntryBytes(key, stored);
+  DYNAMO_RETURN_IF_ERROR(CheckRoom(key, old_bytes, new_bytes));
   if (it == hints_.end()) {
     hint_usage_.count += 1;
-    hint_usage_.bytes += internal::ApproxEntryBytes(key, stored);
     hints_.emplace(std::move(hint_key), std::move(stored));
   } else {
-    hint_usage_.bytes -= internal::ApproxEntryBytes(key, it->second);
-    hint_usage_.bytes += internal::ApproxEntryBytes(key, stored);
     it->second = std::move(stored);
   }
+  hint_usage_.bytes += new_bytes - old_bytes;
   return absl::OkStatus();
 }
 
