@@ -23,6 +23,10 @@ struct NodeMetrics {
   // Gets answered "same as yours": the coordinator named exactly the
   // versions this replica holds, so none were sent back.
   uint64_t replica_gets_same_as_known = 0;
+  // Successful replica puts and same-as-known gets are answered in
+  // ReplicaAcks messages, one per coordinator per turn of the event loop:
+  // acks / ack_messages is how many answers shared a message.
+  uint64_t replica_acks = 0, replica_ack_messages = 0;
   uint64_t read_repairs_sent = 0;
   uint64_t keys_over_sibling_warning = 0;  // puts that left >= siblings_warn_count siblings
   uint64_t puts_over_sibling_limit = 0;    // rejected: would exceed siblings_max

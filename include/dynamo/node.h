@@ -37,6 +37,7 @@
 namespace dynamo {
 
 namespace internal {
+struct ReplicaPutReply;
 struct JoinRequest;
 struct JoinReply;
 struct TransferRequest;
@@ -139,6 +140,12 @@ class Node {
   absl::Status Start();
   void OnMessage(NodeId from, std::string_view bytes);
   void SendMessage(NodeId to, std::string bytes);
+  void OnReplicaPutReply(NodeId from, const internal::ReplicaPutReply& reply);
+  // Queues a replica's "done" for `to` (a put, or a get that found the
+  // coordinator's known versions); the turn's acks to `to` leave as one
+  // ReplicaAcks message when the turn ends (FlushAcks).
+  void SendAck(NodeId to, uint64_t request_id, bool is_get);
+  void FlushAcks();
   void ScheduleHandoff();
   void DeliverHints();
   void OnHintDelivered(uint64_t id, bool ok);
@@ -187,6 +194,14 @@ class Node {
   FailureDetector failure_detector_;
   uint64_t request_id_counter_ = 0;
   std::unique_ptr<Coordinator> coordinator_;
+
+  struct PendingAcks {
+    NodeId to;
+    std::vector<uint64_t> puts;
+    std::vector<uint64_t> gets_same_as_known;
+  };
+  std::vector<PendingAcks> acks_pending_;  // one per coordinator answered this turn
+  TimerId acks_flush_ = kNoTimer;          // the deferred FlushAcks
 
   std::map<uint64_t, HintDelivery> hint_deliveries_;
   std::string hint_cursor_;

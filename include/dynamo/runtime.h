@@ -45,8 +45,17 @@ class Runtime {
   // Returns an id for Cancel(), never kNoTimer.
   virtual TimerId Schedule(absl::Duration delay, absl::AnyInvocable<void()> callback) = 0;
 
-  // Cancels a pending timer. Cancelling a timer that already ran or was
-  // cancelled is a no-op.
+  // Runs `callback` on the node's thread once the event being handled (a
+  // message, a timer, a client call) is done: soon, after the handlers
+  // already due, never inline. SimNetwork runs it right after the current
+  // event, at the same virtual time and before any other event. For work
+  // that gathers what one turn of the loop produced, such as a replica's
+  // acknowledgements to one coordinator. Returns an id for Cancel(), never
+  // kNoTimer.
+  virtual TimerId Defer(absl::AnyInvocable<void()> callback) = 0;
+
+  // Cancels a pending timer or deferred call. Cancelling one that already
+  // ran or was cancelled is a no-op.
   virtual void Cancel(TimerId timer) = 0;
 
   // This node's random source, seeded by whoever built the runtime.

@@ -56,6 +56,7 @@ int64_t DurationNs(absl::Duration d) { return absl::ToInt64Nanoseconds(d); }
 constexpr uint64_t kDigestMessage = 0x6d657373616765ULL;
 constexpr uint64_t kDigestTimer = 0x74696d6572ULL;
 constexpr uint64_t kDigestExternal = 0x65787465726eULL;
+constexpr uint64_t kDigestDeferred = 0x6465666572ULL;
 
 }  // namespace
 
@@ -87,6 +88,9 @@ class SimNetwork::NodeRuntime final : public Runtime, public Transport {
   }
   TimerId Schedule(absl::Duration delay, absl::AnyInvocable<void()> callback) override {
     return net_->ScheduleTimer(index_, delay, std::move(callback));
+  }
+  TimerId Defer(absl::AnyInvocable<void()> callback) override {
+    return net_->DeferOn(index_, std::move(callback));
   }
   void Cancel(TimerId timer) override { net_->CancelTimer(index_, timer); }
   absl::BitGenRef Rng() override { return absl::BitGenRef(rng_); }
@@ -244,6 +248,10 @@ void SimNetwork::RemoveFromHeap(uint32_t slot) {
 }
 
 bool SimNetwork::Step() {
+  if (!deferred_.empty()) {
+    RunDeferred();
+    return true;
+  }
   if (heap_.empty()) return false;
   const HeapEntry top = heap_.front();
   const HeapEntry last = heap_.back();
@@ -251,6 +259,7 @@ bool SimNetwork::Step() {
   if (!heap_.empty()) SiftDown(0, last);
   if (top.time_ns > now_ns_) SetNow(top.time_ns);
   RunEvent(top.slot);
+  if (!deferred_.empty()) RunDeferred();
   return true;
 }
 
@@ -301,7 +310,35 @@ TimerId SimNetwork::ScheduleTimer(uint32_t node, absl::Duration delay,
   return (static_cast<uint64_t>(generation) << 32) | (static_cast<uint64_t>(slot) + 1);
 }
 
+TimerId SimNetwork::DeferOn(uint32_t node, absl::AnyInvocable<void()> callback) {
+  const TimerId id = kDeferredIdBit | next_deferred_++;
+  // Like a timer, a down node's call is dropped; its id cancels nothing.
+  if (nodes_[node]->up_) deferred_.push_back(Deferred{node, id, std::move(callback)});
+  return id;
+}
+
+void SimNetwork::RunDeferred() {
+  // Indexed, not iterated: a call may defer more, which run in this loop.
+  for (size_t i = 0; i < deferred_.size(); ++i) {
+    if (!deferred_[i].callback) continue;  // cancelled
+    absl::AnyInvocable<void()> callback = std::move(deferred_[i].callback);
+    ++events_run_;
+    Mix(kDigestDeferred, static_cast<uint64_t>(now_ns_), nodes_[deferred_[i].node]->id_, 0);
+    callback();
+  }
+  deferred_.clear();
+}
+
 void SimNetwork::CancelTimer(uint32_t node, TimerId timer) {
+  if ((timer & kDeferredIdBit) != 0) {
+    for (Deferred& d : deferred_) {
+      if (d.id == timer && d.node == node) {
+        absl::AnyInvocable<void()> doomed = std::move(d.callback);
+        return;
+      }
+    }
+    return;
+  }
   const uint64_t slot_plus_one = timer & 0xffffffffULL;
   if (slot_plus_one == 0 || slot_plus_one > slots_.size()) return;
   const uint32_t slot = static_cast<uint32_t>(slot_plus_one - 1);
@@ -547,6 +584,9 @@ void SimNetwork::Crash(NodeId id) {
     }
     RemoveFromHeap(i);
     FreeSlot(i);
+  }
+  for (Deferred& d : deferred_) {
+    if (d.node == index && d.callback) doomed.push_back(std::move(d.callback));
   }
   node.RetireHandler();
   doomed.clear();

@@ -181,6 +181,14 @@ struct EncodeVisitor {
     e.PutBytes(m.key);
     e.PutSiblings(m.tombstones);
   }
+  void operator()(const ReplicaAcks& m) {
+    PutIds(m.puts);
+    PutIds(m.gets_same_as_known);
+  }
+  void PutIds(const std::vector<uint64_t>& ids) {
+    e.PutVarint(ids.size());
+    for (uint64_t id : ids) e.PutVarint(id);
+  }
 };
 
 constexpr size_t kErrorBytesMax = 4096;
@@ -386,6 +394,21 @@ absl::Status DecodeBody(Decoder& d, TombstoneReap& m) {
   return d.GetSiblings(&m.tombstones);
 }
 
+// Request ids: at least one byte each, so the count is bounded by the frame.
+constexpr size_t kAcksMax = 1 << 16;
+
+absl::Status GetIds(Decoder& d, std::vector<uint64_t>* ids, const char* what) {
+  uint64_t n;
+  DYNAMO_RETURN_IF_ERROR(d.GetCount(&n, kAcksMax, 1, what));
+  ids->resize(n);
+  for (uint64_t& id : *ids) DYNAMO_RETURN_IF_ERROR(d.GetVarint(&id));
+  return absl::OkStatus();
+}
+absl::Status DecodeBody(Decoder& d, ReplicaAcks& m) {
+  DYNAMO_RETURN_IF_ERROR(GetIds(d, &m.puts, "put ack"));
+  return GetIds(d, &m.gets_same_as_known, "get ack");
+}
+
 template <size_t I>
 absl::StatusOr<Message> DecodeAlternative(Decoder& d, size_t type) {
   if constexpr (I < std::variant_size_v<Message>) {
@@ -435,7 +458,8 @@ template std::string EncodeMessage(const KeyExchangeReply&);
 template std::string EncodeMessage(const TombstoneCheck&);
 template std::string EncodeMessage(const TombstoneCheckReply&);
 template std::string EncodeMessage(const TombstoneReap&);
-static_assert(std::variant_size_v<Message> == 23, "instantiate EncodeMessage for a new message");
+template std::string EncodeMessage(const ReplicaAcks&);
+static_assert(std::variant_size_v<Message> == 24, "instantiate EncodeMessage for a new message");
 
 std::string EncodeMessage(const Message& message) {
   return std::visit([](const auto& m) { return EncodeMessage(m); }, message);

@@ -25,8 +25,9 @@
 
 namespace dynamo::internal {
 
-// 2: fixed-width actors and timestamps; 3: gets name the coordinator's dots
-inline constexpr uint8_t kProtocolVersion = 3;
+// 2: fixed-width actors and timestamps; 3: gets name the coordinator's dots;
+// 4: replica acks gathered per turn (ReplicaAcks)
+inline constexpr uint8_t kProtocolVersion = 4;
 
 // Coordinator -> replica: merge these versions into the key. With a
 // hint_owner other than the receiver, keep them as a hint for that node
@@ -64,6 +65,19 @@ struct ReplicaGetReply {
   // The replica holds exactly the versions the request named as known;
   // siblings is then empty.
   bool same_as_known = false;
+};
+
+// Replica -> coordinator: the answers that say only "done", gathered over
+// one turn of the replica's event loop (Runtime::Defer) into one message per
+// coordinator: replica puts that succeeded, and gets that found exactly the
+// versions the coordinator named as known. Under pipelined load a replica
+// answers dozens of requests per turn, and a reply of its own cost an
+// encoding, a frame, a decoding and a dispatch each, more than the answer
+// itself. Errors, and gets that return versions, still go one by one.
+struct ReplicaAcks {
+  std::vector<uint64_t> puts;                // each as a ReplicaPutReply with code 0
+  std::vector<uint64_t> gets_same_as_known;  // each as a same_as_known ReplicaGetReply
+  size_t size() const { return puts.size() + gets_same_as_known.size(); }
 };
 
 // True if `siblings` are exactly the versions `dots` name, in that order
@@ -208,7 +222,7 @@ using Message = std::variant<ReplicaPut, ReplicaPutReply, ReplicaGet, ReplicaGet
                              GossipDigest, GossipEntries, JoinRequest, JoinReply,
                              TransferRequest, TransferBatch, MerkleRequest, MerkleReply,
                              KeyExchange, KeyExchangeReply, TombstoneCheck,
-                             TombstoneCheckReply, TombstoneReap>;
+                             TombstoneCheckReply, TombstoneReap, ReplicaAcks>;
 
 std::string EncodeMessage(const Message& message);
 // Encodes one alternative of Message as it is: building a Message from it

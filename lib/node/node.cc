@@ -67,6 +67,7 @@ Node::~Node() {
   runtime_->Cancel(cleanup_timer_);
   runtime_->Cancel(transfer_pump_timer_);
   runtime_->Cancel(settle_timer_);
+  runtime_->Cancel(acks_flush_);
   for (auto& [request, join] : joins_) runtime_->Cancel(join.second);
   for (auto& [id, d] : hint_deliveries_) runtime_->Cancel(d.timeout);
   for (Transfer& t : transfers_) runtime_->Cancel(t.timer);
@@ -170,6 +171,54 @@ void Node::SendMessage(NodeId to, std::string bytes) {
   (void)runtime_->transport().Send(to, std::move(bytes));
 }
 
+// Far below the decoder's bound; a bigger turn sends several messages.
+constexpr size_t kAcksPerMessageMax = 4096;
+
+void Node::SendAck(NodeId to, uint64_t request_id, bool is_get) {
+  auto pending = std::find_if(acks_pending_.begin(), acks_pending_.end(),
+                              [to](const PendingAcks& p) { return p.to == to; });
+  if (pending == acks_pending_.end()) {
+    pending = acks_pending_.insert(acks_pending_.end(), PendingAcks{to, {}, {}});
+  }
+  (is_get ? pending->gets_same_as_known : pending->puts).push_back(request_id);
+  if (pending->puts.size() + pending->gets_same_as_known.size() >= kAcksPerMessageMax) {
+    FlushAcks();
+    return;
+  }
+  if (acks_flush_ == kNoTimer) {
+    acks_flush_ = runtime_->Defer([this] {
+      acks_flush_ = kNoTimer;
+      FlushAcks();
+    });
+  }
+}
+
+void Node::FlushAcks() {
+  for (PendingAcks& p : acks_pending_) {
+    if (p.puts.empty() && p.gets_same_as_known.empty()) continue;
+    internal::ReplicaAcks acks{std::move(p.puts), std::move(p.gets_same_as_known)};
+    metrics_.replica_acks += acks.size();
+    metrics_.replica_ack_messages++;
+    SendMessage(p.to, EncodeMessage(acks));
+    // Their buffers serve the next turn.
+    p.puts = std::move(acks.puts);
+    p.puts.clear();
+    p.gets_same_as_known = std::move(acks.gets_same_as_known);
+    p.gets_same_as_known.clear();
+  }
+  // Coordinators come and go; keep only a few empty entries around.
+  if (acks_pending_.size() > 8) acks_pending_.clear();
+}
+
+void Node::OnReplicaPutReply(NodeId from, const ReplicaPutReply& m) {
+  if (coordinator_->OnReplicaPutReply(from, m)) return;
+  if (OnPushAck(from, m.request_id, m.code == 0)) return;
+  auto it = hint_deliveries_.find(m.request_id);
+  if (it != hint_deliveries_.end() && it->second.owner == from) {
+    OnHintDelivered(m.request_id, m.code == 0);
+  }
+}
+
 void Node::OnMessage(NodeId from, std::string_view bytes) {
   absl::StatusOr<Message> decoded = internal::DecodeMessage(bytes);
   if (!decoded.ok()) {
@@ -217,24 +266,27 @@ void Node::OnMessage(NodeId from, std::string_view bytes) {
             metrics_.storage_errors++;
           }
           if (m.request_id == 0) return;  // read repair: nobody waits for the answer
+          if (status.ok()) {
+            SendAck(from, m.request_id, /*is_get=*/false);
+            return;
+          }
           reply.code = static_cast<int>(status.code());
           reply.error = std::string(status.message());
           SendMessage(from, EncodeMessage(reply));
         } else if constexpr (std::is_same_v<T, ReplicaGet>) {
           metrics_.replica_gets++;
           std::string encoded;
+          bool same_as_known = false;
           absl::Status read = storage_->Visit(m.key, [&](const SiblingSet& siblings) {
-            if (m.known.has_value() && internal::SameDots(siblings, *m.known)) {
-              // The coordinator has these versions: say so, not send them.
-              metrics_.replica_gets_same_as_known++;
-              ReplicaGetReply same;
-              same.request_id = m.request_id;
-              same.same_as_known = true;
-              encoded = EncodeMessage(same);
-            } else {
-              encoded = internal::EncodeReplicaGetReply(m.request_id, siblings);
-            }
+            // The coordinator has these versions: say so, not send them.
+            same_as_known = m.known.has_value() && internal::SameDots(siblings, *m.known);
+            if (!same_as_known) encoded = internal::EncodeReplicaGetReply(m.request_id, siblings);
           });
+          if (read.ok() && same_as_known) {
+            metrics_.replica_gets_same_as_known++;
+            SendAck(from, m.request_id, /*is_get=*/true);
+            return;
+          }
           if (!read.ok()) {
             metrics_.storage_errors++;
             ReplicaGetReply reply;
@@ -245,14 +297,21 @@ void Node::OnMessage(NodeId from, std::string_view bytes) {
           }
           SendMessage(from, std::move(encoded));
         } else if constexpr (std::is_same_v<T, ReplicaPutReply>) {
-          if (coordinator_->OnReplicaPutReply(from, m)) return;
-          if (OnPushAck(from, m.request_id, m.code == 0)) return;
-          auto it = hint_deliveries_.find(m.request_id);
-          if (it != hint_deliveries_.end() && it->second.owner == from) {
-            OnHintDelivered(m.request_id, m.code == 0);
-          }
+          OnReplicaPutReply(from, m);
         } else if constexpr (std::is_same_v<T, ReplicaGetReply>) {
           coordinator_->OnReplicaGetReply(from, std::move(m));
+        } else if constexpr (std::is_same_v<T, internal::ReplicaAcks>) {
+          ReplicaPutReply put_ok;
+          for (uint64_t id : m.puts) {
+            put_ok.request_id = id;
+            OnReplicaPutReply(from, put_ok);
+          }
+          for (uint64_t id : m.gets_same_as_known) {
+            ReplicaGetReply same;
+            same.request_id = id;
+            same.same_as_known = true;
+            coordinator_->OnReplicaGetReply(from, std::move(same));
+          }
         } else if constexpr (std::is_same_v<T, ClientRequest>) {
           coordinator_->HandleClientRequest(from, std::move(m));
         } else if constexpr (std::is_same_v<T, ClientReply>) {

@@ -590,6 +590,7 @@ std::string RespServer::Info(std::string_view section) const {
         "\r\nrequests_settled_early:", m.requests_settled_early,
         "\r\nreplica_puts:", m.replica_puts, "\r\nreplica_gets:", m.replica_gets,
         "\r\nreplica_gets_same_as_known:", m.replica_gets_same_as_known,
+        "\r\nreplica_acks:", m.replica_acks, "\r\nreplica_ack_messages:", m.replica_ack_messages,
         "\r\nread_repairs_sent:", m.read_repairs_sent,
         "\r\nmessages_malformed:", m.messages_malformed, "\r\nstorage_errors:", m.storage_errors,
         "\r\npeers_suspected_by_phi:", m.peers_suspected_by_phi,

@@ -229,6 +229,25 @@ class TcpRuntime::Impl {
     return id;
   }
 
+  // A deferred call is a timer without a deadline: posted, it runs once
+  // the handlers already due have run, unless cancelled first.
+  TimerId Defer(absl::AnyInvocable<void()> callback) {
+    TimerId id = ++timer_counter_;
+    if (timer_callbacks_.size() >= options_.timers_max) {
+      metrics_.timers_refused++;
+      return id;
+    }
+    timer_callbacks_.emplace(id, std::move(callback));
+    asio::post(io_, [this, id] {
+      auto it = timer_callbacks_.find(id);
+      if (it == timer_callbacks_.end()) return;  // cancelled
+      absl::AnyInvocable<void()> callback = std::move(it->second);
+      timer_callbacks_.erase(it);
+      callback();
+    });
+    return id;
+  }
+
   void Cancel(TimerId id) {
     if (id == kNoTimer) return;
     timer_callbacks_.erase(id);
@@ -807,6 +826,10 @@ absl::BitGenRef TcpRuntime::Rng() { return absl::BitGenRef(impl_->rng_); }
 
 absl::Status TcpRuntime::Send(NodeId to, std::string message) {
   return impl_->Send(to, std::move(message));
+}
+
+TimerId TcpRuntime::Defer(absl::AnyInvocable<void()> callback) {
+  return impl_->Defer(std::move(callback));
 }
 
 void TcpRuntime::SetReceiveHandler(ReceiveHandler handler) { impl_->handler_ = std::move(handler); }

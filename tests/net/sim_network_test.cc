@@ -419,6 +419,52 @@ TEST_CASE("SimNetwork timers: order, cancel, zero delay never inline", "[net]") 
   CHECK_FALSE(net.Step());
 }
 
+TEST_CASE("SimNetwork Defer runs after the event that made it, before any other", "[net]") {
+  SimNetwork net(13, ConstantLatency(absl::Milliseconds(1)));
+  Runtime& a = net.AddNode(1);
+  Runtime& b = net.AddNode(2);
+  std::vector<std::string> ran;
+  b.transport().SetReceiveHandler([&](NodeId, std::string_view m) {
+    ran.emplace_back(m);
+    if (m != "first") return;
+    b.Defer([&] {
+      ran.emplace_back("deferred");
+      CHECK(b.Elapsed() == absl::Milliseconds(1));  // the same virtual time
+      b.Defer([&] { ran.emplace_back("deferred by deferred"); });
+    });
+    TimerId cancelled = b.Defer([&] { ran.emplace_back("cancelled"); });
+    CHECK(cancelled != kNoTimer);
+    b.Cancel(cancelled);
+    b.Cancel(cancelled);  // twice: a no-op
+    CHECK(ran.back() == "first");  // never inline
+  });
+  // Both arrive at 1 ms; the second still waits for the first's deferred calls.
+  REQUIRE(a.transport().Send(2, "first").ok());
+  REQUIRE(a.transport().Send(2, "second").ok());
+  net.RunFor(absl::Milliseconds(5));
+  CHECK(ran == std::vector<std::string>{"first", "deferred", "deferred by deferred", "second"});
+
+  // Made between events (by the embedder): due now, first in the next step.
+  bool outside = false;
+  a.Schedule(absl::Milliseconds(1), [] {});
+  a.Defer([&] { outside = true; });
+  CHECK(net.pending_events() == 2);
+  REQUIRE(net.Step());
+  CHECK(outside);
+  CHECK(net.Now() == SimNetwork::Epoch() + absl::Milliseconds(5));  // time did not move for it
+
+  // A crash drops a node's deferred calls (destroying them); a down node's are refused.
+  auto token = std::make_shared<int>(0);
+  bool ran_after_crash = false;
+  b.Defer([token, &ran_after_crash] { ran_after_crash = true; });
+  CHECK(token.use_count() == 2);
+  net.Crash(2);
+  CHECK(token.use_count() == 1);
+  b.Defer([&] { ran_after_crash = true; });
+  net.RunFor(absl::Milliseconds(5));
+  CHECK_FALSE(ran_after_crash);
+}
+
 TEST_CASE("SimNetwork many cancelled timers leave no events behind", "[net]") {
   SimNetwork net(13);
   Runtime& a = net.AddNode(1);

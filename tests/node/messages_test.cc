@@ -33,6 +33,9 @@ TEST_CASE("Every message type round-trips through the codec") {
       JoinReply{12, 0, "", "entries"},
       TransferRequest{13, 5, absl::MakeUint128(1, 2), "cursor"},
       TransferBatch{14, 0, "", {{"key", {v}}}, "next"},
+      ReplicaAcks{{15, 1ULL << 40, 16}, {}},
+      ReplicaAcks{{}, {17}},
+      ReplicaAcks{},
   };
   for (const Message& m : messages) {
     std::string bytes = EncodeMessage(m);
@@ -102,6 +105,24 @@ TEST_CASE("Malformed frames give errors naming the problem") {
   REQUIRE_FALSE(r.ok());
   CHECK(std::string(r.status().message()).find("trailing") != std::string::npos);
   CHECK_FALSE(DecodeMessage("").ok());
+}
+
+TEST_CASE("Gathered acks keep their request ids, a count the frame cannot hold is refused") {
+  ReplicaAcks acks{{1, 300, 1ULL << 50}, {7, 8}};
+  auto decoded = DecodeMessage(EncodeMessage(acks));
+  REQUIRE(decoded.ok());
+  const auto& back = std::get<ReplicaAcks>(*decoded);
+  CHECK(back.puts == acks.puts);
+  CHECK(back.gets_same_as_known == acks.gets_same_as_known);
+  CHECK(back.size() == 5);
+
+  // Claims 5 put acks, carries 2 bytes of them.
+  std::string lying = EncodeMessage(ReplicaAcks{});
+  lying.resize(2);
+  lying += std::string("\x05\x01\x02", 3);
+  auto r = DecodeMessage(lying);
+  REQUIRE_FALSE(r.ok());
+  CHECK(std::string(r.status().message()).find("put ack count 5") != std::string::npos);
 }
 
 TEST_CASE("Random bytes never crash the decoder (seed 99)") {

@@ -310,6 +310,90 @@ TEST_CASE("BlockingNode drives a node on a TCP runtime from another thread") {
   node->reset();  // the loop has stopped: safe on this thread
 }
 
+TEST_CASE("Defer runs after the handler that made it, never inline, unless cancelled") {
+  auto rt = TcpRuntime::Create(Options(1, "s"));
+  REQUIRE(rt.ok());
+  std::mutex mu;
+  std::vector<int> ran;
+  auto note = [&](int i) {
+    std::lock_guard<std::mutex> l(mu);
+    ran.push_back(i);
+  };
+  LoopThread loop(rt->get());
+  loop.Call([&] {
+    CHECK((*rt)->Defer([&] { note(2); }) != kNoTimer);
+    TimerId cancelled = (*rt)->Defer([&] { note(99); });
+    (*rt)->Cancel(cancelled);
+    note(1);  // before either deferred call: they never run inline
+    return 0;
+  });
+  // Posted after the first call returned, so after what it deferred.
+  loop.Call([&] {
+    note(3);
+    return 0;
+  });
+  std::lock_guard<std::mutex> l(mu);
+  CHECK(ran == std::vector<int>{1, 2, 3});
+}
+
+TEST_CASE("a replica answers the puts and gets of one turn in one acks message") {
+  // Two nodes, N=W=2: node 1 coordinates 40 puts, then 40 gets, each batch
+  // in one turn of its loop; they reach node 2 together, and its answers
+  // (all "done": put stored, get found the coordinator's versions) go back
+  // gathered, not one message each.
+  Pair p = MakePair("s", "s");
+  Ring ring{RingOptions()};
+  for (NodeId id : {1, 2}) {
+    RingMember m;
+    m.id = id;
+    REQUIRE(ring.AddNode(m).ok());
+  }
+  NodeOptions options;
+  options.buckets[0].n = options.buckets[0].w = 2;
+  options.buckets[0].r = 1;
+  MemoryEngine storage_a, storage_b;
+  auto node_a = Node::Create(options, p.a.get(), &storage_a, ring);
+  auto node_b = Node::Create(options, p.b.get(), &storage_b, ring);
+  REQUIRE(node_a.ok());
+  REQUIRE(node_b.ok());
+  constexpr int kKeys = 40;
+  {
+    LoopThread la(p.a.get()), lb(p.b.get());
+    REQUIRE(WaitUntil([&] {
+      return la.Call([&] { return p.a->PeerConnected(2); }) &&
+             lb.Call([&] { return p.b->PeerConnected(1); });
+    }));
+    std::atomic<int> puts_ok{0}, gets_ok{0};
+    la.Call([&] {
+      for (int i = 0; i < kKeys; ++i) {
+        (*node_a)->Put("default", "k" + std::to_string(i), Context(), "v",
+                       [&](absl::Status s) { puts_ok += s.ok(); });
+      }
+      return 0;
+    });
+    REQUIRE(WaitUntil([&] { return puts_ok == kKeys; }));
+    la.Call([&] {
+      for (int i = 0; i < kKeys; ++i) {
+        (*node_a)->Get("default", "k" + std::to_string(i),
+                       [&](absl::StatusOr<GetResult> r) { gets_ok += r.ok() && r->found(); });
+      }
+      return 0;
+    });
+    REQUIRE(WaitUntil([&] {
+      return gets_ok == kKeys &&
+             lb.Call([&] { return (*node_b)->metrics().replica_acks == 2 * kKeys; });
+    }));
+    NodeMetrics b = lb.Call([&] { return (*node_b)->metrics(); });
+    CHECK(b.replica_puts == kKeys);
+    CHECK(b.replica_gets_same_as_known == kKeys);
+    INFO("ack messages " << b.replica_ack_messages);
+    CHECK(b.replica_ack_messages >= 2);  // puts and gets were answered in separate turns
+    CHECK(b.replica_ack_messages < kKeys);
+  }
+  node_a->reset();  // the loops have stopped: safe on this thread
+  node_b->reset();
+}
+
 TEST_CASE("BlockingNode gives up after wait_max when the loop never runs the call") {
   // An executor that drops the work: the caller must not hang.
   std::vector<absl::AnyInvocable<void()>> parked;

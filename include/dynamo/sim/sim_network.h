@@ -26,6 +26,7 @@
 #ifndef DYNAMO_SIM_SIM_NETWORK_H_
 #define DYNAMO_SIM_SIM_NETWORK_H_
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -215,7 +216,10 @@ class SimNetwork {
   // fault schedules, tests). Never dropped by crashes.
   void Schedule(absl::Duration delay, absl::AnyInvocable<void()> callback);
   // Events queued and not cancelled.
-  size_t pending_events() const { return heap_.size(); }
+  size_t pending_events() const {
+    return heap_.size() + std::count_if(deferred_.begin(), deferred_.end(),
+                                        [](const Deferred& d) { return bool(d.callback); });
+  }
 
   // --- Statistics. REQUIRES: the nodes were added.
   NodeStats node_stats(NodeId id) const;
@@ -305,8 +309,13 @@ class SimNetwork {
   }
   void SiftUp(size_t index, HeapEntry entry);
   void SiftDown(size_t index, HeapEntry entry);
-  // The earliest event's time; false if no event is queued.
+  // The earliest event's time; false if no event is queued. Deferred calls
+  // are due now.
   bool NextTime(int64_t* time_ns) const {
+    if (!deferred_.empty()) {
+      *time_ns = now_ns_;
+      return true;
+    }
     if (heap_.empty()) return false;
     *time_ns = heap_.front().time_ns;
     return true;
@@ -316,6 +325,10 @@ class SimNetwork {
   int64_t DrawLatencyNs(NodeRuntime& sender);
   TimerId ScheduleTimer(uint32_t node, absl::Duration delay, absl::AnyInvocable<void()> cb);
   void CancelTimer(uint32_t node, TimerId timer);
+  TimerId DeferOn(uint32_t node, absl::AnyInvocable<void()> cb);
+  // Runs the deferred calls, in the order they were made (and those they
+  // make), before virtual time moves on.
+  void RunDeferred();
   void RunEvent(uint32_t slot);
   void Deliver(uint32_t slot);
   // Recording is off unless trace_events_max is set; the check stays inline.
@@ -350,6 +363,18 @@ class SimNetwork {
 
   std::vector<std::unique_ptr<NodeRuntime>> nodes_;  // in AddNode order
   absl::flat_hash_map<NodeId, uint32_t> index_;      // lookups only
+
+  // Runtime::Defer calls not yet run: they run after the event that made
+  // them (RunEvent), or first in the next Step when made between events.
+  // Ids have kDeferredIdBit set, apart from timer ids.
+  struct Deferred {
+    uint32_t node;
+    TimerId id;
+    absl::AnyInvocable<void()> callback;
+  };
+  static constexpr TimerId kDeferredIdBit = TimerId{1} << 63;
+  std::vector<Deferred> deferred_;
+  uint64_t next_deferred_ = 1;
 
   std::vector<HeapEntry> heap_;  // 4-ary min-heap on (time_ns, seq); every record is live
   std::vector<Slot> slots_;

@@ -162,6 +162,7 @@ class TcpRuntime final : public Runtime, public Transport {
   absl::Time Now() override { return absl::Now(); }
   absl::Duration Elapsed() override;
   TimerId Schedule(absl::Duration delay, absl::AnyInvocable<void()> callback) override;
+  TimerId Defer(absl::AnyInvocable<void()> callback) override;
   void Cancel(TimerId timer) override;
   absl::BitGenRef Rng() override;
   Transport& transport() override { return *this; }
