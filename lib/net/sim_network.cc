@@ -56,7 +56,6 @@ int64_t DurationNs(absl::Duration d) { return absl::ToInt64Nanoseconds(d); }
 constexpr uint64_t kDigestMessage = 0x6d657373616765ULL;
 constexpr uint64_t kDigestTimer = 0x74696d6572ULL;
 constexpr uint64_t kDigestExternal = 0x65787465726eULL;
-constexpr uint64_t kDigestDeferred = 0x6465666572ULL;
 
 }  // namespace
 
@@ -322,8 +321,9 @@ void SimNetwork::RunDeferred() {
   for (size_t i = 0; i < deferred_.size(); ++i) {
     if (!deferred_[i].callback) continue;  // cancelled
     absl::AnyInvocable<void()> callback = std::move(deferred_[i].callback);
+    // Not mixed into the digest: a deferred call follows from the event
+    // that made it, and what it sends is mixed like any message.
     ++events_run_;
-    Mix(kDigestDeferred, static_cast<uint64_t>(now_ns_), nodes_[deferred_[i].node]->id_, 0);
     callback();
   }
   deferred_.clear();

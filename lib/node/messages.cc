@@ -185,7 +185,7 @@ struct EncodeVisitor {
     PutIds(m.puts);
     PutIds(m.gets_same_as_known);
   }
-  void PutIds(const std::vector<uint64_t>& ids) {
+  void PutIds(absl::Span<const uint64_t> ids) {
     e.PutVarint(ids.size());
     for (uint64_t id : ids) e.PutVarint(id);
   }
@@ -397,7 +397,7 @@ absl::Status DecodeBody(Decoder& d, TombstoneReap& m) {
 // Request ids: at least one byte each, so the count is bounded by the frame.
 constexpr size_t kAcksMax = 1 << 16;
 
-absl::Status GetIds(Decoder& d, std::vector<uint64_t>* ids, const char* what) {
+absl::Status GetIds(Decoder& d, ReplicaAcks::Ids* ids, const char* what) {
   uint64_t n;
   DYNAMO_RETURN_IF_ERROR(d.GetCount(&n, kAcksMax, 1, what));
   ids->resize(n);
@@ -471,6 +471,16 @@ std::string EncodeReplicaGetReply(uint64_t request_id, const SiblingSet& sibling
   PutReplyHeader(e, request_id, 0, "");
   e.PutSiblings(siblings);
   e.PutBool(false);  // same_as_known
+  return out;
+}
+
+std::string EncodeReplicaAcks(absl::Span<const uint64_t> puts,
+                              absl::Span<const uint64_t> gets_same_as_known) {
+  std::string out;
+  Encoder e = StartMessage(&out, WireType<ReplicaAcks>());
+  EncodeVisitor visitor{e};
+  visitor.PutIds(puts);
+  visitor.PutIds(gets_same_as_known);
   return out;
 }
 

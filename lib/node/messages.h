@@ -14,6 +14,7 @@
 #include <variant>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -75,8 +76,10 @@ struct ReplicaGetReply {
 // encoding, a frame, a decoding and a dispatch each, more than the answer
 // itself. Errors, and gets that return versions, still go one by one.
 struct ReplicaAcks {
-  std::vector<uint64_t> puts;                // each as a ReplicaPutReply with code 0
-  std::vector<uint64_t> gets_same_as_known;  // each as a same_as_known ReplicaGetReply
+  // Inline for the simulator's usual one answer per message (no allocation).
+  using Ids = absl::InlinedVector<uint64_t, 2>;
+  Ids puts;                // each as a ReplicaPutReply with code 0
+  Ids gets_same_as_known;  // each as a same_as_known ReplicaGetReply
   size_t size() const { return puts.size() + gets_same_as_known.size(); }
 };
 
@@ -232,6 +235,9 @@ std::string EncodeMessage(const T& message);
 // A successful ReplicaGetReply, encoded straight from the replica's stored
 // set (StorageEngine::Visit) without copying it into a message first.
 std::string EncodeReplicaGetReply(uint64_t request_id, const SiblingSet& siblings);
+// A ReplicaAcks, encoded from the replica's pending lists as they are.
+std::string EncodeReplicaAcks(absl::Span<const uint64_t> puts,
+                              absl::Span<const uint64_t> gets_same_as_known);
 
 // Pings every peer `detector` marks unreachable, so an answer (any message)
 // marks it reachable again. Nodes and clients both probe this way.

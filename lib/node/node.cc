@@ -196,14 +196,10 @@ void Node::SendAck(NodeId to, uint64_t request_id, bool is_get) {
 void Node::FlushAcks() {
   for (PendingAcks& p : acks_pending_) {
     if (p.puts.empty() && p.gets_same_as_known.empty()) continue;
-    internal::ReplicaAcks acks{std::move(p.puts), std::move(p.gets_same_as_known)};
-    metrics_.replica_acks += acks.size();
+    metrics_.replica_acks += p.puts.size() + p.gets_same_as_known.size();
     metrics_.replica_ack_messages++;
-    SendMessage(p.to, EncodeMessage(acks));
-    // Their buffers serve the next turn.
-    p.puts = std::move(acks.puts);
-    p.puts.clear();
-    p.gets_same_as_known = std::move(acks.gets_same_as_known);
+    SendMessage(p.to, internal::EncodeReplicaAcks(p.puts, p.gets_same_as_known));
+    p.puts.clear();  // the buffers serve the next turn
     p.gets_same_as_known.clear();
   }
   // Coordinators come and go; keep only a few empty entries around.

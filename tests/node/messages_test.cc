@@ -115,6 +115,10 @@ TEST_CASE("Gathered acks keep their request ids, a count the frame cannot hold i
   CHECK(back.puts == acks.puts);
   CHECK(back.gets_same_as_known == acks.gets_same_as_known);
   CHECK(back.size() == 5);
+  // The replica's encoder, from its pending lists, says the same.
+  const std::vector<uint64_t> puts(acks.puts.begin(), acks.puts.end());
+  const std::vector<uint64_t> gets(acks.gets_same_as_known.begin(), acks.gets_same_as_known.end());
+  CHECK(EncodeReplicaAcks(puts, gets) == EncodeMessage(acks));
 
   // Claims 5 put acks, carries 2 bytes of them.
   std::string lying = EncodeMessage(ReplicaAcks{});
