@@ -65,7 +65,8 @@ struct CoordinatorEnv {
   // and sends puts to a replica.
   StorageEngine* storage = nullptr;
   const Ring* ring = nullptr;  // the current ring; the object may change between requests
-  // The ring the cluster is moving to during a membership change, or null.
+  // The ring the cluster is moving to during a membership change; null or
+  // empty when it is not moving.
   // Its owners that are not yet owners get a copy of every write (not
   // counted toward W), so nothing written during a transfer is missed.
   const Ring* pending_ring = nullptr;

@@ -186,6 +186,10 @@ class Node {
   StorageEngine* storage_;
   Ring ring_;          // serves requests: members up or leaving
   Ring pending_ring_;  // where the cluster is moving: joiners in, leavers out
+  // pending_ring_ while it differs from ring_, else empty: the coordinator
+  // copies writes to owners-to-be only during a move (otherwise it would
+  // hash the key and walk the ring a second time per write for nothing).
+  Ring moving_to_;
   Membership membership_;
   bool fresh_identity_ = false;  // identity created at this start (no data)
   // Owns the identity record and mints the counters of the node's dots.

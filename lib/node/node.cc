@@ -56,7 +56,8 @@ Node::Node(NodeOptions options, Runtime* runtime, StorageEngine* storage, Ring r
       runtime_(runtime),
       storage_(storage),
       ring_(std::move(ring)),
-      pending_ring_(ring_) {}
+      pending_ring_(ring_),
+      moving_to_(ring_.options()) {}
 
 Node::~Node() {
   runtime_->transport().SetReceiveHandler(nullptr);
@@ -116,7 +117,7 @@ absl::Status Node::Start() {
   env.runtime = runtime_;
   env.storage = storage_;
   env.ring = &ring_;
-  env.pending_ring = &pending_ring_;
+  env.pending_ring = &moving_to_;
   env.failure_detector = &failure_detector_;
   env.options = &options_;
   env.metrics = &metrics_;
@@ -492,6 +493,7 @@ void Node::OnMembershipChanged() {
   Ring before = ring_;
   ring_ = *std::move(routing);
   pending_ring_ = *std::move(pending);
+  moving_to_ = pending_ring_.members() == ring_.members() ? Ring(ring_.options()) : pending_ring_;
   if (anti_entropy_) anti_entropy_->OnRingChanged(ring_);  // trees follow the ranges
   const MemberEntry* mine = membership_.Find(id());
   if (before.size() > 0 && ring_.Contains(id())) {
