@@ -9,25 +9,34 @@ namespace {
 // Reads a decimal integer line ("123\r\n") starting at pos. Returns false on
 // malformed input; sets *complete=false when the line has not fully arrived.
 bool ReadIntLine(std::string_view in, size_t* pos, long long* v, bool* complete) {
-  size_t end = in.find("\r\n", *pos);
-  if (end == std::string_view::npos) {
-    *complete = false;
-    // A length line longer than 20 digits is garbage, not a partial line.
-    return in.size() - *pos <= 21;
-  }
-  std::string_view digits = in.substr(*pos, end - *pos);
-  if (digits.empty() || digits.size() > 20) return false;
-  bool negative = digits[0] == '-';
-  if (negative) digits.remove_prefix(1);
-  if (digits.empty()) return false;
+  // One pass over the digits, then the CRLF right after them (four length
+  // lines per pipelined SET; searching for the CRLF first read them twice).
+  // A length line longer than 20 characters is garbage, not a partial line.
+  constexpr size_t kLineMax = 20;
+  const size_t start = *pos;
+  size_t i = start;
+  const bool negative = i < in.size() && in[i] == '-';
+  if (negative) ++i;
+  const size_t first_digit = i;
   long long value = 0;
-  for (char c : digits) {
-    if (c < '0' || c > '9') return false;
+  while (i < in.size() && in[i] >= '0' && in[i] <= '9') {
     if (value > (1LL << 50)) return false;
-    value = value * 10 + (c - '0');
+    value = value * 10 + (in[i] - '0');
+    ++i;
   }
+  if (i - start > kLineMax) return false;
+  if (i == in.size()) {  // the line goes on in the next read
+    *complete = false;
+    return true;
+  }
+  if (i == first_digit || in[i] != '\r') return false;
+  if (i + 1 == in.size()) {
+    *complete = false;
+    return true;
+  }
+  if (in[i + 1] != '\n') return false;
   *v = negative ? -value : value;
-  *pos = end + 2;
+  *pos = i + 2;
   *complete = true;
   return true;
 }

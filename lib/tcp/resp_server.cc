@@ -82,7 +82,22 @@ class RespServer::Conn : public std::enable_shared_from_this<Conn> {
   }
 
  private:
-  using Reply = absl::AnyInvocable<void(std::string)>;
+  // Where a command's reply goes: its slot in this connection's pipeline,
+  // kept alive by the reference. A plain class, not an AnyInvocable: the
+  // node's callback that holds it is then one allocation per command, not
+  // an AnyInvocable around a lambda around another (two).
+  class Reply {
+   public:
+    Reply() = default;
+    Reply(std::shared_ptr<Conn> conn, uint64_t seq) : conn_(std::move(conn)), seq_(seq) {}
+    void operator()(std::string reply) {
+      if (!conn_->closed_) conn_->Complete(seq_, std::move(reply));
+    }
+
+   private:
+    std::shared_ptr<Conn> conn_;
+    uint64_t seq_ = 0;
+  };
   const RespServerOptions& options() const { return server_->options_; }
 
   // Closes and forgets this connection (the server's set holds it).
@@ -149,12 +164,7 @@ class RespServer::Conn : public std::enable_shared_from_this<Conn> {
       offset += consumed;
       if (args_.empty()) continue;
       server_->metrics_.commands++;
-      uint64_t seq = NewSlot();
-      auto self = shared_from_this();
-      Dispatch(args_, [self, seq](std::string reply) {
-        if (self->closed_) return;
-        self->Complete(seq, std::move(reply));
-      });
+      Dispatch(args_, Reply(shared_from_this(), NewSlot()));
     }
     if (!closed_) in_.erase(0, offset);
     pumping_ = false;
