@@ -71,8 +71,10 @@ class MerkleTree {
   // same bytes (EncodeSiblingSet's output, as stored, serves). Never 0, since
   // 0 means "absent" in Update.
   static uint64_t KeyHash(std::string_view key, std::string_view version_bytes);
-  // The contribution of a key holding `siblings` (not empty): a hash chained
-  // over each version's dot and tombstone flag, in the set's canonical order.
+  // The contribution of a key holding `siblings` (not empty): XXH3-64 of the
+  // key followed by each version's dot (actor, counter, timestamp as 64-bit
+  // little-endian) and tombstone flag (one byte), in the set's canonical
+  // order.
   // A dot names one write, whose value and context never change, and
   // reconciliation treats versions with equal dots as one (Version::Descends):
   // replicas holding different bytes under one dot could never be repaired

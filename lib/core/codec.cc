@@ -19,17 +19,25 @@ constexpr size_t kMaxVarintBytes = 10;
 // std::string append costs a capacity check and a memcpy call (~35
 // instructions) whatever its size, and a version's dot and clock entries
 // are three small fields each (the codec is on every message's path).
+//
+// The count lives in a local while bytes are stored: a char store may alias
+// any object, so a loop storing bytes_[n_++] reloads and stores n_ for each
+// byte (half of a dot's encoding went there).
 class Staged {
  public:
   void Fixed64(uint64_t v) {
-    for (int i = 0; i < 8; ++i) bytes_[n_++] = static_cast<char>(v >> (8 * i));
+    if constexpr (std::endian::native == std::endian::big) v = __builtin_bswap64(v);
+    std::memcpy(bytes_ + n_, &v, sizeof v);  // little-endian on the wire
+    n_ += sizeof v;
   }
   void Varint(uint64_t v) {
+    size_t n = n_;
     while (v >= 0x80) {
-      bytes_[n_++] = static_cast<char>(v | 0x80);
+      bytes_[n++] = static_cast<char>(v | 0x80);
       v >>= 7;
     }
-    bytes_[n_++] = static_cast<char>(v);
+    bytes_[n++] = static_cast<char>(v);
+    n_ = n;
   }
   void AppendTo(std::string* out) const { out->append(bytes_, n_); }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <memory>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -66,22 +67,51 @@ uint64_t MerkleTree::KeyHash(std::string_view key, std::string_view version_byte
   return h == 0 ? 1 : h;
 }
 
-uint64_t MerkleTree::KeyHash(std::string_view key, const SiblingSet& siblings) {
-  uint64_t h = XXH3_64bits(key.data(), key.size());
-  for (const Version& v : siblings) {
-    // Little-endian whatever the host, so that every replica hashes alike.
-    unsigned char fields[25];
-    const uint64_t words[3] = {v.dot.actor, v.dot.counter,
-                               static_cast<uint64_t>(v.dot.timestamp_us)};
-    if constexpr (std::endian::native == std::endian::little) {
-      std::memcpy(fields, words, sizeof words);
-    } else {
-      for (int w = 0; w < 3; ++w) {
-        for (int b = 0; b < 8; ++b) fields[8 * w + b] = static_cast<unsigned char>(words[w] >> (8 * b));
-      }
+namespace {
+// A version's part of its key's hash: dot and tombstone flag, 25 bytes,
+// little-endian whatever the host so that every replica hashes alike.
+constexpr size_t kVersionHashBytes = 25;
+void VersionHashBytes(const Version& v, unsigned char* out) {
+  const uint64_t words[3] = {v.dot.actor, v.dot.counter, static_cast<uint64_t>(v.dot.timestamp_us)};
+  if constexpr (std::endian::native == std::endian::little) {
+    std::memcpy(out, words, sizeof words);
+  } else {
+    for (int w = 0; w < 3; ++w) {
+      for (int b = 0; b < 8; ++b) out[8 * w + b] = static_cast<unsigned char>(words[w] >> (8 * b));
     }
-    fields[24] = v.tombstone ? 1 : 0;
-    h = XXH3_64bits_withSeed(fields, sizeof fields, h);
+  }
+  out[24] = v.tombstone ? 1 : 0;
+}
+}  // namespace
+
+uint64_t MerkleTree::KeyHash(std::string_view key, const SiblingSet& siblings) {
+  // One XXH3 call over the key and every version's bytes, laid out on the
+  // stack when they fit (a key and a few versions: each write hashes its
+  // key's set twice, before and after, on every replica, and each library
+  // call costs ~80 instructions whatever its length); a longer input is
+  // streamed. Both give the hash of the same byte string.
+  unsigned char buffer[512];
+  const size_t total = key.size() + kVersionHashBytes * siblings.size();
+  uint64_t h;
+  if (total <= sizeof buffer) {
+    std::memcpy(buffer, key.data(), key.size());
+    unsigned char* p = buffer + key.size();
+    for (const Version& v : siblings) {
+      VersionHashBytes(v, p);
+      p += kVersionHashBytes;
+    }
+    h = XXH3_64bits(buffer, total);
+  } else {
+    // The state's layout is private to the shared library: allocated there.
+    std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> state(XXH3_createState(),
+                                                                          &XXH3_freeState);
+    XXH3_64bits_reset(state.get());
+    XXH3_64bits_update(state.get(), key.data(), key.size());
+    for (const Version& v : siblings) {
+      VersionHashBytes(v, buffer);
+      XXH3_64bits_update(state.get(), buffer, kVersionHashBytes);
+    }
+    h = XXH3_64bits_digest(state.get());
   }
   return h == 0 ? 1 : h;
 }

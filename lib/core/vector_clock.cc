@@ -32,6 +32,11 @@ uint64_t VectorClock::Increment(ActorId actor, int64_t timestamp_us) {
 
 void VectorClock::Observe(ActorId actor, uint64_t counter, int64_t timestamp_us) {
   if (counter == 0) return;
+  // Decoding a clock observes its entries in actor order: append.
+  if (entries_.empty() || actor > entries_.back().actor) {
+    entries_.push_back(ClockEntry{actor, counter, timestamp_us});
+    return;
+  }
   auto it = LowerBound(entries_, actor);
   if (it != entries_.end() && it->actor == actor) {
     if (counter > it->counter) it->counter = counter;

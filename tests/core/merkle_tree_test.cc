@@ -7,6 +7,8 @@
 #include <set>
 #include <string>
 
+#include "xxhash.h"
+
 namespace dynamo {
 namespace {
 
@@ -263,6 +265,27 @@ TEST_CASE("MerkleTree rejects bad shapes, requests and replies") {
   SiblingSet with_context = siblings;
   with_context[0].context.Increment(7, 0);
   CHECK(MerkleTree::KeyHash("k", siblings) == MerkleTree::KeyHash("k", with_context));
+}
+
+TEST_CASE("A key's hash is XXH3 of the key and each version's dot and flag, however many") {
+  // Small sets are hashed from a stack buffer, large ones streamed: both
+  // must be the hash of the same bytes (every replica must agree).
+  for (size_t n : {0, 1, 2, 20, 21, 64}) {
+    SiblingSet set(n);
+    std::string bytes = "key";
+    for (size_t i = 0; i < n; ++i) {
+      set[i].dot = Dot{.actor = 1000 + i, .counter = 7 * i + 1, .timestamp_us = -static_cast<int64_t>(i)};
+      set[i].tombstone = i % 3 == 0;
+      for (uint64_t w : {set[i].dot.actor, set[i].dot.counter,
+                         static_cast<uint64_t>(set[i].dot.timestamp_us)}) {
+        for (int b = 0; b < 8; ++b) bytes.push_back(static_cast<char>(w >> (8 * b)));
+      }
+      bytes.push_back(set[i].tombstone ? 1 : 0);
+    }
+    INFO(n << " versions, " << bytes.size() << " bytes");
+    uint64_t expected = XXH3_64bits(bytes.data(), bytes.size());
+    CHECK(MerkleTree::KeyHash("key", set) == (expected == 0 ? 1 : expected));
+  }
 }
 
 }  // namespace
