@@ -47,6 +47,13 @@ void VectorClock::Observe(ActorId actor, uint64_t counter, int64_t timestamp_us)
 }
 
 void VectorClock::Merge(const VectorClock& other) {
+  // A blind write merges its empty context with the stored clocks, and a
+  // set's merged clock starts empty: no merge to build for either.
+  if (other.entries_.empty()) return;
+  if (entries_.empty()) {
+    entries_ = other.entries_;
+    return;
+  }
   absl::InlinedVector<ClockEntry, 4> merged;
   merged.reserve(entries_.size() + other.entries_.size());
   auto a = entries_.begin(), ae = entries_.end();

@@ -75,6 +75,7 @@ bool MergeSiblings(SiblingSet& siblings, const SiblingSet& incoming) {
 }
 
 VectorClock MergedClock(const SiblingSet& siblings) {
+  if (siblings.size() == 1) return siblings.front().Clock();
   VectorClock clock;
   for (const Version& s : siblings) {
     clock.Merge(s.context);
