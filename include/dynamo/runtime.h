@@ -46,9 +46,10 @@ class Runtime {
   virtual TimerId Schedule(absl::Duration delay, absl::AnyInvocable<void()> callback) = 0;
 
   // Runs `callback` on the node's thread once the event being handled (a
-  // message, a timer, a client call) is done: soon, after the handlers
-  // already due, never inline. SimNetwork runs it right after the current
-  // event, at the same virtual time and before any other event. For work
+  // message, a timer, a client call) is done, never inline: SimNetwork
+  // right after the current event, at the same virtual time and before any
+  // other event; TcpRuntime when its handler that made the call returns
+  // (for a call made elsewhere on its loop, soon after). For work
   // that gathers what one turn of the loop produced, such as a replica's
   // acknowledgements to one coordinator. Returns an id for Cancel(), never
   // kNoTimer.

@@ -179,6 +179,7 @@ class TcpRuntime::Impl {
     for (const auto& conn : inbound_) conn->Close();
     inbound_.clear();
     timer_callbacks_.clear();
+    deferred_.clear();
     peers_.clear();
   }
 
@@ -229,8 +230,12 @@ class TcpRuntime::Impl {
     return id;
   }
 
-  // A deferred call is a timer without a deadline: posted, it runs once
-  // the handlers already due have run, unless cancelled first.
+  // A deferred call is a timer without a deadline (its callback kept with
+  // the timers', so Cancel works alike). It runs when the runtime's handler
+  // that made it returns: the delivery of a read's frames, a pass over due
+  // timers, a posted function. One made from another handler on the loop (a
+  // RESP command) gets a posted drain: posting one per turn cost the
+  // unpipelined cluster's replicas a scheduler round trip per request.
   TimerId Defer(absl::AnyInvocable<void()> callback) {
     TimerId id = ++timer_counter_;
     if (timer_callbacks_.size() >= options_.timers_max) {
@@ -238,14 +243,37 @@ class TcpRuntime::Impl {
       return id;
     }
     timer_callbacks_.emplace(id, std::move(callback));
-    asio::post(io_, [this, id] {
-      auto it = timer_callbacks_.find(id);
-      if (it == timer_callbacks_.end()) return;  // cancelled
+    deferred_.push_back(id);
+    if (handler_depth_ == 0 && !drain_posted_) {
+      drain_posted_ = true;
+      asio::post(io_, [this] {
+        drain_posted_ = false;
+        RunDeferred();
+      });
+    }
+    return id;
+  }
+
+  // Runs `handler` (node code) and then what it deferred.
+  template <typename F>
+  void RunHandler(F&& handler) {
+    ++handler_depth_;
+    handler();
+    --handler_depth_;
+    RunDeferred();
+  }
+
+  void RunDeferred() {
+    ++handler_depth_;  // what these defer joins this loop
+    for (size_t i = 0; i < deferred_.size(); ++i) {
+      auto it = timer_callbacks_.find(deferred_[i]);
+      if (it == timer_callbacks_.end()) continue;  // cancelled
       absl::AnyInvocable<void()> callback = std::move(it->second);
       timer_callbacks_.erase(it);
       callback();
-    });
-    return id;
+    }
+    deferred_.clear();
+    --handler_depth_;
   }
 
   void Cancel(TimerId id) {
@@ -277,7 +305,7 @@ class TcpRuntime::Impl {
     wakeup_.async_wait([this, when](const asio::error_code& e) {
       if (e || !wakeup_armed_ || wakeup_at_ != when) return;  // replaced by an earlier one
       wakeup_armed_ = false;
-      RunDueTimers();
+      RunHandler([this] { RunDueTimers(); });
     });
   }
 
@@ -687,7 +715,9 @@ class TcpRuntime::Impl {
             return;
           }
           conn->data_end += n;
-          if (!DeliverFrames(conn)) return;
+          bool open = true;
+          RunHandler([&] { open = DeliverFrames(conn); });
+          if (!open) return;
           if (conn->data_begin == conn->data_end) {
             conn->data_begin = conn->data_end = 0;
             // Keep a big frame's buffer from lingering on an idle connection.
@@ -744,6 +774,9 @@ class TcpRuntime::Impl {
   Clock::time_point wakeup_at_;
   bool wakeup_armed_ = false;
   TimerId timer_counter_ = 0;
+  std::vector<TimerId> deferred_;  // Defer's calls, in order (see Defer)
+  int handler_depth_ = 0;          // > 0 while node code runs under RunHandler
+  bool drain_posted_ = false;
   std::map<NodeId, std::shared_ptr<Peer>> peers_;
   std::set<std::shared_ptr<Conn>> inbound_;
   ReceiveHandler handler_;
@@ -796,7 +829,9 @@ absl::Status TcpRuntime::Run() {
 void TcpRuntime::Stop() { impl_->io_.stop(); }
 
 void TcpRuntime::Post(absl::AnyInvocable<void()> fn) {
-  asio::post(impl_->io_, [fn = std::move(fn)]() mutable { fn(); });
+  asio::post(impl_->io_, [impl = impl_.get(), fn = std::move(fn)]() mutable {
+    impl->RunHandler([&] { fn(); });
+  });
 }
 
 Executor TcpRuntime::executor() {
