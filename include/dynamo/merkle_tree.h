@@ -91,9 +91,9 @@ class MerkleTree {
   // A hint that Update(token, ...) follows soon: starts loading the nodes it
   // will change, so that their cache misses (one per level, in a tree among
   // hundreds) overlap with what the caller does in between, such as the
-  // storage write whose hashes it will pass. Changes nothing; a token
-  // outside the range is ignored.
-  void Prefetch(Token token) const;
+  // storage write whose hashes it will pass. Changes no hash (it remembers
+  // the token's leaf for that Update); a token outside the range is ignored.
+  void Prefetch(Token token);
 
   // Forgets every key.
   void Clear();
@@ -145,6 +145,12 @@ class MerkleTree {
   absl::InlinedVector<uint64_t, 6> offsets_;
   std::vector<uint64_t> nodes_;    // all levels, root first
   size_t key_count_ = 0;
+  // The leaf the last Prefetch found, for the Update that follows it (a
+  // write would otherwise find it twice). The shape never changes, so the
+  // pair stays true.
+  bool prefetched_ = false;
+  Token prefetched_token_ = 0;
+  uint64_t prefetched_leaf_ = 0;
 };
 
 // The local side of a tree comparison, as a state machine driven by messages:

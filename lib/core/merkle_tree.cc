@@ -158,7 +158,7 @@ absl::Status MerkleTree::Update(Token token, uint64_t old_key_hash, uint64_t new
   key_count_ -= (old_key_hash != 0 && new_key_hash == 0);
   const uint64_t delta = old_key_hash ^ new_key_hash;
   if (delta == 0) return absl::OkStatus();
-  uint64_t index = LeafOf(token);
+  uint64_t index = prefetched_ && token == prefetched_token_ ? prefetched_leaf_ : LeafOf(token);
   for (int level = options_.depth; level >= 0; --level) {
     nodes_[offsets_[level] + index] ^= delta;
     index = Parent(index);
@@ -166,9 +166,12 @@ absl::Status MerkleTree::Update(Token token, uint64_t old_key_hash, uint64_t new
   return absl::OkStatus();
 }
 
-void MerkleTree::Prefetch(Token token) const {
+void MerkleTree::Prefetch(Token token) {
   if (!range_.Contains(token)) return;
   uint64_t index = LeafOf(token);
+  prefetched_ = true;
+  prefetched_token_ = token;
+  prefetched_leaf_ = index;
   for (int level = options_.depth; level >= 0; --level) {
     __builtin_prefetch(&nodes_[offsets_[level] + index], /*rw=*/1);
     index = Parent(index);

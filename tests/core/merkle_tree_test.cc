@@ -157,6 +157,30 @@ TEST_CASE("MerkleTree removal restores the previous root") {
   CHECK(tree.key_count() == 0);
 }
 
+TEST_CASE("MerkleTree Prefetch changes no hash, whichever token the next Update names") {
+  // A wrapping range, so that token 0 is inside it too.
+  const TokenRange range{absl::MakeUint128(0xf000000000000000ULL, 0), absl::MakeUint128(1, 0)};
+  auto plain = MerkleTree::Create(range, MerkleOptions{.fanout = 4, .depth = 3});
+  auto hinted = MerkleTree::Create(range, MerkleOptions{.fanout = 4, .depth = 3});
+  REQUIRE(plain.ok());
+  REQUIRE(hinted.ok());
+  std::mt19937_64 rng(5);
+  const Token tokens[] = {0, range.end, range.begin + 1, absl::MakeUint128(0xf800000000000000ULL, 7)};
+  for (int i = 0; i < 200; ++i) {
+    const Token t = tokens[rng() % 4];
+    const Token prefetched = rng() % 2 ? t : tokens[rng() % 4];  // sometimes another key's
+    const uint64_t h = rng() | 1;
+    hinted->Prefetch(prefetched);
+    CHECK(hinted->Root() == plain->Root());
+    REQUIRE(plain->Update(t, 0, h).ok());
+    REQUIRE(hinted->Update(t, 0, h).ok());
+    REQUIRE(hinted->Root() == plain->Root());
+  }
+  for (int level = 0; level <= 3; ++level) {
+    for (uint64_t i = 0; i < plain->NodesAt(level); ++i) REQUIRE(hinted->Hash(level, i) == plain->Hash(level, i));
+  }
+}
+
 TEST_CASE("MerkleTree leaves tile its range") {
   std::mt19937_64 rng(5);
   const TokenRange ranges[] = {
