@@ -44,6 +44,23 @@ class LoopThread {
   std::thread thread_;
 };
 
+// Values recorded on a loop thread and read on the test's.
+class Recorder {
+ public:
+  void Add(int v) {
+    std::lock_guard<std::mutex> l(mu_);
+    values_.push_back(v);
+  }
+  std::vector<int> values() {
+    std::lock_guard<std::mutex> l(mu_);
+    return values_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<int> values_;
+};
+
 template <typename Pred>
 bool WaitUntil(Pred pred) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
@@ -193,12 +210,8 @@ TEST_CASE("Elapsed advances with the timers' clock and never goes back") {
 TEST_CASE("timers: an earlier deadline after later ones wakes the loop early, mass cancels") {
   auto rt = TcpRuntime::Create(Options(1, "s"));
   REQUIRE(rt.ok());
-  std::mutex mu;
-  std::vector<int> fired;
-  auto record = [&](int v) {
-    std::lock_guard<std::mutex> l(mu);
-    fired.push_back(v);
-  };
+  Recorder fired;
+  auto record = [&](int v) { fired.Add(v); };
   LoopThread loop(rt->get());
   loop.Call([&] {
     // Armed first: the single asio timer waits for these...
@@ -221,9 +234,8 @@ TEST_CASE("timers: an earlier deadline after later ones wakes the loop early, ma
     return 0;
   });
   // Well before the 30 s timer: the earlier deadlines re-armed the wakeup.
-  REQUIRE(WaitUntil([&] { std::lock_guard<std::mutex> l(mu); return fired.size() >= 7; }));
-  std::lock_guard<std::mutex> l(mu);
-  REQUIRE(fired == std::vector<int>{999, 1999, 2999, 3999, 4999, 10000, 10001});
+  REQUIRE(WaitUntil([&] { return fired.values().size() >= 7; }));
+  REQUIRE(fired.values() == std::vector<int>{999, 1999, 2999, 3999, 4999, 10000, 10001});
 }
 
 TEST_CASE("a runtime with the wrong secret is refused both ways") {
@@ -313,12 +325,8 @@ TEST_CASE("BlockingNode drives a node on a TCP runtime from another thread") {
 TEST_CASE("Defer runs after the handler that made it, never inline, unless cancelled") {
   auto rt = TcpRuntime::Create(Options(1, "s"));
   REQUIRE(rt.ok());
-  std::mutex mu;
-  std::vector<int> ran;
-  auto note = [&](int i) {
-    std::lock_guard<std::mutex> l(mu);
-    ran.push_back(i);
-  };
+  Recorder ran;
+  auto note = [&](int i) { ran.Add(i); };
   LoopThread loop(rt->get());
   loop.Call([&] {
     CHECK((*rt)->Defer([&] { note(2); }) != kNoTimer);
@@ -332,8 +340,7 @@ TEST_CASE("Defer runs after the handler that made it, never inline, unless cance
     note(3);
     return 0;
   });
-  std::lock_guard<std::mutex> l(mu);
-  CHECK(ran == std::vector<int>{1, 2, 3});
+  CHECK(ran.values() == std::vector<int>{1, 2, 3});
 }
 
 TEST_CASE("a replica answers the puts and gets of one turn in one acks message") {
