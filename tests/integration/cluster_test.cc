@@ -115,12 +115,21 @@ class Cluster {
 
   // Adds and starts a server that is no member yet: it knows no peer and
   // waits to be told to join. Returns its id.
+  // Starts a server outside the ring (it joins later). Retries with new
+  // ports if one was taken meanwhile, as StartAll does: the test's own
+  // client connections draw from the same ephemeral range.
   NodeId StartJoiner() {
     NodeId id = static_cast<NodeId>(servers_.size() + 1);
-    servers_.push_back(ServerSpec{id, FreePort(), FreePort(), "test-secret"});
+    servers_.push_back(ServerSpec{id, 0, 0, "test-secret"});
     servers_.back().joiner = true;
-    Start(id);
-    return id;
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      servers_.back().peer_port = FreePort();
+      servers_.back().client_port = FreePort();
+      Start(id);
+      if (WaitReady(id)) return id;
+      Kill(id, SIGKILL);
+    }
+    return id;  // the caller's WaitReady fails and says so
   }
   uint16_t client_port(NodeId id) { return server(id).client_port; }
 
