@@ -211,25 +211,24 @@ TEST_CASE("timers: an earlier deadline after later ones wakes the loop early, ma
   auto rt = TcpRuntime::Create(Options(1, "s"));
   REQUIRE(rt.ok());
   Recorder fired;
-  auto record = [&](int v) { fired.Add(v); };
   LoopThread loop(rt->get());
   loop.Call([&] {
     // Armed first: the single asio timer waits for these...
-    (*rt)->Schedule(absl::Seconds(30), [&] { record(-1); });
-    (*rt)->Schedule(absl::InfiniteDuration(), [&] { record(-2); });
+    (*rt)->Schedule(absl::Seconds(30), [&] { fired.Add(-1); });
+    (*rt)->Schedule(absl::InfiniteDuration(), [&] { fired.Add(-2); });
     // ...then thousands of request-like timers, nearly all cancelled (more
     // than the heap keeps before it drops cancelled entries).
     std::vector<TimerId> ids;
     for (int i = 0; i < 5000; ++i) {
-      ids.push_back((*rt)->Schedule(absl::Milliseconds(5 + i / 100), [&, i] { record(i); }));
+      ids.push_back((*rt)->Schedule(absl::Milliseconds(5 + i / 100), [&, i] { fired.Add(i); }));
     }
     for (int i = 0; i < 5000; ++i) {
       if (i % 1000 != 999) (*rt)->Cancel(ids[i]);
     }
     // A callback that schedules another timer, which runs after it.
     (*rt)->Schedule(absl::Milliseconds(70), [&] {
-      record(10000);
-      (*rt)->Schedule(absl::ZeroDuration(), [&] { record(10001); });
+      fired.Add(10000);
+      (*rt)->Schedule(absl::ZeroDuration(), [&] { fired.Add(10001); });
     });
     return 0;
   });
@@ -326,18 +325,17 @@ TEST_CASE("Defer runs after the handler that made it, never inline, unless cance
   auto rt = TcpRuntime::Create(Options(1, "s"));
   REQUIRE(rt.ok());
   Recorder ran;
-  auto note = [&](int i) { ran.Add(i); };
   LoopThread loop(rt->get());
   loop.Call([&] {
-    CHECK((*rt)->Defer([&] { note(2); }) != kNoTimer);
-    TimerId cancelled = (*rt)->Defer([&] { note(99); });
+    CHECK((*rt)->Defer([&] { ran.Add(2); }) != kNoTimer);
+    TimerId cancelled = (*rt)->Defer([&] { ran.Add(99); });
     (*rt)->Cancel(cancelled);
-    note(1);  // before either deferred call: they never run inline
+    ran.Add(1);  // before either deferred call: they never run inline
     return 0;
   });
   // Posted after the first call returned, so after what it deferred.
   loop.Call([&] {
-    note(3);
+    ran.Add(3);
     return 0;
   });
   CHECK(ran.values() == std::vector<int>{1, 2, 3});
