@@ -133,17 +133,21 @@ class MerkleTree {
     return fanout_shift_ >= 0 ? index >> fanout_shift_ : index / options_.fanout;
   }
 
+  // Laid out for a write, which reads the first two cache lines (64 bytes
+  // each, the object 64-aligned in AntiEntropy's ranges) and writes the
+  // third: a node keeps ~1000 trees, and each line of one is a likely miss.
   TokenRange range_;
-  MerkleOptions options_;
+  std::vector<uint64_t> nodes_;  // all levels, root first
   // Offsets relative to range_.begin + 1 are bucketed as
   // floor((offset >> shift_) * leaves / scaled_size_), exact in 128 bits.
   int shift_ = 0;
-  uint64_t scaled_size_ = 0;  // ((size - 1) >> shift_) + 1, <= 2^64 - 1
   int fanout_shift_ = -1;     // log2(fanout) when it is a power of two
-  // depth + 2 entries: start of each level. Inline for the usual depths,
-  // so that an update does not miss on a separate allocation first.
-  absl::InlinedVector<uint64_t, 6> offsets_;
-  std::vector<uint64_t> nodes_;    // all levels, root first
+  uint64_t scaled_size_ = 0;  // ((size - 1) >> shift_) + 1, <= 2^64 - 1
+  MerkleOptions options_;
+  // depth + 2 entries: start of each level (fewer than 2^26 nodes, as
+  // kMerkleLeavesMax bounds the leaves). Inline for depths up to 4, so that
+  // an update does not miss on a separate allocation first.
+  absl::InlinedVector<uint32_t, 6> offsets_;
   size_t key_count_ = 0;
   // The leaf the last Prefetch found, for the Update that follows it (a
   // write would otherwise find it twice). The shape never changes, so the

@@ -35,7 +35,7 @@ absl::StatusOr<MerkleTree> MerkleTree::Create(TokenRange range, MerkleOptions op
   tree.offsets_.push_back(0);
   uint64_t width = 1;
   for (int level = 0; level <= options.depth; ++level) {
-    tree.offsets_.push_back(tree.offsets_.back() + width);
+    tree.offsets_.push_back(static_cast<uint32_t>(tree.offsets_.back() + width));
     if (level == options.depth) break;
     if (width > kMerkleLeavesMax / options.fanout) {
       return absl::InvalidArgumentError(absl::StrCat("merkle tree of fanout ", options.fanout,

@@ -180,10 +180,10 @@ void AntiEntropy::OnRingChanged(const Ring& ring) {
   for (auto& [key, spec] : wanted) {
     absl::StatusOr<MerkleTree> tree = MerkleTree::Create(spec.first, shape);
     if (!tree.ok()) continue;  // a range smaller than the leaf count: not tracked
-    trees_.emplace(key, RangeState{.n = key.first,
+    trees_.emplace(key, RangeState{.tree = *std::move(tree),
+                                   .n = key.first,
                                    .range = spec.first,
-                                   .replicas = std::move(spec.second),
-                                   .tree = *std::move(tree)});
+                                   .replicas = std::move(spec.second)});
   }
   RebuildTreeIndex();
   trees_built_ = 0;
@@ -201,22 +201,28 @@ void AntiEntropy::RebuildTreeIndex() {
       tree_index_.emplace_back().n = key.first;
     }
     tree_index_.back().ends.push_back(key.second);
-    tree_index_.back().states.push_back(&state);
+    tree_index_.back().ranges.push_back(
+        {.begin = state.range.begin, .state = &state, .solo = state.Solo()});
   }
   for (TreeIndex& index : tree_index_) index.by_end.Build(index.ends);
 }
 
-const AntiEntropy::RangeState* AntiEntropy::FindTree(uint32_t n, Token token) const {
+const AntiEntropy::IndexedRange* AntiEntropy::FindRange(uint32_t n, Token token) const {
   for (const TreeIndex& index : tree_index_) {
     if (index.n != n) continue;
     // The first range ending at or after the token; past the last end the
     // token can only be in a range that wraps around zero, the first one.
     size_t i = index.by_end.FirstAtOrAfter(index.ends, token);
     if (i == index.ends.size()) i = 0;
-    const RangeState* state = index.states[i];
-    return state->range.Contains(token) ? state : nullptr;
+    const IndexedRange& range = index.ranges[i];
+    return TokenRange{range.begin, index.ends[i]}.Contains(token) ? &range : nullptr;
   }
   return nullptr;
+}
+
+const AntiEntropy::RangeState* AntiEntropy::FindTree(uint32_t n, Token token) const {
+  const IndexedRange* range = FindRange(n, token);
+  return range == nullptr ? nullptr : range->state;
 }
 
 AntiEntropy::RangeState* AntiEntropy::FindTree(uint32_t n, Token token) {
@@ -236,10 +242,11 @@ AntiEntropy::TrackedKey AntiEntropy::Track(std::string_view key) {
   // server's pipelined SET) for nothing.
   if (n < 2) return tracked;
   tracked.token = KeyToken(key);
-  tracked.state = FindTree(n, tracked.token);
-  if (tracked.state != nullptr && tracked.state->Solo()) tracked.state = nullptr;
+  const IndexedRange* range = FindRange(n, tracked.token);
+  if (range == nullptr || range->solo) return tracked;
+  tracked.state = range->state;
   // The change this tracks is made before OnKeyChanged updates the tree.
-  if (tracked.state != nullptr) tracked.state->tree.Prefetch(tracked.token);
+  tracked.state->tree.Prefetch(tracked.token);
   return tracked;
 }
 

@@ -136,12 +136,14 @@ class AntiEntropy {
  private:
   using TreeKey = std::pair<uint32_t, Token>;  // (n, range end)
  public:
-  struct RangeState {
+  // The tree first: a write reads the tree's hot fields and `built` (two
+  // cache lines, see MerkleTree's layout), nothing else of the state.
+  struct alignas(64) RangeState {
+    MerkleTree tree;
+    bool built = false;
     uint32_t n = 0;
     TokenRange range;
     std::vector<NodeId> replicas;  // the range's first n nodes
-    MerkleTree tree;
-    bool built = false;
     // Rebuild progress: the scan cursor and the last (offset, key) folded in.
     std::string cursor{};
     bool scanned_any = false;
@@ -201,13 +203,24 @@ class AntiEntropy {
   // change makes: a flat array with a TokenIndex over it (a std::map walk
   // over ~1000 trees was 5% of a pipelined SET's CPU, a bisection still
   // ~5% of a replica's). Rebuilt with trees_.
+  // Finding a write's tree reads only the index: the range's begin sits
+  // beside the state's address, so that the state itself (a cache miss in a
+  // busy node, one of ~1000) is first touched by the Prefetch that follows,
+  // not by the containment check before it.
+  struct IndexedRange {
+    Token begin = 0;
+    RangeState* state = nullptr;
+    bool solo = false;  // state->Solo()
+  };
   struct TreeIndex {
     uint32_t n = 0;
-    std::vector<Token> ends;           // ascending
-    std::vector<RangeState*> states;   // states[i] ends at ends[i]
-    TokenIndex by_end;                 // over ends
+    std::vector<Token> ends;             // ascending
+    std::vector<IndexedRange> ranges;    // ranges[i] ends at ends[i]
+    TokenIndex by_end;                   // over ends
   };
   void RebuildTreeIndex();
+  // The index entry of the range of replica count n holding `token`, or null.
+  const IndexedRange* FindRange(uint32_t n, Token token) const;
 
   AntiEntropyEnv env_;
   std::map<TreeKey, RangeState> trees_;
