@@ -32,7 +32,8 @@
 #include <string_view>
 
 #include "absl/container/btree_set.h"
-#include "absl/container/node_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/hash/hash.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "dynamo/storage_engine.h"
@@ -88,11 +89,47 @@ class MemoryEngine final : public StorageEngine {
   uint64_t bytes_max() const { return bytes_max_; }
 
  private:
+  // A stored key: its sibling set, then the key's bytes in the same
+  // allocation, so that a lookup compares the key within the cache line it
+  // loads for the set anyway. Apart (a std::string in a map node) the key
+  // is one more cache miss per write in a busy node, keys being longer
+  // than a string's inline capacity once the bucket prefixes them.
+  struct Entry {
+    SiblingSet siblings;
+    uint32_t key_size = 0;  // the bytes follow the object
+    std::string_view key() const {
+      return {reinterpret_cast<const char*>(this + 1), key_size};
+    }
+  };
+  struct EntryDeleter {
+    void operator()(Entry* entry) const;
+  };
+  using EntryPtr = std::unique_ptr<Entry, EntryDeleter>;
+  static EntryPtr MakeEntry(std::string_view key, SiblingSet siblings);
+  // Entries hash and compare by key, and are found by a string_view.
+  struct EntryHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view key) const { return absl::Hash<std::string_view>()(key); }
+    size_t operator()(const EntryPtr& entry) const { return (*this)(entry->key()); }
+  };
+  struct EntryEq {
+    using is_transparent = void;
+    static std::string_view KeyOf(std::string_view key) { return key; }
+    static std::string_view KeyOf(const EntryPtr& entry) { return entry->key(); }
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const {
+      return KeyOf(a) == KeyOf(b);
+    }
+  };
+  using EntrySet = absl::flat_hash_set<EntryPtr, EntryHash, EntryEq>;
+
   // A stored key in ring order: by token, ties by key bytes, the order of
-  // LmdbEngine's TokenToBytes(token) + key. `key` points into data_.
+  // LmdbEngine's TokenToBytes(token) + key. `key` is the entry's (null in a
+  // lookup's bound).
   struct OrderedKey {
     Token token;
     std::string_view key;
+    const Entry* entry = nullptr;
     friend bool operator<(const OrderedKey& a, const OrderedKey& b) {
       return a.token != b.token ? a.token < b.token : a.key < b.key;
     }
@@ -100,7 +137,7 @@ class MemoryEngine final : public StorageEngine {
 
   // Erases a key found in data_ from both containers (its bytes are the
   // caller's to take off: the set may have changed before).
-  void EraseFound(absl::node_hash_map<std::string, SiblingSet>::iterator found);
+  void EraseFound(EntrySet::iterator found);
   // kResourceExhausted if an entry going from `old_bytes` to `new_bytes`
   // would take the engine past bytes_max_.
   absl::Status CheckRoom(std::string_view key, uint64_t old_bytes, uint64_t new_bytes) const;
@@ -115,9 +152,9 @@ class MemoryEngine final : public StorageEngine {
   uint64_t bytes_max_ = 0;
   uint64_t data_bytes_ = 0;  // CountedBytes summed over data_
   // Each key's sibling set. Point lookups (the simulator's hot path) hash;
-  // nodes keep their keys in place, so order_ can point at them. Only looked
-  // up, never iterated, so its per-process hash seed decides nothing.
-  absl::node_hash_map<std::string, SiblingSet> data_;
+  // entries stay in place, so order_ can point at them. Only looked up,
+  // never iterated, so its per-process hash seed decides nothing.
+  EntrySet data_;
   // Every key of data_ in ring order, for scans.
   absl::btree_set<OrderedKey> order_;
   // Keyed by 8-byte big-endian owner + token bytes + key.

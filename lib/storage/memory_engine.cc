@@ -1,5 +1,7 @@
 #include "dynamo/memory_engine.h"
 
+#include <cstring>
+#include <new>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -13,6 +15,19 @@ using internal::HintKey;
 absl::StatusOr<std::unique_ptr<MemoryEngine>> MemoryEngine::Create(const StorageLimits& limits,
                                                                    uint64_t bytes_max) {
   return std::make_unique<MemoryEngine>(limits, bytes_max);
+}
+
+MemoryEngine::EntryPtr MemoryEngine::MakeEntry(std::string_view key, SiblingSet siblings) {
+  void* memory = ::operator new(sizeof(Entry) + key.size());
+  Entry* entry = new (memory) Entry{std::move(siblings), static_cast<uint32_t>(key.size())};
+  std::memcpy(static_cast<void*>(entry + 1), key.data(), key.size());
+  return EntryPtr(entry);
+}
+
+void MemoryEngine::EntryDeleter::operator()(Entry* entry) const {
+  const size_t size = sizeof(Entry) + entry->key_size;
+  entry->~Entry();
+  ::operator delete(entry, size);
 }
 
 uint64_t MemoryEngine::CountedBytes(std::string_view key, const SiblingSet& siblings) const {
@@ -56,11 +71,11 @@ absl::StatusOr<SiblingSet> MemoryEngine::Get(std::string_view key) {
 absl::Status MemoryEngine::Visit(std::string_view key,
                                  absl::FunctionRef<void(const SiblingSet&)> reader) {
   DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, limits_));
-  auto found = data_.find(absl::string_view(key.data(), key.size()));
+  auto found = data_.find(key);
   if (found == data_.end()) {
     reader(SiblingSet());
   } else {
-    reader(found->second);  // not through ?:, which would copy the set
+    reader((*found)->siblings);  // not through ?:, which would copy the set
   }
   return absl::OkStatus();
 }
@@ -75,9 +90,9 @@ absl::Status MemoryEngine::Update(std::string_view key, const SiblingSet& incomi
                                   absl::FunctionRef<absl::Status(const SiblingSet&)> prepare,
                                   absl::FunctionRef<void(const SiblingSet&)> reader) {
   DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, limits_));
-  auto found = data_.find(absl::string_view(key.data(), key.size()));
+  auto found = data_.find(key);
   if (found != data_.end()) {
-    SiblingSet& stored = found->second;
+    SiblingSet& stored = (*found)->siblings;
     DYNAMO_RETURN_IF_ERROR(prepare(stored));
     DYNAMO_RETURN_IF_ERROR(internal::ValidateSiblings(key, incoming, limits_));
     const uint64_t old_bytes = CountedBytes(key, stored);
@@ -96,38 +111,39 @@ absl::Status MemoryEngine::Update(std::string_view key, const SiblingSet& incomi
     return absl::OkStatus();
   }
   data_bytes_ += CountedBytes(key, stored);
-  auto inserted = data_.emplace(std::string(key), std::move(stored)).first;
-  order_.insert(OrderedKey{KeyToken(key), inserted->first});
-  reader(inserted->second);
+  const Entry& inserted = **data_.insert(MakeEntry(key, std::move(stored))).first;
+  order_.insert(OrderedKey{KeyToken(key), inserted.key(), &inserted});
+  reader(inserted.siblings);
   return absl::OkStatus();
 }
 
 absl::Status MemoryEngine::ReapTombstones(std::string_view key, const SiblingSet& tombstones) {
   DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, limits_));
-  auto found = data_.find(absl::string_view(key.data(), key.size()));
+  auto found = data_.find(key);
   if (found == data_.end()) return absl::OkStatus();
-  const uint64_t old_bytes = CountedBytes(key, found->second);
-  if (!internal::RemoveReapedTombstones(found->second, tombstones)) return absl::OkStatus();
+  const uint64_t old_bytes = CountedBytes(key, (*found)->siblings);
+  if (!internal::RemoveReapedTombstones((*found)->siblings, tombstones)) return absl::OkStatus();
   data_bytes_ -= old_bytes;
-  if (found->second.empty()) {
+  if ((*found)->siblings.empty()) {
     EraseFound(found);
   } else {
-    data_bytes_ += CountedBytes(key, found->second);
+    data_bytes_ += CountedBytes(key, (*found)->siblings);
   }
   return absl::OkStatus();
 }
 
 absl::Status MemoryEngine::Erase(std::string_view key) {
   DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, limits_));
-  auto found = data_.find(absl::string_view(key.data(), key.size()));
+  auto found = data_.find(key);
   if (found == data_.end()) return absl::OkStatus();
-  data_bytes_ -= CountedBytes(key, found->second);
+  data_bytes_ -= CountedBytes(key, (*found)->siblings);
   EraseFound(found);
   return absl::OkStatus();
 }
 
-void MemoryEngine::EraseFound(absl::node_hash_map<std::string, SiblingSet>::iterator found) {
-  order_.erase(OrderedKey{KeyToken(found->first), found->first});
+void MemoryEngine::EraseFound(EntrySet::iterator found) {
+  const std::string_view key = (*found)->key();
+  order_.erase(OrderedKey{KeyToken(key), key});
   data_.erase(found);
 }
 
@@ -143,7 +159,7 @@ absl::StatusOr<ScanResult> MemoryEngine::Scan(const TokenRange& range, std::stri
     const Token last = TokenFromBytes(segment.last_token);
     auto it = segment.start_exclusive ? order_.upper_bound(start) : order_.lower_bound(start);
     for (; it != order_.end() && it->token <= last; ++it) {
-      const SiblingSet& siblings = data_.find(absl::string_view(it->key.data(), it->key.size()))->second;
+      const SiblingSet& siblings = it->entry->siblings;
       uint64_t bytes = internal::ApproxEntryBytes(it->key, siblings);
       if (!collector.HasRoom(bytes)) break;
       std::string stored_key = TokenToBytes(it->token);
