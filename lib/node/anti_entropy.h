@@ -110,7 +110,11 @@ class AntiEntropy {
     Token token = 0;
     bool tracked() const { return state != nullptr; }
   };
+  // Track also starts loading the tree's fields; PrefetchNodes, called once
+  // they had time to arrive (after the storage lookup), starts loading the
+  // tree nodes OnKeyChanged will change. Both only hide cache misses.
   TrackedKey Track(std::string_view key);
+  void PrefetchNodes(const TrackedKey& tracked);
   void OnKeyChanged(const TrackedKey& tracked, std::string_view key, uint64_t old_hash,
                     uint64_t new_hash);
 
