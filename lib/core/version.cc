@@ -1,7 +1,9 @@
 #include "dynamo/version.h"
 
 #include <algorithm>
+#include <string>
 #include <tuple>
+#include <type_traits>
 
 namespace dynamo {
 
@@ -44,10 +46,18 @@ bool Obsolete(const SiblingSet& siblings, const Version& incoming) {
 template <typename V>
 void InsertMaximal(SiblingSet& siblings, V&& incoming) {
   // The common write: the new version supersedes the key's only one. It is
-  // assigned over it, which reuses the old value's and clock's storage
-  // instead of freeing them and allocating the new ones.
+  // assigned over it, reusing the clock's storage (read just now, to
+  // compare). A copied value gets a fresh buffer instead of the old one's:
+  // in a busy node the old value is cold, and writing over it would first
+  // read each of its lines in, while freeing it touches none of them.
   if (siblings.size() == 1 && incoming.Descends(siblings.front())) {
-    siblings.front() = std::forward<V>(incoming);
+    Version& only = siblings.front();
+    if constexpr (std::is_rvalue_reference_v<V&&>) {
+      only = std::move(incoming);
+    } else {
+      const std::string cold = std::move(only.value);  // freed at scope exit
+      only = incoming;
+    }
     return;
   }
   std::erase_if(siblings, [&](const Version& s) { return incoming.Descends(s); });
