@@ -33,7 +33,6 @@
 
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_set.h"
-#include "absl/hash/hash.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "dynamo/storage_engine.h"
@@ -109,7 +108,7 @@ class MemoryEngine final : public StorageEngine {
   // Entries hash and compare by key, and are found by a string_view.
   struct EntryHash {
     using is_transparent = void;
-    size_t operator()(std::string_view key) const { return absl::Hash<std::string_view>()(key); }
+    size_t operator()(std::string_view key) const;  // internal::HashKey
     size_t operator()(const EntryPtr& entry) const { return (*this)(entry->key()); }
   };
   struct EntryEq {

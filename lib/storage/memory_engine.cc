@@ -24,6 +24,10 @@ MemoryEngine::EntryPtr MemoryEngine::MakeEntry(std::string_view key, SiblingSet 
   return EntryPtr(entry);
 }
 
+size_t MemoryEngine::EntryHash::operator()(std::string_view key) const {
+  return internal::HashKey(key);
+}
+
 void MemoryEngine::EntryDeleter::operator()(Entry* entry) const {
   const size_t size = sizeof(Entry) + entry->key_size;
   entry->~Entry();

@@ -11,8 +11,10 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/hash/hash.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "core/codec.h"
 #include "dynamo/storage_engine.h"
 
@@ -53,6 +55,13 @@ inline std::string_view UserKeyOfHintKey(std::string_view hint_key) {
 
 // `key` capped and escaped for error messages (keys are arbitrary bytes).
 std::string PrintableKey(std::string_view key);
+
+// The hash of a key in the engines' hash tables. Through absl::string_view:
+// Debian's Abseil hashes a std::string_view with std::hash (murmur, ~3x the
+// instructions of its own hash).
+inline size_t HashKey(std::string_view key) {
+  return absl::Hash<absl::string_view>()(absl::string_view(key.data(), key.size()));
+}
 
 // The decoder limits matching what a put with `limits` may have stored.
 CodecLimits CodecLimitsFor(const StorageLimits& limits);

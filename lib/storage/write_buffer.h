@@ -25,8 +25,8 @@
 #include "absl/container/inlined_vector.h"
 #include "absl/container/node_hash_map.h"
 #include "absl/functional/function_ref.h"
-#include "absl/hash/hash.h"
 #include "dynamo/version.h"
+#include "storage/storage_util.h"
 
 namespace dynamo::internal {
 
@@ -132,7 +132,7 @@ class WriteBuffer {
   // Looked up by string_view: no key is built to find one.
   struct KeyHash {
     using is_transparent = void;
-    size_t operator()(std::string_view key) const { return absl::Hash<std::string_view>()(key); }
+    size_t operator()(std::string_view key) const { return HashKey(key); }
   };
   struct KeyEq {
     using is_transparent = void;
