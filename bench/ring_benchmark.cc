@@ -96,6 +96,16 @@ void BM_JoinAndFirstLookupStrategy3Q4096(benchmark::State& state) {
 }
 BENCHMARK(BM_JoinAndFirstLookupStrategy3Q4096)->Unit(benchmark::kMicrosecond);
 
+// What a node pays on every membership change of a small cluster: its
+// routing ring built from scratch, members added one by one (a dynamo-server
+// trio with the default Q = 1024).
+void BM_BuildRingThreeNodesQ1024(benchmark::State& state) {
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(MakeRing(PartitionStrategy::kEqualPartitions, 3, 1, 1024));
+  }
+}
+BENCHMARK(BM_BuildRingThreeNodesQ1024)->Unit(benchmark::kMicrosecond);
+
 }  // namespace
 }  // namespace dynamo
 
