@@ -140,8 +140,9 @@ class AntiEntropy {
  private:
   using TreeKey = std::pair<uint32_t, Token>;  // (n, range end)
  public:
-  // The tree first: a write reads the tree's hot fields and `built` (two
-  // cache lines, see MerkleTree's layout), nothing else of the state.
+  // The tree first: a write touches three cache lines of the state (the
+  // tree's two hot ones, see MerkleTree's layout, then the one holding its
+  // prefetched leaf and `built`), nothing else.
   struct alignas(64) RangeState {
     MerkleTree tree;
     bool built = false;
@@ -209,8 +210,8 @@ class AntiEntropy {
   // ~5% of a replica's). Rebuilt with trees_.
   // Finding a write's tree reads only the index: the range's begin sits
   // beside the state's address, so that the state itself (a cache miss in a
-  // busy node, one of ~1000) is first touched by the Prefetch that follows,
-  // not by the containment check before it.
+  // busy node, one of ~1000) is first touched by Track's prefetches, not by
+  // the containment check before them.
   struct IndexedRange {
     Token begin = 0;
     RangeState* state = nullptr;
