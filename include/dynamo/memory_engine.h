@@ -123,8 +123,9 @@ class MemoryEngine final : public StorageEngine {
   using EntrySet = absl::flat_hash_set<EntryPtr, EntryHash, EntryEq>;
 
   // A stored key in ring order: by token, ties by key bytes, the order of
-  // LmdbEngine's TokenToBytes(token) + key. `key` is the entry's (null in a
-  // lookup's bound).
+  // LmdbEngine's TokenToBytes(token) + key. `key` views `entry`'s bytes
+  // (kept here so that comparisons read no entry); `entry` is null in a
+  // lookup's bound.
   struct OrderedKey {
     Token token;
     std::string_view key;

@@ -228,10 +228,6 @@ const AntiEntropy::RangeState* AntiEntropy::FindTree(uint32_t n, Token token) co
   return range == nullptr ? nullptr : range->state;
 }
 
-AntiEntropy::RangeState* AntiEntropy::FindTree(uint32_t n, Token token) {
-  return const_cast<RangeState*>(std::as_const(*this).FindTree(n, token));
-}
-
 uint64_t AntiEntropy::RootFor(uint32_t n, Token token) const {
   const RangeState* state = FindTree(n, token);
   return state == nullptr ? 0 : state->tree.Root();

@@ -180,7 +180,6 @@ class AntiEntropy {
     TimerId timeout = kNoTimer;
   };
 
-  RangeState* FindTree(uint32_t n, Token token);
   const RangeState* FindTree(uint32_t n, Token token) const;
   void ScheduleTick();
   void Tick();
@@ -204,10 +203,6 @@ class AntiEntropy {
   bool Admit();
   void ChargeOne();
 
-  // The trees of one replica count, by range end, for the search every key
-  // change makes: a flat array with a TokenIndex over it (a std::map walk
-  // over ~1000 trees was 5% of a pipelined SET's CPU, a bisection still
-  // ~5% of a replica's). Rebuilt with trees_.
   // Finding a write's tree reads only the index: the range's begin sits
   // beside the state's address, so that the state itself (a cache miss in a
   // busy node, one of ~1000) is first touched by Track's prefetches, not by
@@ -217,6 +212,10 @@ class AntiEntropy {
     RangeState* state = nullptr;
     bool solo = false;  // state->Solo()
   };
+  // The trees of one replica count, by range end, for the search every key
+  // change makes: a flat array with a TokenIndex over it (a std::map walk
+  // over ~1000 trees was 5% of a pipelined SET's CPU, a bisection still
+  // ~5% of a replica's). Rebuilt with trees_.
   struct TreeIndex {
     uint32_t n = 0;
     std::vector<Token> ends;             // ascending
