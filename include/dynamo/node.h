@@ -109,6 +109,10 @@ class Node {
   const FailureDetector& failure_detector() const { return failure_detector_; }
   StorageEngine& storage() { return *storage_; }
   size_t hint_deliveries_in_flight() const { return hint_deliveries_.size(); }
+  // Checks each built Merkle tree (paper 4.7) against a scan of the keys it
+  // covers: kInternal naming the first range that differs. Reads all of
+  // storage, so it is for tests and operators.
+  absl::Status VerifyMerkleTrees();
 
  private:
   struct Transfer {

@@ -54,18 +54,19 @@ absl::Status ObservedStorage::Visit(std::string_view key,
   return Timed([&] { return target()->Visit(key, reader); });
 }
 
-uint64_t ObservedStorage::HashBefore(std::string_view key, AntiEntropy::TrackedKey* tracked) {
-  if (anti_entropy_ == nullptr) return 0;
-  *tracked = anti_entropy_->Track(key);
-  if (!tracked->tracked()) return 0;
+uint32_t ObservedStorage::TrackedReplicas(std::string_view key) const {
+  return anti_entropy_ == nullptr ? 0 : anti_entropy_->TrackedReplicas(key);
+}
+
+uint64_t ObservedStorage::HashNow(std::string_view key) {
   uint64_t hash = 0;
-  (void)target()->Visit(key, [&](const SiblingSet& before) { hash = HashOf(key, before); });
+  (void)target()->Visit(key, [&](const SiblingSet& now) { hash = HashOf(key, now); });
   return hash;
 }
 
-void ObservedStorage::Changed(const AntiEntropy::TrackedKey& tracked, std::string_view key,
-                              uint64_t old_hash, const SiblingSet& after) {
-  anti_entropy_->OnKeyChanged(tracked, key, old_hash, HashOf(key, after));
+void ObservedStorage::Changed(uint32_t n, std::string_view key, uint64_t old_hash,
+                              const SiblingSet& after) {
+  anti_entropy_->OnKeyChanged(n, key, old_hash, HashOf(key, after));
 }
 
 absl::StatusOr<SiblingSet> ObservedStorage::Put(std::string_view key, const SiblingSet& incoming,
@@ -78,40 +79,36 @@ absl::Status ObservedStorage::Update(std::string_view key, const SiblingSet& inc
                                      absl::FunctionRef<absl::Status(const SiblingSet&)> prepare,
                                      absl::FunctionRef<void(const SiblingSet&)> reader) {
   // The hash before the write comes from the same lookup as the write.
-  AntiEntropy::TrackedKey tracked;
-  if (anti_entropy_ != nullptr) tracked = anti_entropy_->Track(key);
+  const uint32_t n = TrackedReplicas(key);
   uint64_t old_hash = 0;
   return target()->Update(
       key, incoming, options,
       [&](const SiblingSet& before) {
-        if (tracked.tracked()) {
-          anti_entropy_->PrefetchNodes(tracked);
-          old_hash = HashOf(key, before);
-        }
+        if (n != 0) old_hash = HashOf(key, before);
         return prepare(before);
       },
       [&](const SiblingSet& stored) {
-        if (tracked.tracked()) Changed(tracked, key, old_hash, stored);
+        if (n != 0) Changed(n, key, old_hash, stored);
         reader(stored);
       });
 }
 
 absl::Status ObservedStorage::ReapTombstones(std::string_view key, const SiblingSet& tombstones) {
-  AntiEntropy::TrackedKey tracked;
-  const uint64_t old_hash = HashBefore(key, &tracked);
+  const uint32_t n = TrackedReplicas(key);
+  const uint64_t old_hash = n != 0 ? HashNow(key) : 0;
   absl::Status status = target()->ReapTombstones(key, tombstones);
-  if (tracked.tracked() && status.ok()) {
+  if (n != 0 && status.ok()) {
     absl::StatusOr<SiblingSet> after = target()->Get(key);
-    if (after.ok()) Changed(tracked, key, old_hash, *after);
+    if (after.ok()) Changed(n, key, old_hash, *after);
   }
   return status;
 }
 
 absl::Status ObservedStorage::Erase(std::string_view key) {
-  AntiEntropy::TrackedKey tracked;
-  const uint64_t old_hash = HashBefore(key, &tracked);
+  const uint32_t n = TrackedReplicas(key);
+  const uint64_t old_hash = n != 0 ? HashNow(key) : 0;
   absl::Status status = target()->Erase(key);
-  if (tracked.tracked() && status.ok()) Changed(tracked, key, old_hash, SiblingSet());
+  if (n != 0 && status.ok()) Changed(n, key, old_hash, SiblingSet());
   return status;
 }
 
@@ -146,6 +143,7 @@ uint32_t AntiEntropy::ReplicasOf(std::string_view storage_key) const {
 
 void AntiEntropy::OnRingChanged(const Ring& ring) {
   if (!started_) return;
+  ApplyPendingChanges();  // into the trees they were made for
   MerkleOptions shape;
   shape.fanout = env_.options->merkle_tree_fanout;
   shape.depth = env_.options->merkle_tree_depth;
@@ -206,6 +204,7 @@ void AntiEntropy::RebuildTreeIndex() {
     tree_index_.back().ends.push_back(key.second);
     tree_index_.back().ranges.push_back(
         {.begin = state.range.begin, .state = &state, .solo = state.Solo()});
+    tree_index_.back().any_shared |= !state.Solo();
   }
   for (TreeIndex& index : tree_index_) index.by_end.Build(index.ends);
 }
@@ -228,40 +227,96 @@ const AntiEntropy::RangeState* AntiEntropy::FindTree(uint32_t n, Token token) co
   return range == nullptr ? nullptr : range->state;
 }
 
-uint64_t AntiEntropy::RootFor(uint32_t n, Token token) const {
-  const RangeState* state = FindTree(n, token);
-  return state == nullptr ? 0 : state->tree.Root();
+absl::Status AntiEntropy::VerifyTrees() {
+  ApplyPendingChanges();
+  for (const auto& [key, state] : trees_) {
+    if (!state.built) continue;
+    absl::StatusOr<MerkleTree> fresh = MerkleTree::Create(state.range, state.tree.options());
+    if (!fresh.ok()) return fresh.status();
+    std::string cursor;
+    do {
+      absl::StatusOr<ScanResult> page = env_.storage->Scan(state.range, cursor, ScanLimits());
+      if (!page.ok()) return page.status();
+      for (const KeyEntry& entry : page->entries) {
+        if (!state.Solo() && ReplicasOf(entry.key) == state.n) {
+          (void)fresh->Update(KeyToken(entry.key), 0, HashOf(entry.key, entry.siblings));
+        }
+      }
+      cursor = std::move(page->resume_cursor);
+    } while (!cursor.empty());
+    if (fresh->Root() != state.tree.Root()) {
+      return absl::InternalError(absl::StrCat(
+          "node ", self(), ": the merkle tree of range (", TokenToString(state.range.begin), ", ",
+          TokenToString(state.range.end), "] for n = ", state.n, " has root ", state.tree.Root(),
+          ", its keys in storage give ", fresh->Root()));
+    }
+  }
+  return absl::OkStatus();
 }
 
-AntiEntropy::TrackedKey AntiEntropy::Track(std::string_view key) {
-  TrackedKey tracked;
+AntiEntropy::RangeState* AntiEntropy::TreeToUpdate(uint32_t n, Token token) const {
+  const IndexedRange* range = FindRange(n, token);
+  return range == nullptr || range->solo ? nullptr : range->state;
+}
+
+uint32_t AntiEntropy::TrackedReplicas(std::string_view key) const {
   const uint32_t n = ReplicasOf(key);
   // A key with one replica has no one to compare its tree with: keeping
   // its hash would cost every write of an N = 1 bucket (~15% of a 1-node
   // server's pipelined SET) for nothing.
-  if (n < 2) return tracked;
-  tracked.token = KeyToken(key);
-  const IndexedRange* range = FindRange(n, tracked.token);
-  if (range == nullptr || range->solo) return tracked;
-  tracked.state = range->state;
-  // The lines a change reads and writes: the tree's two hot ones (see
-  // MerkleTree's layout) and the one after, holding its prefetched leaf and
-  // `built`; the storage lookup between this and PrefetchNodes hides their
-  // misses.
-  const char* state_bytes = reinterpret_cast<const char*>(tracked.state);
-  for (int line = 0; line < 3; ++line) __builtin_prefetch(state_bytes + 64 * line, /*rw=*/1);
-  return tracked;
+  if (n < 2) return 0;
+  for (const TreeIndex& index : tree_index_) {
+    if (index.n == n) return index.any_shared ? n : 0;
+  }
+  return 0;
 }
 
-void AntiEntropy::PrefetchNodes(const TrackedKey& tracked) {
-  if (tracked.state != nullptr) tracked.state->tree.Prefetch(tracked.token);
+bool AntiEntropy::Tracks(uint32_t n, std::string_view key) const {
+  return TreeToUpdate(n, KeyToken(key)) != nullptr;
 }
 
-void AntiEntropy::OnKeyChanged(const TrackedKey& tracked, std::string_view key, uint64_t old_hash,
+void AntiEntropy::OnKeyChanged(uint32_t n, std::string_view key, uint64_t old_hash,
                                uint64_t new_hash) {
-  RangeState* state = tracked.state;
+  if (old_hash == new_hash) return;  // the same set: no tree changes
+  const Token token = KeyToken(key);
+  if (trees_built_ != trees_.size()) {
+    ApplyChange(n, token, key, old_hash, new_hash);
+    return;
+  }
+  pending_changes_.push_back(
+      PendingChange{.token = token, .old_hash = old_hash, .new_hash = new_hash, .n = n});
+  if (pending_changes_.size() >= kPendingChangesMax) ApplyPendingChanges();
+}
+
+void AntiEntropy::ApplyPendingChanges() {
+  // Three passes, each starting the loads the next one needs: the index
+  // search and the tree's fields, then the tree's nodes (whose addresses
+  // come from those fields), then the updates. Within a pass the changes
+  // are independent, so their misses overlap instead of following one
+  // another. Every tree is built while changes wait, so every change in
+  // a tree counts.
+  for (PendingChange& change : pending_changes_) {
+    change.state = TreeToUpdate(change.n, change.token);
+    if (change.state == nullptr) continue;
+    const char* state_bytes = reinterpret_cast<const char*>(change.state);
+    // The tree's two hot lines and the one after (see RangeState).
+    for (int line = 0; line < 3; ++line) __builtin_prefetch(state_bytes + 64 * line, /*rw=*/1);
+  }
+  for (const PendingChange& change : pending_changes_) {
+    if (change.state != nullptr) change.state->tree.Prefetch(change.token);
+  }
+  for (const PendingChange& change : pending_changes_) {
+    if (change.state == nullptr) continue;
+    (void)change.state->tree.Update(change.token, change.old_hash, change.new_hash);
+    env_.metrics->merkle_key_updates++;
+  }
+  pending_changes_.clear();
+}
+
+void AntiEntropy::ApplyChange(uint32_t n, Token token, std::string_view key, uint64_t old_hash,
+                              uint64_t new_hash) {
+  RangeState* state = TreeToUpdate(n, token);
   if (state == nullptr) return;
-  const Token token = tracked.token;
   if (!state->built) {
     // The rebuild scan will read keys past its position itself.
     if (!state->scanned_any) return;
@@ -306,6 +361,7 @@ void AntiEntropy::ScheduleRebuild() {
 }
 
 void AntiEntropy::RebuildBatch() {
+  ApplyPendingChanges();
   auto it = std::find_if(trees_.lower_bound(rebuild_cursor_), trees_.end(),
                          [](const auto& entry) { return !entry.second.built; });
   if (it == trees_.end() || !Admit()) return;
@@ -353,6 +409,8 @@ void AntiEntropy::ScheduleTick() {
 }
 
 void AntiEntropy::Tick() {
+  // Exchanges read trees; and a quiet node's trees (and metrics) catch up.
+  ApplyPendingChanges();
   if (env_.admission != nullptr) {
     env_.admission->Tick(Elapsed());
     env_.metrics->background_budget = env_.admission->budget();
@@ -508,6 +566,7 @@ void AntiEntropy::FinishSession(uint64_t id, bool ok) {
 }
 
 void AntiEntropy::Handle(NodeId from, const MerkleRequest& m) {
+  ApplyPendingChanges();
   MerkleReply reply;
   reply.request_id = m.request_id;
   auto it = trees_.find(TreeKey{m.n, m.end});
@@ -533,6 +592,7 @@ void AntiEntropy::Handle(NodeId from, const MerkleRequest& m) {
 }
 
 void AntiEntropy::Handle(NodeId from, const MerkleReply& m) {
+  ApplyPendingChanges();
   auto it = sessions_.find(m.request_id);
   if (it == sessions_.end() || it->second.peer != from) return;
   Session& session = it->second;
@@ -608,7 +668,7 @@ void AntiEntropy::Handle(NodeId from, const KeyExchangeReply& m) {
   }
   const uint32_t n = trees_.at(it->second.tree).n;
   for (const auto& [key, siblings] : m.entries) {
-    if (ReplicasOf(key) != n || !Track(key).tracked()) continue;
+    if (ReplicasOf(key) != n || !Tracks(n, key)) continue;
     absl::StatusOr<SiblingSet> stored = env_.writer->Put(key, siblings, WriteOptions());
     if (!stored.ok() && stored.status().code() != absl::StatusCode::kFailedPrecondition) {
       env_.metrics->storage_errors++;

@@ -5,12 +5,13 @@
 // replicates, for every distinct replica count n among its buckets: a key of
 // a bucket with N = n goes into the tree of (n, the range holding its token),
 // so that two replicas of a range agree on which keys a tree covers even
-// when buckets have different N. Trees are updated on every local write
-// through ObservedStorage (below), which wraps the node's engine: it reads
-// the key's stored set before the write (for the old KeyHash) and the result
-// after it. On start and for every range whose replica set changed, the tree
-// is rebuilt by scanning storage in bounded batches on a timer; a range is
-// not exchanged until its tree is built. Writes during a rebuild update the
+// when buckets have different N. Trees follow every local write through
+// ObservedStorage (below), which wraps the node's engine: it reads the key's
+// stored set before the write (for the old KeyHash) and the result after
+// it; the change reaches the tree in a batch, before anything reads it
+// (OnKeyChanged). On start and for every range whose replica set changed,
+// the tree is rebuilt by scanning storage in bounded batches on a timer; a
+// range is not exchanged until its tree is built. Writes during a rebuild update the
 // tree only for keys at or before the scan position (the scan sees the rest).
 // A range with a single replica (N = 1) keeps no hashes: no one to compare.
 //
@@ -99,24 +100,19 @@ class AntiEntropy {
   // others (aborting their exchanges) and rebuilds trees for new ranges.
   void OnRingChanged(const Ring& ring);
 
-  // From ObservedStorage: the tree a key's hash is folded into, found once
-  // per change (hashing the key and searching the trees is most of the cost
-  // of keeping them current), then the change itself. A TrackedKey is valid
-  // until the trees change (the next ring change or rebuild step), so it is
-  // used within the one storage call it was found for.
-  struct RangeState;
-  struct TrackedKey {
-    RangeState* state = nullptr;  // null: no tree covers the key
-    Token token = 0;
-    bool tracked() const { return state != nullptr; }
-  };
-  // Track also starts loading the tree's fields; PrefetchNodes, called once
-  // they had time to arrive (after the storage lookup), starts loading the
-  // tree nodes OnKeyChanged will change. Both only hide cache misses.
-  TrackedKey Track(std::string_view key);
-  void PrefetchNodes(const TrackedKey& tracked);
-  void OnKeyChanged(const TrackedKey& tracked, std::string_view key, uint64_t old_hash,
-                    uint64_t new_hash);
+  // From ObservedStorage. A write of a key whose bucket keeps trees
+  // (TrackedReplicas > 0) reports the key's hash before and after it. The
+  // change is folded into its tree later, in a batch: finding a key's tree
+  // and its nodes is a chain of cache misses (13% of a 3-node cluster's
+  // time under pipelined SETs when taken one write at a time, 8% in
+  // batches), and a batch overlaps them (see ApplyPendingChanges). Every reader of a tree applies the batch first,
+  // so what a tree says is what it would say had each change been applied
+  // at once. While a tree is being rebuilt, changes apply at once: whether a
+  // write counts depends on the scan's position at that moment.
+  uint32_t TrackedReplicas(std::string_view key) const;
+  void OnKeyChanged(uint32_t n, std::string_view key, uint64_t old_hash, uint64_t new_hash);
+  // Whether the key's tree of replica count n exists and keeps hashes.
+  bool Tracks(uint32_t n, std::string_view key) const;
 
   // Messages (routed by Node::OnMessage).
   void Handle(NodeId from, const MerkleRequest& m);
@@ -131,8 +127,11 @@ class AntiEntropy {
   size_t tree_count() const { return trees_.size(); }
   size_t trees_built() const { return trees_built_; }
   size_t exchanges_in_flight() const { return sessions_.size(); }
-  // Root hash of the tree (n, range containing `token`), or 0 if none.
-  uint64_t RootFor(uint32_t n, Token token) const;
+  // Checks every built tree against a fresh one made from a scan of
+  // storage: kInternal naming the first range whose root differs (a write
+  // that reached storage but not its tree, or the reverse), or the scan's
+  // error. Reads all of storage: for tests and operators, not a hot path.
+  absl::Status VerifyTrees();
 
   // The replica count of a storage key's bucket; 0 for an unknown bucket.
   uint32_t ReplicasOf(std::string_view storage_key) const;
@@ -203,10 +202,10 @@ class AntiEntropy {
   bool Admit();
   void ChargeOne();
 
-  // Finding a write's tree reads only the index: the range's begin sits
+  // Finding a change's tree reads only the index: the range's begin sits
   // beside the state's address, so that the state itself (a cache miss in a
-  // busy node, one of ~1000) is first touched by Track's prefetches, not by
-  // the containment check before them.
+  // busy node, one of ~1000) is first touched by ApplyPendingChanges'
+  // prefetches, not by the containment check before them.
   struct IndexedRange {
     Token begin = 0;
     RangeState* state = nullptr;
@@ -221,14 +220,39 @@ class AntiEntropy {
     std::vector<Token> ends;             // ascending
     std::vector<IndexedRange> ranges;    // ranges[i] ends at ends[i]
     TokenIndex by_end;                   // over ends
+    bool any_shared = false;             // some range keeps hashes
   };
   void RebuildTreeIndex();
   // The index entry of the range of replica count n holding `token`, or null.
   const IndexedRange* FindRange(uint32_t n, Token token) const;
+  // A range's tree, if it keeps hashes (null for a solo range or none).
+  RangeState* TreeToUpdate(uint32_t n, Token token) const;
+
+  // A key change waiting to be folded into its tree. Changes wait only
+  // while every tree is built (see OnKeyChanged), so none of them needs the
+  // key itself, only its token.
+  struct PendingChange {
+    Token token = 0;
+    uint64_t old_hash = 0;
+    uint64_t new_hash = 0;
+    uint32_t n = 0;
+    RangeState* state = nullptr;  // found by ApplyPendingChanges
+  };
+  // Changes wait in batches of at most this many: enough to overlap the
+  // misses of one pass with each other, few enough that the lines a batch
+  // touches stay in the caches between passes.
+  static constexpr size_t kPendingChangesMax = 64;
+  // Folds the waiting changes into their trees. Called before any tree is
+  // read or the set of trees changes, and when the batch is full.
+  void ApplyPendingChanges();
+  // Folds one change into its tree now (a change during a rebuild).
+  void ApplyChange(uint32_t n, Token token, std::string_view key, uint64_t old_hash,
+                   uint64_t new_hash);
 
   AntiEntropyEnv env_;
   std::map<TreeKey, RangeState> trees_;
   std::vector<TreeIndex> tree_index_;  // one per replica count, few
+  std::vector<PendingChange> pending_changes_;  // at most kPendingChangesMax
   std::map<uint64_t, Session> sessions_;  // by the request id awaited
   std::map<uint64_t, Reap> reaps_;        // by request id
   std::set<std::string> reaping_keys_;
@@ -276,9 +300,10 @@ class ObservedStorage : public StorageEngineWrapper {
   static constexpr uint64_t kTimedEvery = 8;
   template <typename Read>
   auto Timed(Read read);
-  uint64_t HashBefore(std::string_view key, AntiEntropy::TrackedKey* tracked);
-  void Changed(const AntiEntropy::TrackedKey& tracked, std::string_view key, uint64_t old_hash,
-               const SiblingSet& after);
+  // The replica count whose trees follow the key, 0 for none.
+  uint32_t TrackedReplicas(std::string_view key) const;
+  uint64_t HashNow(std::string_view key);
+  void Changed(uint32_t n, std::string_view key, uint64_t old_hash, const SiblingSet& after);
 
   Runtime* runtime_;
   AdmissionController* admission_;

@@ -998,4 +998,9 @@ bool Node::OnPushAck(NodeId /*from*/, uint64_t request_id, bool ok) {
   return true;
 }
 
+absl::Status Node::VerifyMerkleTrees() {
+  if (!anti_entropy_) return absl::FailedPreconditionError("the node has not started");
+  return anti_entropy_->VerifyTrees();
+}
+
 }  // namespace dynamo

@@ -513,4 +513,19 @@ CheckReport AwaitConvergence(Simulation& sim, const std::string& bucket,
   return r;
 }
 
+CheckReport CheckMerkleTrees(Simulation& sim) {
+  CheckReport r;
+  r.name = "merkle trees";
+  uint64_t checked = 0;
+  for (NodeId id : sim.node_ids()) {
+    Node* node = sim.node(id);
+    if (node == nullptr) continue;
+    ++checked;
+    const absl::Status status = node->VerifyMerkleTrees();
+    if (!status.ok()) r.Fail(status.ToString());
+  }
+  r.counters["nodes_checked"] = checked;
+  return r;
+}
+
 }  // namespace dynamo::sim

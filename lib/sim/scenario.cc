@@ -432,6 +432,7 @@ ScenarioResult RunScenario(const ScenarioOptions& options) {
   result.reports.push_back(CheckReadAntichain(history));
   result.reports.push_back(monitor.report());
   result.reports.push_back(std::move(convergence));
+  result.reports.push_back(CheckMerkleTrees(sim));
   if (options.check_read_latest) result.reports.push_back(CheckReadLatest(history));
 
   result.ok = result.setup_error.empty();

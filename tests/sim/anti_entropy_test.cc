@@ -3,10 +3,13 @@
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <map>
+#include <optional>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "dynamo/sim/checker.h"
 #include "dynamo/sim/simulation.h"
 #include "node/messages.h"
 #include "sim/sim_test_util.h"
@@ -45,6 +48,12 @@ uint64_t Sum(Simulation& sim, uint64_t NodeMetrics::*field) {
     if (sim.node(id) != nullptr) total += sim.node(id)->metrics().*field;
   }
   return total;
+}
+
+void RequireTreesMatchStorage(Simulation& sim) {
+  const CheckReport report = CheckMerkleTrees(sim);
+  INFO(report.ToString());
+  REQUIRE(report.ok);
 }
 
 TEST_CASE("Without hinted handoff, anti-entropy alone makes diverged replicas identical within "
@@ -100,6 +109,81 @@ TEST_CASE("Without hinted handoff, anti-entropy alone makes diverged replicas id
   auto got = sim.Get(1, "default", keys[0]);
   REQUIRE(got.ok());
   CHECK(got->values.size() == 3);
+  RequireTreesMatchStorage(sim);
+}
+
+// Writes reach a tree in batches (AntiEntropy::OnKeyChanged); whatever reads
+// a tree must see every write storage has. Checked in the middle of bursts
+// of puts and deletes from every node (changes still waiting), after a
+// crash and restart, a partition, and a join that moves ranges.
+TEST_CASE("Each node's Merkle trees match its storage between writes, through faults and a join") {
+  uint64_t seed = TestSeed(7031);
+  DYNAMO_SEED_INFO(seed);
+  SimulationOptions o;
+  o.seed = seed;
+  o.nodes = 5;
+  o.ring.partitions = 64;
+  o.node.anti_entropy_interval = absl::Seconds(1);
+  o.node.merkle_rebuild_batch_keys = 2;
+  o.network.latency_distribution = LatencyDistribution::kExponential;
+  auto created = Simulation::Create(o);
+  REQUIRE(created.ok());
+  Simulation& sim = **created;
+  sim.RunFor(absl::Seconds(3));  // trees built
+  std::mt19937_64 rng(seed);
+  int in_flight = 0;
+  // A burst of `count` puts and deletes through random live nodes, checked
+  // halfway through, before every request has finished.
+  auto burst = [&](int count) {
+    for (int i = 0; i < count; ++i) {
+      std::vector<NodeId> live;
+      for (NodeId id : sim.node_ids()) {
+        if (sim.node(id) != nullptr) live.push_back(id);
+      }
+      Node* via = sim.node(live[rng() % live.size()]);
+      const std::string key = "k" + std::to_string(rng() % 400);
+      ++in_flight;
+      if (rng() % 4 == 0) {
+        via->Get("default", key, [&, via, key](absl::StatusOr<GetResult> got) {
+          if (got.ok() && !got->values.empty()) {
+            via->Delete("default", key, got->context, [&](absl::Status) { --in_flight; });
+          } else {
+            --in_flight;
+          }
+        });
+      } else {
+        via->Put("default", key, Context(), "v" + std::to_string(i), [&](absl::Status) {
+          --in_flight;
+        });
+      }
+    }
+    REQUIRE(sim.network().RunUntil([&] { return in_flight <= count / 2; }, absl::Seconds(30)));
+    RequireTreesMatchStorage(sim);
+    REQUIRE(sim.network().RunUntil([&] { return in_flight == 0; }, absl::Seconds(30)));
+    RequireTreesMatchStorage(sim);
+  };
+  burst(300);
+  REQUIRE(sim.Crash(2, false).ok());
+  burst(200);
+  REQUIRE(sim.Restart(2).ok());
+  burst(200);  // while node 2 rebuilds its trees, a few keys at a time
+  sim.RunFor(absl::Seconds(5));
+  RequireTreesMatchStorage(sim);
+  sim.network().Partition({{1, 2}, {3, 4, 5}});
+  burst(200);
+  sim.network().HealAll();
+  sim.RunFor(absl::Seconds(5));  // hints delivered, exchanges run
+  RequireTreesMatchStorage(sim);
+  auto joiner = sim.AddNode(6);
+  REQUIRE(joiner.ok());
+  std::optional<absl::Status> joined;
+  (*joiner)->Join(1, [&](absl::Status s) { joined = s; });
+  burst(200);
+  REQUIRE(sim.network().RunUntil([&] { return joined.has_value(); }, absl::Seconds(60)));
+  REQUIRE(joined->ok());
+  sim.RunFor(absl::Seconds(10));  // ranges moved, the joiner's trees built
+  burst(200);
+  CHECK(Sum(sim, &NodeMetrics::merkle_key_updates) > 0);
 }
 
 TEST_CASE("Repairing 10 of 100k keys between two replicas moves under 1% of a full exchange") {

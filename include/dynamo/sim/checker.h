@@ -147,6 +147,12 @@ CheckReport AwaitConvergence(Simulation& sim, const std::string& bucket,
                              absl::Duration bound,
                              absl::Duration step = absl::Milliseconds(100));
 
+// Checks, at this instant, every live node's Merkle trees against its
+// storage (Node::VerifyMerkleTrees): a tree that missed a write, or kept
+// one storage lost, would make anti-entropy exchange keys forever or miss
+// a difference. The counter nodes_checked says how many nodes were live.
+CheckReport CheckMerkleTrees(Simulation& sim);
+
 }  // namespace dynamo::sim
 
 #endif  // DYNAMO_SIM_CHECKER_H_
