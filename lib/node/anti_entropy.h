@@ -11,8 +11,9 @@
 // it; the change reaches the tree in a batch, before anything reads it
 // (OnKeyChanged). On start and for every range whose replica set changed,
 // the tree is rebuilt by scanning storage in bounded batches on a timer; a
-// range is not exchanged until its tree is built. Writes during a rebuild update the
-// tree only for keys at or before the scan position (the scan sees the rest).
+// range is not exchanged until its tree is built. Writes during a rebuild
+// update the tree only for keys at or before the scan position (the scan
+// sees the rest).
 // A range with a single replica (N = 1) keeps no hashes: no one to compare.
 //
 // Exchange. Every `anti_entropy_interval` each built range is compared with
@@ -105,10 +106,11 @@ class AntiEntropy {
   // change is folded into its tree later, in a batch: finding a key's tree
   // and its nodes is a chain of cache misses (13% of a 3-node cluster's
   // time under pipelined SETs when taken one write at a time, 8% in
-  // batches), and a batch overlaps them (see ApplyPendingChanges). Every reader of a tree applies the batch first,
-  // so what a tree says is what it would say had each change been applied
-  // at once. While a tree is being rebuilt, changes apply at once: whether a
-  // write counts depends on the scan's position at that moment.
+  // batches), and a batch overlaps them (see ApplyPendingChanges). Every
+  // reader of a tree applies the batch first, so what a tree says is what
+  // it would say had each change been applied at once. While a tree is
+  // being rebuilt, changes apply at once: whether a write counts depends on
+  // the scan's position at that moment.
   uint32_t TrackedReplicas(std::string_view key) const;
   void OnKeyChanged(uint32_t n, std::string_view key, uint64_t old_hash, uint64_t new_hash);
   // Whether the key's tree of replica count n exists and keeps hashes.
