@@ -110,8 +110,9 @@ class Node {
   StorageEngine& storage() { return *storage_; }
   size_t hint_deliveries_in_flight() const { return hint_deliveries_.size(); }
   // Checks each built Merkle tree (paper 4.7) against a scan of the keys it
-  // covers: kInternal naming the first range that differs. Reads all of
-  // storage, so it is for tests and operators.
+  // covers: kInternal naming the first range that differs. It reads all of
+  // storage in one call, during which the node does nothing else: for tests
+  // and maintenance, not for a node under load.
   absl::Status VerifyMerkleTrees();
 
  private:

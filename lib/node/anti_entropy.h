@@ -132,7 +132,7 @@ class AntiEntropy {
   // Checks every built tree against a fresh one made from a scan of
   // storage: kInternal naming the first range whose root differs (a write
   // that reached storage but not its tree, or the reverse), or the scan's
-  // error. Reads all of storage: for tests and operators, not a hot path.
+  // error. Reads all of storage in one call (Node::VerifyMerkleTrees).
   absl::Status VerifyTrees();
 
   // The replica count of a storage key's bucket; 0 for an unknown bucket.
