@@ -57,6 +57,7 @@ class MemoryEngine final : public StorageEngine {
   absl::StatusOr<SiblingSet> Get(std::string_view key) override;
   absl::Status Visit(std::string_view key,
                      absl::FunctionRef<void(const SiblingSet&)> reader) override;
+  void Prefetch(std::string_view key) override;
   absl::StatusOr<SiblingSet> Put(std::string_view key, const SiblingSet& incoming,
                                  const WriteOptions& options) override;
   absl::Status Update(std::string_view key, const SiblingSet& incoming, const WriteOptions& options,

@@ -76,6 +76,10 @@ class Node {
            std::string value, PutCallback done);
   void Delete(std::string_view bucket, std::string_view key, const Context& context,
               PutCallback done);
+  // A hint that a request for this key comes soon (StorageEngine::Prefetch
+  // of its local copy): a server holding a pipelined batch names the
+  // batch's keys before serving the first. Changes nothing.
+  void Prefetch(std::string_view bucket, std::string_view key);
 
   // Replaces the node's view of the ring with a static one (every member
   // up). For tests and embedders without gossip; membership changes made

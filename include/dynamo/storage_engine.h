@@ -122,6 +122,14 @@ class StorageEngine {
     return absl::OkStatus();
   }
 
+  // A hint that `key` will be read or written soon: an engine may start
+  // loading what finding it takes (MemoryEngine: the lines of its hash
+  // table the lookup reads first). It changes and reports nothing; the
+  // default does nothing. A server holding a pipelined batch of requests
+  // names every key of the batch before serving the first, so that the
+  // lookups' cache misses overlap instead of following one another.
+  virtual void Prefetch(std::string_view key) { (void)key; }
+
   // Atomically merges `incoming` into the key's sibling set and returns the
   // set as stored afterwards. kFailedPrecondition (nothing written) if the
   // result would hold more than siblings_max versions.
@@ -233,6 +241,7 @@ class StorageEngineWrapper : public StorageEngine {
   StorageEngine* target() const { return target_; }
 
   absl::StatusOr<SiblingSet> Get(std::string_view key) override { return target_->Get(key); }
+  void Prefetch(std::string_view key) override { target_->Prefetch(key); }
   absl::StatusOr<SiblingSet> Put(std::string_view key, const SiblingSet& incoming,
                                  const WriteOptions& options) override {
     return target_->Put(key, incoming, options);

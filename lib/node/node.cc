@@ -143,6 +143,10 @@ absl::Status Node::Start() {
 
 const NodeIdentity& Node::identity() const { return dot_counter_->identity(); }
 
+void Node::Prefetch(std::string_view bucket, std::string_view key) {
+  storage_->Prefetch(Coordinator::StorageKey(bucket, key));
+}
+
 void Node::Get(std::string_view bucket, std::string_view key, GetCallback done) {
   coordinator_->Get(bucket, key, std::move(done));
 }

@@ -72,6 +72,10 @@ absl::StatusOr<SiblingSet> MemoryEngine::Get(std::string_view key) {
   return copy;
 }
 
+// The control bytes and slots where the key's probe starts, both at once:
+// a lookup reads them one after the other, then the entry the slot names.
+void MemoryEngine::Prefetch(std::string_view key) { data_.prefetch(key); }
+
 absl::Status MemoryEngine::Visit(std::string_view key,
                                  absl::FunctionRef<void(const SiblingSet&)> reader) {
   DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, limits_));

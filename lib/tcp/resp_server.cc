@@ -1,10 +1,12 @@
 #include "tcp/resp_server.h"
 
+#include <algorithm>
 #include <deque>
 #include <tuple>
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -134,6 +136,7 @@ class RespServer::Conn : public std::enable_shared_from_this<Conn> {
   void Pump() {
     if (pumping_ || closed_) return;
     pumping_ = true;
+    PrefetchKeys();
     size_t offset = 0;
     while (!closed_ && !close_after_flush_ && pending_.size() < options().pipeline_commands_max &&
            out_.size() < options().output_bytes_max) {
@@ -169,6 +172,28 @@ class RespServer::Conn : public std::enable_shared_from_this<Conn> {
     if (!closed_) in_.erase(0, offset);
     pumping_ = false;
     ReadMore();
+  }
+
+  // Names the keys of the GETs and SETs buffered (as many as the window
+  // will run now) to the node before the first runs: each one's storage
+  // lookup is a chain of cache misses, and started together they overlap.
+  // Only a hint: the commands are parsed again, and checked, when they run.
+  void PrefetchKeys() {
+    const size_t window_max = options().pipeline_commands_max;
+    const size_t room = pending_.size() < window_max ? window_max - pending_.size() : 0;
+    size_t offset = 0;
+    for (size_t i = 0; i < std::min(room, kPrefetchCommandsMax); ++i) {
+      size_t consumed = 0;
+      auto parsed = ParseRespCommand(std::string_view(in_).substr(offset), options().limits,
+                                     &consumed, &prefetch_args_);
+      if (!parsed.ok() || !*parsed) return;
+      offset += consumed;
+      if (prefetch_args_.size() >= 2 && prefetch_args_[0].size() == 3 &&
+          (absl::EqualsIgnoreCase(AbslView(prefetch_args_[0]), "GET") ||
+           absl::EqualsIgnoreCase(AbslView(prefetch_args_[0]), "SET"))) {
+        server_->node_->Prefetch(options().bucket, prefetch_args_[1]);
+      }
+    }
   }
 
   uint64_t NewSlot() {
@@ -444,6 +469,9 @@ class RespServer::Conn : public std::enable_shared_from_this<Conn> {
   std::vector<char> chunk_;
   std::string in_;
   std::vector<std::string_view> args_;  // the command being run, views into in_
+  std::vector<std::string_view> prefetch_args_;  // PrefetchKeys' parse, views into in_
+  // A client's pipelined batch; more would be evicted before they run.
+  static constexpr size_t kPrefetchCommandsMax = 64;
   // Replies in command order; .first says whether it is ready.
   std::deque<std::pair<bool, std::string>> pending_;
   uint64_t first_seq_ = 0;  // sequence number of pending_.front()

@@ -367,6 +367,35 @@ TEMPLATE_TEST_CASE("Erase removes every version", "[storage]", ENGINE_TYPES) {
   CHECK(got->empty());
 }
 
+TEMPLATE_TEST_CASE("Prefetch is only a hint: it creates, changes and reports nothing", "[storage]",
+                   ENGINE_TYPES) {
+  TestType factory;
+  auto engine = factory.Open();
+  REQUIRE(engine != nullptr);
+  engine->Prefetch("k0");  // on an empty engine
+  for (int i = 0; i < 50; ++i) {
+    REQUIRE(engine->Put("k" + std::to_string(i), {MakeVersion(1, 1 + i)}, kWrite).ok());
+  }
+  auto before = engine->Scan(TokenRange{}, "", ScanLimits());
+  REQUIRE(before.ok());
+  REQUIRE(before->entries.size() == 50);
+  // Present, absent, empty, embedded NUL, and longer than any key may be.
+  for (int i = 0; i < 100; ++i) engine->Prefetch("k" + std::to_string(i));
+  engine->Prefetch("");
+  engine->Prefetch(std::string("default\0k1", 10));
+  engine->Prefetch(std::string(engine->limits().key_bytes_max + 1, 'x'));
+  auto after = engine->Scan(TokenRange{}, "", ScanLimits());
+  REQUIRE(after.ok());
+  REQUIRE(after->entries.size() == before->entries.size());
+  for (size_t i = 0; i < after->entries.size(); ++i) {
+    CHECK(after->entries[i].key == before->entries[i].key);
+    CHECK(after->entries[i].siblings == before->entries[i].siblings);
+  }
+  auto absent = engine->Get("k77");
+  REQUIRE(absent.ok());
+  CHECK(absent->empty());
+}
+
 // Scans every page of `range` and checks each page keeps its limits.
 template <typename Engine>
 std::vector<KeyEntry> ScanAll(Engine& engine, const TokenRange& range, const ScanLimits& limits) {
