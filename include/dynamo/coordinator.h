@@ -107,6 +107,8 @@ class Coordinator {
 
   // The key under which a bucket's key is stored and placed on the ring.
   static std::string StorageKey(std::string_view bucket, std::string_view key);
+  // Appends StorageKey(bucket, key) to `out`.
+  static void AppendStorageKey(std::string_view bucket, std::string_view key, std::string* out);
 
  private:
   struct PutOp;

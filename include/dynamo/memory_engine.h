@@ -57,7 +57,7 @@ class MemoryEngine final : public StorageEngine {
   absl::StatusOr<SiblingSet> Get(std::string_view key) override;
   absl::Status Visit(std::string_view key,
                      absl::FunctionRef<void(const SiblingSet&)> reader) override;
-  void Prefetch(std::string_view key) override;
+  void Prefetch(std::span<const std::string_view> keys) override;
   absl::StatusOr<SiblingSet> Put(std::string_view key, const SiblingSet& incoming,
                                  const WriteOptions& options) override;
   absl::Status Update(std::string_view key, const SiblingSet& incoming, const WriteOptions& options,
@@ -106,11 +106,17 @@ class MemoryEngine final : public StorageEngine {
   };
   using EntryPtr = std::unique_ptr<Entry, EntryDeleter>;
   static EntryPtr MakeEntry(std::string_view key, SiblingSet siblings);
+  // A lookup that finds nothing: it starts loading each entry its probe
+  // would compare with the key, without waiting for any (Prefetch).
+  struct PrefetchProbe {
+    std::string_view key;
+  };
   // Entries hash and compare by key, and are found by a string_view.
   struct EntryHash {
     using is_transparent = void;
     size_t operator()(std::string_view key) const;  // internal::HashKey
     size_t operator()(const EntryPtr& entry) const { return (*this)(entry->key()); }
+    size_t operator()(const PrefetchProbe& probe) const { return (*this)(probe.key); }
   };
   struct EntryEq {
     using is_transparent = void;
@@ -119,6 +125,13 @@ class MemoryEngine final : public StorageEngine {
     template <typename A, typename B>
     bool operator()(const A& a, const B& b) const {
       return KeyOf(a) == KeyOf(b);
+    }
+    bool operator()(const EntryPtr& entry, const PrefetchProbe&) const {
+      __builtin_prefetch(entry.get());
+      return false;
+    }
+    bool operator()(const PrefetchProbe& probe, const EntryPtr& entry) const {
+      return (*this)(entry, probe);
     }
   };
   using EntrySet = absl::flat_hash_set<EntryPtr, EntryHash, EntryEq>;

@@ -19,8 +19,10 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -76,10 +78,11 @@ class Node {
            std::string value, PutCallback done);
   void Delete(std::string_view bucket, std::string_view key, const Context& context,
               PutCallback done);
-  // A hint that a request for this key comes soon (StorageEngine::Prefetch
-  // of its local copy): a server holding a pipelined batch names the
-  // batch's keys before serving the first. Changes nothing.
-  void Prefetch(std::string_view bucket, std::string_view key);
+  // A hint that requests for these keys come soon, in this order
+  // (StorageEngine::Prefetch of their local copies): a server holding a
+  // pipelined batch names the batch's keys before serving the first.
+  // Changes nothing.
+  void Prefetch(std::string_view bucket, std::span<const std::string_view> keys);
 
   // Replaces the node's view of the ring with a static one (every member
   // up). For tests and embedders without gossip; membership changes made
@@ -148,6 +151,9 @@ class Node {
   Node(NodeOptions options, Runtime* runtime, StorageEngine* storage, Ring ring);
   absl::Status Start();
   void OnMessage(NodeId from, std::string_view bytes);
+  // The transport's lookahead: names the keys of the replica reads and
+  // writes among `messages` to storage before they are handled.
+  void LookAhead(std::span<const std::string_view> messages);
   void SendMessage(NodeId to, std::string bytes);
   void OnReplicaPutReply(NodeId from, const internal::ReplicaPutReply& reply);
   // Queues a replica's "done" for `to` (a put, or a get that found the
@@ -215,6 +221,10 @@ class Node {
   };
   std::vector<PendingAcks> acks_pending_;  // one per coordinator answered this turn
   TimerId acks_flush_ = kNoTimer;          // the deferred FlushAcks
+  // Prefetch's and LookAhead's batch of storage keys (kept for their
+  // capacity), and the bytes of the keys Prefetch builds.
+  std::vector<std::string_view> prefetch_keys_;
+  std::string prefetch_bytes_;
 
   std::map<uint64_t, HintDelivery> hint_deliveries_;
   std::string hint_cursor_;

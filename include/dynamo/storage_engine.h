@@ -31,6 +31,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -122,13 +123,16 @@ class StorageEngine {
     return absl::OkStatus();
   }
 
-  // A hint that `key` will be read or written soon: an engine may start
-  // loading what finding it takes (MemoryEngine: the lines of its hash
-  // table the lookup reads first). It changes and reports nothing; the
-  // default does nothing. A server holding a pipelined batch of requests
-  // names every key of the batch before serving the first, so that the
-  // lookups' cache misses overlap instead of following one another.
-  virtual void Prefetch(std::string_view key) { (void)key; }
+  // A hint that these keys will be read or written soon, in this order: an
+  // engine may start loading what finding them takes, so that the cache
+  // misses of the batch's lookups overlap instead of following one another
+  // (MemoryEngine follows each key's chain one level per pass over the
+  // batch: its hash table's lines, then the entry, then the versions). It
+  // changes and reports nothing, and may ignore keys that could not be
+  // stored; the default does nothing. Callers holding a batch of requests
+  // (a pipelined RESP batch, the replica writes of one network read) name
+  // its keys before serving the first.
+  virtual void Prefetch(std::span<const std::string_view> keys) { (void)keys; }
 
   // Atomically merges `incoming` into the key's sibling set and returns the
   // set as stored afterwards. kFailedPrecondition (nothing written) if the
@@ -241,7 +245,7 @@ class StorageEngineWrapper : public StorageEngine {
   StorageEngine* target() const { return target_; }
 
   absl::StatusOr<SiblingSet> Get(std::string_view key) override { return target_->Get(key); }
-  void Prefetch(std::string_view key) override { target_->Prefetch(key); }
+  void Prefetch(std::span<const std::string_view> keys) override { target_->Prefetch(keys); }
   absl::StatusOr<SiblingSet> Put(std::string_view key, const SiblingSet& incoming,
                                  const WriteOptions& options) override {
     return target_->Put(key, incoming, options);

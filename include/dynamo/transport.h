@@ -13,6 +13,7 @@
 #define DYNAMO_TRANSPORT_H_
 
 #include <functional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -37,6 +38,18 @@ class Transport {
 
   // Installs the handler for incoming messages, replacing any earlier one.
   virtual void SetReceiveHandler(ReceiveHandler handler) = 0;
+
+  // Called, when the transport holds several messages from one peer at once
+  // (one network read), with all of them before the receive handler gets
+  // the first: a hint that lets the node start loading what they will touch
+  // (Node names the keys of replica reads and writes to its storage,
+  // StorageEngine::Prefetch). It must change nothing; `messages` are valid
+  // only during the call and are delivered afterwards as usual, malformed
+  // ones included. A transport that delivers one message at a time (the
+  // simulator) never calls it, which the default makes explicit.
+  using LookaheadHandler =
+      std::function<void(NodeId from, std::span<const std::string_view> messages)>;
+  virtual void SetLookaheadHandler(LookaheadHandler handler) { (void)handler; }
 
   // Largest message Send() accepts, in bytes.
   virtual size_t message_bytes_max() const = 0;

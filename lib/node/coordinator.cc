@@ -191,10 +191,15 @@ void Coordinator::ShedSettling() {
 std::string Coordinator::StorageKey(std::string_view bucket, std::string_view key) {
   std::string out;
   out.reserve(bucket.size() + 1 + key.size());
-  out.append(bucket);
-  out.push_back('\0');  // bucket names never contain NUL, so this is unambiguous
-  out.append(key);
+  AppendStorageKey(bucket, key, &out);
   return out;
+}
+
+void Coordinator::AppendStorageKey(std::string_view bucket, std::string_view key,
+                                   std::string* out) {
+  out->append(bucket);
+  out->push_back('\0');  // bucket names never contain NUL, so this is unambiguous
+  out->append(key);
 }
 
 const BucketOptions* Coordinator::FindBucket(std::string_view bucket) const {

@@ -511,4 +511,18 @@ absl::StatusOr<Message> DecodeMessage(std::string_view bytes, const CodecLimits&
   return DecodeAlternative<0>(d, type);
 }
 
+std::optional<std::string_view> PeekReplicaKey(std::string_view bytes) {
+  Decoder d(bytes);
+  uint8_t version = 0, type = 0;
+  uint64_t request_id = 0;
+  std::string_view key;
+  if (!d.GetU8(&version).ok() || version != kProtocolVersion || !d.GetU8(&type).ok() ||
+      (type != WireType<ReplicaPut>() && type != WireType<ReplicaGet>()) ||
+      !d.GetVarint(&request_id).ok() ||  // both start with the request, then the key
+      !d.GetBytes(&key, d.limits().key_bytes_max, "key").ok()) {
+    return std::nullopt;
+  }
+  return key;
+}
+
 }  // namespace dynamo::internal

@@ -245,6 +245,11 @@ void PingUnreachable(const FailureDetector& detector, Transport& transport,
                      uint64_t* request_id_counter);
 absl::StatusOr<Message> DecodeMessage(std::string_view bytes,
                                       const CodecLimits& limits = CodecLimits());
+// The storage key a ReplicaPut or ReplicaGet names, read without decoding
+// the rest: a hint for prefetching (Node's transport lookahead), which
+// DecodeMessage still checks in full when the message is handled. nullopt
+// for every other message and for bytes that do not parse that far.
+std::optional<std::string_view> PeekReplicaKey(std::string_view bytes);
 
 }  // namespace dynamo::internal
 

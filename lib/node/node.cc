@@ -61,6 +61,7 @@ Node::Node(NodeOptions options, Runtime* runtime, StorageEngine* storage, Ring r
 
 Node::~Node() {
   runtime_->transport().SetReceiveHandler(nullptr);
+  runtime_->transport().SetLookaheadHandler(nullptr);
   runtime_->Cancel(handoff_timer_);
   runtime_->Cancel(probe_timer_);
   runtime_->Cancel(flush_timer_);
@@ -127,6 +128,8 @@ absl::Status Node::Start() {
   coordinator_ = std::make_unique<Coordinator>(env);
   runtime_->transport().SetReceiveHandler(
       [this](NodeId from, std::string_view bytes) { OnMessage(from, bytes); });
+  runtime_->transport().SetLookaheadHandler(
+      [this](NodeId, std::span<const std::string_view> messages) { LookAhead(messages); });
   ScheduleHandoff();
   ScheduleProbe();
   ScheduleFlush();
@@ -143,8 +146,30 @@ absl::Status Node::Start() {
 
 const NodeIdentity& Node::identity() const { return dot_counter_->identity(); }
 
-void Node::Prefetch(std::string_view bucket, std::string_view key) {
-  storage_->Prefetch(Coordinator::StorageKey(bucket, key));
+void Node::Prefetch(std::string_view bucket, std::span<const std::string_view> keys) {
+  // The storage keys side by side in one buffer, sized first so that the
+  // views into it stay valid.
+  size_t bytes = 0;
+  for (std::string_view key : keys) bytes += bucket.size() + 1 + key.size();
+  prefetch_bytes_.clear();
+  prefetch_bytes_.reserve(bytes);
+  prefetch_keys_.clear();
+  for (std::string_view key : keys) {
+    const size_t begin = prefetch_bytes_.size();
+    Coordinator::AppendStorageKey(bucket, key, &prefetch_bytes_);
+    prefetch_keys_.push_back(std::string_view(prefetch_bytes_).substr(begin));
+  }
+  storage_->Prefetch(prefetch_keys_);
+}
+
+void Node::LookAhead(std::span<const std::string_view> messages) {
+  prefetch_keys_.clear();
+  for (std::string_view message : messages) {
+    if (std::optional<std::string_view> key = internal::PeekReplicaKey(message)) {
+      prefetch_keys_.push_back(*key);
+    }
+  }
+  if (!prefetch_keys_.empty()) storage_->Prefetch(prefetch_keys_);
 }
 
 void Node::Get(std::string_view bucket, std::string_view key, GetCallback done) {

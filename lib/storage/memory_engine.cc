@@ -72,9 +72,25 @@ absl::StatusOr<SiblingSet> MemoryEngine::Get(std::string_view key) {
   return copy;
 }
 
-// The control bytes and slots where the key's probe starts, both at once:
-// a lookup reads them one after the other, then the entry the slot names.
-void MemoryEngine::Prefetch(std::string_view key) { data_.prefetch(key); }
+// A lookup is a chain of three loads, each needing the one before: the
+// control bytes and slots where the key's probe starts, the entry a slot
+// names (the key comparison reads it), and the versions the entry points
+// to. One pass over the batch per link, so that each pass waits for nothing
+// the one before has not had time to bring in: the first starts loading
+// every key's probe; the second runs each probe without comparing
+// (PrefetchProbe), starting to load the entries it names; the third finds
+// each key and starts loading its first version.
+void MemoryEngine::Prefetch(std::span<const std::string_view> keys) {
+  for (std::string_view key : keys) data_.prefetch(key);
+  for (std::string_view key : keys) data_.find(PrefetchProbe{key});
+  for (std::string_view key : keys) {
+    auto found = data_.find(key);
+    if (found == data_.end() || (*found)->siblings.empty()) continue;
+    const char* first = reinterpret_cast<const char*>((*found)->siblings.data());
+    __builtin_prefetch(first, /*rw=*/1);  // the merge writes the set in place
+    __builtin_prefetch(first + 64, /*rw=*/1);
+  }
+}
 
 absl::Status MemoryEngine::Visit(std::string_view key,
                                  absl::FunctionRef<void(const SiblingSet&)> reader) {

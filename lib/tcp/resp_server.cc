@@ -182,18 +182,20 @@ class RespServer::Conn : public std::enable_shared_from_this<Conn> {
     const size_t window_max = options().pipeline_commands_max;
     const size_t room = pending_.size() < window_max ? window_max - pending_.size() : 0;
     size_t offset = 0;
+    prefetch_keys_.clear();
     for (size_t i = 0; i < std::min(room, kPrefetchCommandsMax); ++i) {
       size_t consumed = 0;
       auto parsed = ParseRespCommand(std::string_view(in_).substr(offset), options().limits,
                                      &consumed, &prefetch_args_);
-      if (!parsed.ok() || !*parsed) return;
+      if (!parsed.ok() || !*parsed) break;
       offset += consumed;
       if (prefetch_args_.size() >= 2 && prefetch_args_[0].size() == 3 &&
           (absl::EqualsIgnoreCase(AbslView(prefetch_args_[0]), "GET") ||
            absl::EqualsIgnoreCase(AbslView(prefetch_args_[0]), "SET"))) {
-        server_->node_->Prefetch(options().bucket, prefetch_args_[1]);
+        prefetch_keys_.push_back(prefetch_args_[1]);
       }
     }
+    if (prefetch_keys_.size() >= 2) server_->node_->Prefetch(options().bucket, prefetch_keys_);
   }
 
   uint64_t NewSlot() {
@@ -470,6 +472,7 @@ class RespServer::Conn : public std::enable_shared_from_this<Conn> {
   std::string in_;
   std::vector<std::string_view> args_;  // the command being run, views into in_
   std::vector<std::string_view> prefetch_args_;  // PrefetchKeys' parse, views into in_
+  std::vector<std::string_view> prefetch_keys_;  // PrefetchKeys' batch, views into in_
   // A client's pipelined batch; more would be evicted before they run.
   static constexpr size_t kPrefetchCommandsMax = 64;
   // Replies in command order; .first says whether it is ready.

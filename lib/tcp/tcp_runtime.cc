@@ -53,6 +53,10 @@ namespace {
 
 // Bytes asked of the socket per read of data frames.
 constexpr size_t kReadChunkBytes = 64 << 10;
+// Frames shown to the lookahead handler at a time: enough for the cache
+// misses of their lookups to overlap, few enough that what the first
+// brought in is still cached when the last is handled.
+constexpr size_t kLookaheadFramesMax = 32;
 
 std::chrono::nanoseconds ToChrono(absl::Duration d) {
   if (d < absl::ZeroDuration()) return std::chrono::nanoseconds(0);
@@ -727,26 +731,64 @@ class TcpRuntime::Impl {
         });
   }
 
+  // The frame starting at `begin` in conn.data, as far as it has arrived.
+  struct FrameAt {
+    enum State { kComplete, kPartial, kMalformed } state;
+    std::string_view payload;  // when complete
+    size_t bytes = 0;          // header included, when complete
+  };
+  FrameAt NextFrame(const Conn& conn, size_t begin) const {
+    if (conn.data_end - begin < internal::kFrameHeaderBytes) return {FrameAt::kPartial, {}, 0};
+    FrameHeader header;
+    std::copy_n(conn.data.data() + begin, header.size(), header.data());
+    absl::StatusOr<internal::ParsedHeader> h =
+        internal::ParseFrameHeader(header, options_.frame_bytes_max);
+    if (!h.ok() || h->type != FrameType::kData) return {FrameAt::kMalformed, {}, 0};
+    const size_t frame_bytes = internal::kFrameHeaderBytes + h->payload_bytes;
+    if (conn.data_end - begin < frame_bytes) return {FrameAt::kPartial, {}, 0};
+    return {FrameAt::kComplete,
+            std::string_view(conn.data.data() + begin + internal::kFrameHeaderBytes,
+                             h->payload_bytes),
+            frame_bytes};
+  }
+
+  // Shows the lookahead handler the next complete frames in conn->data (at
+  // most kLookaheadFramesMax, up to the first that is malformed) when there
+  // are two or more. Returns how many it found.
+  size_t Lookahead(const Conn& conn) {
+    if (!lookahead_handler_) return 0;
+    lookahead_.clear();
+    for (size_t begin = conn.data_begin; lookahead_.size() < kLookaheadFramesMax;) {
+      FrameAt frame = NextFrame(conn, begin);
+      if (frame.state != FrameAt::kComplete) break;
+      lookahead_.push_back(frame.payload);
+      begin += frame.bytes;
+    }
+    if (lookahead_.size() >= 2) {
+      LookaheadHandler handler = lookahead_handler_;  // a copy, as in DeliverFrames
+      handler(conn.peer, lookahead_);
+    }
+    return lookahead_.size();
+  }
+
   // Hands every complete frame in conn->data to the receive handler. False
   // when the connection was closed (a malformed frame).
   bool DeliverFrames(const std::shared_ptr<Conn>& conn) {
-    while (conn->data_end - conn->data_begin >= internal::kFrameHeaderBytes) {
-      FrameHeader header;
-      std::copy_n(conn->data.data() + conn->data_begin, header.size(), header.data());
-      absl::StatusOr<internal::ParsedHeader> h =
-          internal::ParseFrameHeader(header, options_.frame_bytes_max);
-      if (!h.ok() || h->type != FrameType::kData) {
+    size_t looked_ahead = 0;  // frames the last lookahead showed, not yet delivered
+    for (;;) {
+      FrameAt frame = NextFrame(*conn, conn->data_begin);
+      if (frame.state == FrameAt::kPartial) break;
+      if (frame.state == FrameAt::kMalformed) {
         metrics_.frames_malformed++;
         CloseInbound(conn);
         return false;
       }
-      size_t frame_bytes = internal::kFrameHeaderBytes + h->payload_bytes;
-      if (conn->data_end - conn->data_begin < frame_bytes) break;
-      std::string_view payload(conn->data.data() + conn->data_begin + internal::kFrameHeaderBytes,
-                               h->payload_bytes);
-      conn->data_begin += frame_bytes;
+      if (looked_ahead == 0) looked_ahead = std::max<size_t>(Lookahead(*conn), 1);
+      --looked_ahead;
+      const std::string_view payload = frame.payload;
+      conn->data_begin += frame.bytes;
       metrics_.messages_received++;
-      metrics_.bytes_received += frame_bytes;
+      metrics_.bytes_received += frame.bytes;
       if (handler_) {
         // A copy: the handler may replace itself (a node being destroyed)
         // while it runs. It only reads `payload`, which stays valid: nothing
@@ -780,6 +822,8 @@ class TcpRuntime::Impl {
   std::map<NodeId, std::shared_ptr<Peer>> peers_;
   std::set<std::shared_ptr<Conn>> inbound_;
   ReceiveHandler handler_;
+  LookaheadHandler lookahead_handler_;
+  std::vector<std::string_view> lookahead_;  // Lookahead's frames, views into one Conn's data
   TcpTransportMetrics metrics_;
   bool stopping_ = false;
 };
@@ -868,6 +912,10 @@ TimerId TcpRuntime::Defer(absl::AnyInvocable<void()> callback) {
 }
 
 void TcpRuntime::SetReceiveHandler(ReceiveHandler handler) { impl_->handler_ = std::move(handler); }
+
+void TcpRuntime::SetLookaheadHandler(LookaheadHandler handler) {
+  impl_->lookahead_handler_ = std::move(handler);
+}
 
 const TcpTransportMetrics& TcpRuntime::metrics() const { return impl_->metrics_; }
 

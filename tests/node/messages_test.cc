@@ -147,6 +147,38 @@ TEST_CASE("Random bytes never crash the decoder (seed 99)") {
   CHECK(accepted < 20000);
 }
 
+TEST_CASE("PeekReplicaKey reads a replica put's or get's key and nothing else") {
+  Version v;
+  v.dot = Dot{7, 3, 1234};
+  v.value = "value";
+  const std::string key("bucket\0key", 10);
+  const std::string put = EncodeMessage(ReplicaPut{1ULL << 40, key, {v}, 9, true});
+  const std::string get = EncodeMessage(ReplicaGet{3, key, std::vector<Dot>{v.dot}});
+  CHECK(PeekReplicaKey(put) == std::optional<std::string_view>(key));
+  CHECK(PeekReplicaKey(get) == std::optional<std::string_view>(key));
+  CHECK(PeekReplicaKey(EncodeMessage(ReplicaPut{1, "", {v}, 0, false})) ==
+        std::optional<std::string_view>(""));
+  // Other messages, even those carrying a key.
+  CHECK_FALSE(PeekReplicaKey(EncodeMessage(ClientRequest{5, ClientOp::kPut, "b", "k", "", "v", 0})));
+  CHECK_FALSE(PeekReplicaKey(EncodeMessage(ReplicaPutReply{2, 0, ""})));
+  CHECK_FALSE(PeekReplicaKey(EncodeMessage(Ping{7})));
+  CHECK_FALSE(PeekReplicaKey(""));
+  // Cut anywhere before the key's last byte: no key.
+  const size_t key_end = put.find(key) + key.size();
+  for (size_t n = 0; n < key_end; ++n) {
+    INFO("cut at " << n);
+    CHECK_FALSE(PeekReplicaKey(std::string_view(put).substr(0, n)));
+  }
+  CHECK(PeekReplicaKey(std::string_view(put).substr(0, key_end)) ==
+        std::optional<std::string_view>(key));
+  // Another protocol version, and a key longer than any key may be.
+  std::string other_version = put;
+  other_version[0] = static_cast<char>(other_version[0] + 1);
+  CHECK_FALSE(PeekReplicaKey(other_version));
+  const std::string huge(CodecLimits().key_bytes_max + 1, 'k');
+  CHECK_FALSE(PeekReplicaKey(EncodeMessage(ReplicaGet{3, huge, std::nullopt})));
+}
+
 TEST_CASE("Context encodes and rejects foreign bytes") {
   Context c;
   c.clock.Observe(3, 4, 5);

@@ -372,7 +372,9 @@ TEMPLATE_TEST_CASE("Prefetch is only a hint: it creates, changes and reports not
   TestType factory;
   auto engine = factory.Open();
   REQUIRE(engine != nullptr);
-  engine->Prefetch("k0");  // on an empty engine
+  const std::string_view first[] = {"k0", "k1"};
+  engine->Prefetch(first);  // on an empty engine
+  engine->Prefetch({});
   for (int i = 0; i < 50; ++i) {
     REQUIRE(engine->Put("k" + std::to_string(i), {MakeVersion(1, 1 + i)}, kWrite).ok());
   }
@@ -380,10 +382,14 @@ TEMPLATE_TEST_CASE("Prefetch is only a hint: it creates, changes and reports not
   REQUIRE(before.ok());
   REQUIRE(before->entries.size() == 50);
   // Present, absent, empty, embedded NUL, and longer than any key may be.
-  for (int i = 0; i < 100; ++i) engine->Prefetch("k" + std::to_string(i));
-  engine->Prefetch("");
-  engine->Prefetch(std::string("default\0k1", 10));
-  engine->Prefetch(std::string(engine->limits().key_bytes_max + 1, 'x'));
+  std::vector<std::string> keys;
+  for (int i = 0; i < 100; ++i) keys.push_back("k" + std::to_string(i));
+  keys.push_back("");
+  keys.push_back(std::string("default\0k1", 10));
+  keys.push_back(std::string(engine->limits().key_bytes_max + 1, 'x'));
+  keys.push_back("k3");  // twice in one batch
+  const std::vector<std::string_view> views(keys.begin(), keys.end());
+  engine->Prefetch(views);
   auto after = engine->Scan(TokenRange{}, "", ScanLimits());
   REQUIRE(after.ok());
   REQUIRE(after->entries.size() == before->entries.size());

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <future>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -143,6 +144,57 @@ TEST_CASE("two TCP runtimes exchange messages in order, both ways") {
   }
   REQUIRE(got_b[500].second.size() == 200000);
   REQUIRE(got_a[0] == std::make_pair(NodeId{2}, std::string("reply")));
+}
+
+TEST_CASE("the lookahead handler is shown each run of frames before they are delivered") {
+  Pair p = MakePair("s", "s");
+  std::mutex mu;
+  std::vector<std::string> delivered;
+  std::vector<std::vector<std::string>> shown;  // each lookahead's messages
+  std::vector<size_t> shown_at;                 // how many were delivered then
+  bool shown_from_a = true;
+  p.b->SetReceiveHandler([&](NodeId, std::string_view m) {
+    std::lock_guard<std::mutex> l(mu);
+    delivered.emplace_back(m);
+  });
+  p.b->SetLookaheadHandler([&](NodeId from, std::span<const std::string_view> messages) {
+    std::lock_guard<std::mutex> l(mu);
+    shown_from_a = shown_from_a && from == 1;
+    shown.emplace_back(messages.begin(), messages.end());
+    shown_at.push_back(delivered.size());
+  });
+  LoopThread la(p.a.get()), lb(p.b.get());
+  REQUIRE(WaitUntil([&] { return la.Call([&] { return p.a->PeerConnected(2); }); }));
+  constexpr int kMessages = 2000;
+  la.Call([&] {  // one loop turn: the frames leave as one buffer
+    for (int i = 0; i < kMessages; ++i) REQUIRE(p.a->Send(2, "m" + std::to_string(i)).ok());
+    return 0;
+  });
+  REQUIRE(WaitUntil([&] {
+    std::lock_guard<std::mutex> l(mu);
+    return delivered.size() == kMessages;
+  }));
+  std::lock_guard<std::mutex> l(mu);
+  for (int i = 0; i < kMessages; ++i) REQUIRE(delivered[i] == "m" + std::to_string(i));
+  CHECK(shown_from_a);
+  // Each lookahead shows the next 2..32 messages to be delivered, and the
+  // next lookahead comes only once they all were.
+  REQUIRE_FALSE(shown.empty());
+  size_t covered_until = 0, covered = 0;
+  for (size_t k = 0; k < shown.size(); ++k) {
+    INFO("lookahead " << k << " at " << shown_at[k]);
+    CHECK(shown[k].size() >= 2);
+    CHECK(shown[k].size() <= 32);
+    CHECK(shown_at[k] >= covered_until);
+    for (size_t j = 0; j < shown[k].size(); ++j) {
+      CHECK(shown[k][j] == "m" + std::to_string(shown_at[k] + j));
+    }
+    covered_until = shown_at[k] + shown[k].size();
+    covered += shown[k].size();
+  }
+  // Loopback hands the one buffer over in a few reads, so runs are long:
+  // all but the frames cut at the reads' edges are shown.
+  CHECK(covered >= kMessages / 2);
 }
 
 TEST_CASE("timers run in order on the loop and cancelled timers never run") {

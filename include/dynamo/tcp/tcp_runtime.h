@@ -170,6 +170,7 @@ class TcpRuntime final : public Runtime, public Transport {
   // Transport.
   absl::Status Send(NodeId to, std::string message) override;
   void SetReceiveHandler(ReceiveHandler handler) override;
+  void SetLookaheadHandler(LookaheadHandler handler) override;
   size_t message_bytes_max() const override { return options_.frame_bytes_max; }
 
   // Loop thread only.
