@@ -649,6 +649,7 @@ std::string RespServer::Info(std::string_view section) const {
     absl::StrAppend(
         &out, "# Transport\r\npeers_dialled:", runtime_->peer_count(),
         "\r\nmessages_sent:", t.messages_sent, "\r\nmessages_received:", t.messages_received,
+        "\r\nmessages_looked_ahead:", t.messages_looked_ahead,
         "\r\nbytes_sent:", t.bytes_sent, "\r\nbytes_received:", t.bytes_received,
         "\r\ndropped_queue_full:", t.dropped_queue_full,
         "\r\ndropped_disconnected:", t.dropped_disconnected, "\r\nconnects_ok:", t.connects_ok,

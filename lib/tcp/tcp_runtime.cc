@@ -765,6 +765,7 @@ class TcpRuntime::Impl {
       begin += frame.bytes;
     }
     if (lookahead_.size() >= 2) {
+      metrics_.messages_looked_ahead += lookahead_.size();
       LookaheadHandler handler = lookahead_handler_;  // a copy, as in DeliverFrames
       handler(conn.peer, lookahead_);
     }

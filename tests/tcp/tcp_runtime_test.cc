@@ -195,6 +195,7 @@ TEST_CASE("the lookahead handler is shown each run of frames before they are del
   // Loopback hands the one buffer over in a few reads, so runs are long:
   // all but the frames cut at the reads' edges are shown.
   CHECK(covered >= kMessages / 2);
+  CHECK(lb.Call([&] { return p.b->metrics().messages_looked_ahead; }) == covered);
 }
 
 TEST_CASE("timers run in order on the loop and cancelled timers never run") {

@@ -116,6 +116,7 @@ struct TcpRuntimeOptions {
 struct TcpTransportMetrics {
   uint64_t messages_sent = 0;      // written to a socket
   uint64_t messages_received = 0;  // delivered to the receive handler
+  uint64_t messages_looked_ahead = 0;  // shown to the lookahead handler first
   uint64_t bytes_sent = 0, bytes_received = 0;
   uint64_t dropped_queue_full = 0;     // Send() refused: the peer's queue was full
   uint64_t dropped_disconnected = 0;   // queued, then dropped when a dial failed
