@@ -179,6 +179,42 @@ TEST_CASE("PeekReplicaKey reads a replica put's or get's key and nothing else") 
   CHECK_FALSE(PeekReplicaKey(EncodeMessage(ReplicaGet{3, huge, std::nullopt})));
 }
 
+TEST_CASE("PeekReplicaKey agrees with DecodeMessage on mutated frames (seed 101)") {
+  std::mt19937_64 rng(101);
+  Version v;
+  v.dot = Dot{7, 3, 1234};
+  v.value = "value";
+  const std::string seeds[] = {
+      EncodeMessage(ReplicaPut{300, std::string("b\0key", 5), {v}, 0, false}),
+      EncodeMessage(ReplicaGet{70000, "some key", std::vector<Dot>{v.dot}}),
+      EncodeMessage(ReplicaPutReply{2, 0, ""}),
+  };
+  int keys_peeked = 0;
+  for (int i = 0; i < 30000; ++i) {
+    std::string bytes = seeds[rng() % 3];
+    int flips = 1 + static_cast<int>(rng() % 3);
+    for (int f = 0; f < flips; ++f) bytes[rng() % bytes.size()] = static_cast<char>(rng());
+    if (rng() % 3 == 0) bytes.resize(rng() % bytes.size());
+    const std::optional<std::string_view> peeked = PeekReplicaKey(bytes);
+    if (peeked) {
+      ++keys_peeked;
+      // A view into the frame itself.
+      REQUIRE(peeked->data() >= bytes.data());
+      REQUIRE(peeked->data() + peeked->size() <= bytes.data() + bytes.size());
+    }
+    auto decoded = DecodeMessage(bytes);
+    if (!decoded.ok()) continue;
+    if (const auto* put = std::get_if<ReplicaPut>(&*decoded)) {
+      REQUIRE(peeked == std::optional<std::string_view>(put->key));
+    } else if (const auto* get = std::get_if<ReplicaGet>(&*decoded)) {
+      REQUIRE(peeked == std::optional<std::string_view>(get->key));
+    } else {
+      REQUIRE_FALSE(peeked);
+    }
+  }
+  CHECK(keys_peeked > 1000);
+}
+
 TEST_CASE("Context encodes and rejects foreign bytes") {
   Context c;
   c.clock.Observe(3, 4, 5);
