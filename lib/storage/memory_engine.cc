@@ -86,9 +86,13 @@ void MemoryEngine::Prefetch(std::span<const std::string_view> keys) {
   for (std::string_view key : keys) {
     auto found = data_.find(key);
     if (found == data_.end() || (*found)->siblings.empty()) continue;
+    // All of it: the hash of the set reads the dot at its start and the
+    // tombstone flag near its end, the merge its clock in between (and
+    // writes the set in place).
     const char* first = reinterpret_cast<const char*>((*found)->siblings.data());
-    __builtin_prefetch(first, /*rw=*/1);  // the merge writes the set in place
-    __builtin_prefetch(first + 64, /*rw=*/1);
+    for (size_t offset = 0; offset < sizeof(Version); offset += 64) {
+      __builtin_prefetch(first + offset, /*rw=*/1);
+    }
   }
 }
 
