@@ -209,17 +209,22 @@ void AntiEntropy::RebuildTreeIndex() {
   for (TreeIndex& index : tree_index_) index.by_end.Build(index.ends);
 }
 
-const AntiEntropy::IndexedRange* AntiEntropy::FindRange(uint32_t n, Token token) const {
+const AntiEntropy::TreeIndex* AntiEntropy::IndexFor(uint32_t n) const {
   for (const TreeIndex& index : tree_index_) {
-    if (index.n != n) continue;
-    // The first range ending at or after the token; past the last end the
-    // token can only be in a range that wraps around zero, the first one.
-    size_t i = index.by_end.FirstAtOrAfter(index.ends, token);
-    if (i == index.ends.size()) i = 0;
-    const IndexedRange& range = index.ranges[i];
-    return TokenRange{range.begin, index.ends[i]}.Contains(token) ? &range : nullptr;
+    if (index.n == n) return &index;
   }
   return nullptr;
+}
+
+const AntiEntropy::IndexedRange* AntiEntropy::FindRange(uint32_t n, Token token) const {
+  const TreeIndex* index = IndexFor(n);
+  if (index == nullptr) return nullptr;
+  // The first range ending at or after the token; past the last end the
+  // token can only be in a range that wraps around zero, the first one.
+  size_t i = index->by_end.FirstAtOrAfter(index->ends, token);
+  if (i == index->ends.size()) i = 0;
+  const IndexedRange& range = index->ranges[i];
+  return TokenRange{range.begin, index->ends[i]}.Contains(token) ? &range : nullptr;
 }
 
 const AntiEntropy::RangeState* AntiEntropy::FindTree(uint32_t n, Token token) const {
@@ -291,12 +296,23 @@ void AntiEntropy::OnKeyChanged(uint32_t n, std::string_view key, uint64_t old_ha
 }
 
 void AntiEntropy::ApplyPendingChanges() {
-  // Three passes, each starting the loads the next one needs: the index
-  // search and the tree's fields, then the tree's nodes (whose addresses
-  // come from those fields), then the updates. Within a pass the changes
-  // are independent, so their misses overlap instead of following one
-  // another. Every tree is built while changes wait, so every change in
-  // a tree counts.
+  // One pass per link of each change's chain of loads, each pass starting
+  // the loads the next one needs: the range index's bucket; the range's end
+  // and entry there; the index search, then the tree's fields; the tree's
+  // nodes (whose addresses come from those fields); the updates. Within a
+  // pass the changes are independent, so their misses overlap instead of
+  // following one another. Every tree is built while changes wait, so
+  // every change in a tree counts.
+  for (const PendingChange& change : pending_changes_) {
+    if (const TreeIndex* index = IndexFor(change.n)) index->by_end.Prefetch(change.token);
+  }
+  for (const PendingChange& change : pending_changes_) {
+    const TreeIndex* index = IndexFor(change.n);
+    if (index == nullptr || index->ends.empty()) continue;
+    const size_t i = std::min(index->by_end.ScanStart(change.token), index->ends.size() - 1);
+    __builtin_prefetch(&index->ends[i]);
+    __builtin_prefetch(&index->ranges[i]);
+  }
   for (PendingChange& change : pending_changes_) {
     change.state = TreeToUpdate(change.n, change.token);
     if (change.state == nullptr) continue;

@@ -225,6 +225,8 @@ class AntiEntropy {
     bool any_shared = false;             // some range keeps hashes
   };
   void RebuildTreeIndex();
+  // The index of replica count n's trees, or null.
+  const TreeIndex* IndexFor(uint32_t n) const;
   // The index entry of the range of replica count n holding `token`, or null.
   const IndexedRange* FindRange(uint32_t n, Token token) const;
   // A range's tree, if it keeps hashes (null for a solo range or none).

@@ -30,7 +30,7 @@ class TokenIndex {
   // sorted.size() if none. REQUIRES: `sorted` is the array given to Build.
   size_t FirstAtOrAfter(absl::Span<const Token> sorted, Token t) const {
     if (bits_ == 0) return 0;  // built over no tokens
-    const size_t k = static_cast<size_t>(t >> (128 - bits_));
+    const size_t k = Bucket(t);
     size_t i = first_[k];
     // Every token of later buckets is after `t`, so the scan stops there.
     const size_t end = first_[k + 1];
@@ -38,7 +38,18 @@ class TokenIndex {
     return i;
   }
 
+  // For callers that look up a batch of tokens and want the cache misses of
+  // the lookups to overlap: Prefetch starts loading the index entry that
+  // FirstAtOrAfter reads first; ScanStart reads it and returns where the
+  // scan of `sorted` starts (the answer, or a step or two before it).
+  void Prefetch(Token t) const {
+    if (bits_ != 0) __builtin_prefetch(&first_[Bucket(t)]);
+  }
+  size_t ScanStart(Token t) const { return bits_ == 0 ? 0 : first_[Bucket(t)]; }
+
  private:
+  size_t Bucket(Token t) const { return static_cast<size_t>(t >> (128 - bits_)); }
+
   static constexpr int kBitsMax = 24;  // at most 2^24 buckets: 64 MiB of index
   int bits_ = 0;                 // buckets: 2^bits_, each 2^(128 - bits_) tokens wide
   std::vector<uint32_t> first_;  // first_[k]: first position in bucket k or later

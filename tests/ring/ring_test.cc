@@ -501,12 +501,15 @@ TEST_CASE("TokenIndex finds what a bisection finds, for any token") {
       queries.push_back(t + 1);
     }
     for (int i = 0; i < 2000; ++i) queries.push_back(random_token());
-    size_t mismatches = 0;
+    size_t mismatches = 0, scan_starts_after = 0;
     for (Token q : queries) {
       size_t expected = std::lower_bound(sorted.begin(), sorted.end(), q) - sorted.begin();
       if (index.FirstAtOrAfter(sorted, q) != expected) ++mismatches;
+      index.Prefetch(q);  // a hint: changes nothing
+      if (index.ScanStart(q) > expected) ++scan_starts_after;
     }
     CHECK(mismatches == 0);
+    CHECK(scan_starts_after == 0);  // the scan starts at or before the answer
   }
 }
 
