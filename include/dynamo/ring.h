@@ -188,6 +188,7 @@ class Ring {
   void InsertMember(RingMember member);  // keeps members_ sorted
   void RebuildPoints();
   void RebuildPartitionTokens();  // strategy 3: members' tokens from owners
+  void FillPartitionEnds();       // strategy 3: point_tokens_, if not yet there
   void Invalidate();
   size_t RangeCount() const;
   size_t RangeOfToken(Token t, const LookupTable& table) const;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <span>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -125,12 +126,12 @@ void Ring::InsertMember(RingMember member) {
 
 void Ring::RebuildPoints() {
   if (options_.strategy == PartitionStrategy::kEqualPartitions) {
-    point_tokens_.clear();
-    point_owners_.clear();
-    if (members_.empty()) return;
-    const size_t q = options_.partitions;
-    point_tokens_.reserve(q);
-    for (size_t p = 0; p < q; ++p) point_tokens_.push_back(PartitionEnd(q, p));
+    if (members_.empty()) {
+      point_tokens_.clear();
+      point_owners_.clear();
+      return;
+    }
+    FillPartitionEnds();
     point_owners_ = partition_owner_;
     return;
   }
@@ -149,10 +150,31 @@ void Ring::RebuildPoints() {
 
 void Ring::RebuildPartitionTokens() {
   for (RingMember& m : members_) m.tokens.clear();
-  const size_t q = options_.partitions;
+  FillPartitionEnds();
   for (size_t p = 0; p < partition_owner_.size(); ++p) {
-    members_[partition_owner_[p]].tokens.push_back(PartitionEnd(q, p));
+    members_[partition_owner_[p]].tokens.push_back(point_tokens_[p]);
   }
+}
+
+// Strategy 3's positions are the partition ends, whoever holds them, so they
+// are computed once per ring, and as PartitionEnd computes them but with its
+// two 128-bit divisions done once: every node rebuilds its rings on a
+// membership change, and with a division pair per partition per member that
+// was most of the start of a simulated 100-node cluster.
+void Ring::FillPartitionEnds() {
+  const size_t q = options_.partitions;
+  if (point_tokens_.size() == q) return;
+  point_tokens_.resize(q);
+  const absl::uint128 all = ~absl::uint128(0);
+  const absl::uint128 q0 = all / q;
+  // j * r1 < q * (q + 1) fits 64 bits: q <= kRingPartitionsMax = 2^24.
+  static_assert(kRingPartitionsMax <= (uint64_t{1} << 31));
+  const uint64_t r1 = static_cast<uint64_t>(all % q) + 1;
+  for (size_t i = 0; i + 1 < q; ++i) {
+    const uint64_t j = i + 1;
+    point_tokens_[i] = j * q0 + (j * r1 + q - 1) / q - 1;
+  }
+  point_tokens_[q - 1] = all;
 }
 
 absl::Status Ring::AddNode(RingMember member) {
@@ -270,15 +292,33 @@ void Ring::AssignPartitionsToNew(size_t m) {
   // The order in which each donor gives up its partitions: a seeded hash of
   // the partition and the joining node (ties by partition), so that a
   // joiner's partitions are spread around the ring rather than clustered.
-  std::vector<std::vector<uint32_t>> order(members_.size());
+  // Scored and sorted only for the donors that give any: a joiner takes
+  // about Q/n partitions, so in a large cluster most members give none
+  // (scoring and sorting the whole ring per join was most of building a
+  // 200-node ring, which every node does).
+  // Each member's partitions, in one array (a vector per member was n
+  // allocations per join): member j's are at [first[j], first[j + 1]).
+  std::vector<size_t> first(members_.size() + 1, 0);
+  for (size_t j = 0; j < members_.size(); ++j) first[j + 1] = first[j] + count[j];
+  std::vector<uint32_t> by_owner(q);
   {
-    std::vector<std::pair<uint64_t, uint32_t>> scored(q);
-    for (size_t p = 0; p < q; ++p) {
-      scored[p] = {Mix(options_.seed, members_[m].id, p), static_cast<uint32_t>(p)};
-    }
-    std::sort(scored.begin(), scored.end());
-    for (const auto& [unused_score, p] : scored) order[partition_owner_[p]].push_back(p);
+    std::vector<size_t> next(first.begin(), first.end() - 1);
+    for (size_t p = 0; p < q; ++p) by_owner[next[partition_owner_[p]]++] = static_cast<uint32_t>(p);
   }
+  std::vector<bool> ordered(members_.size(), false);
+  std::vector<std::pair<uint64_t, uint32_t>> scored;
+  auto order_of = [&](size_t donor) {
+    // Its partitions before this join: count[] drops as the joiner takes them.
+    std::span<uint32_t> partitions(by_owner.data() + first[donor],
+                                   by_owner.data() + first[donor + 1]);
+    if (ordered[donor]) return partitions;
+    ordered[donor] = true;
+    scored.clear();
+    for (uint32_t p : partitions) scored.emplace_back(Mix(options_.seed, members_[m].id, p), p);
+    std::sort(scored.begin(), scored.end());
+    for (size_t i = 0; i < scored.size(); ++i) partitions[i] = scored[i].second;
+    return partitions;
+  };
   // Prefer a partition with no neighbour already held by the joiner: two
   // adjacent partitions of one node put fewer distinct nodes on the
   // preference lists that walk over them.
@@ -293,7 +333,7 @@ void Ring::AssignPartitionsToNew(size_t m) {
   // Positions in each donor's order. The joiner only gains partitions here,
   // so a partition once taken or next to the joiner stays so: `next_apart`
   // passes each such partition once, `next_any` each taken one, and the
-  // whole placement is O(Q log Q) rather than a scan of the ring per
+  // whole placement is O(Q log Q) at most rather than a scan of the ring per
   // partition taken (which made a 3-node ring of 1024 partitions take
   // milliseconds, on every membership change of every node).
   std::vector<size_t> next_apart(members_.size(), 0), next_any(members_.size(), 0);
@@ -311,7 +351,7 @@ void Ring::AssignPartitionsToNew(size_t m) {
     if (donor == members_.size()) break;
     // Stop once taking more would make the joiner the most loaded node.
     if ((count[m] + 1) / members_[m].weight > count[donor] / members_[donor].weight) break;
-    const std::vector<uint32_t>& candidates = order[donor];
+    const std::span<const uint32_t> candidates = order_of(donor);
     size_t& apart = next_apart[donor];
     while (apart < candidates.size() &&
            (partition_owner_[candidates[apart]] != donor || adjacent(candidates[apart]))) {

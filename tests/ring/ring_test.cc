@@ -99,6 +99,31 @@ TEST_CASE("Ring partition convention is exact at every boundary") {
   CHECK(std::max({w0, w1, w2}) - std::min({w0, w1, w2}) <= 1);
 }
 
+TEST_CASE("Strategy 3 members hold exactly the partition ends PartitionEnd gives") {
+  // The ring computes its partition ends in one pass rather than by
+  // PartitionEnd; both must agree at every partition, for Q prime, odd,
+  // and a power of two up to 2^20.
+  for (size_t q : {size_t{1}, size_t{2}, size_t{3}, size_t{7}, size_t{1000}, size_t{1024},
+                   size_t{4097}, size_t{65537}, size_t{1} << 20}) {
+    INFO("Q = " << q);
+    RingOptions o;
+    o.strategy = PartitionStrategy::kEqualPartitions;
+    o.partitions = q;
+    Ring ring(o);
+    for (NodeId id = 1; id <= std::min<size_t>(q, 3); ++id) REQUIRE(ring.AddNode(Member(id)).ok());
+    if (ring.size() > 1) REQUIRE(ring.RemoveNode(1).ok());  // rebuilt after a removal too
+    std::vector<Token> held;
+    for (const RingMember& m : ring.members()) {
+      held.insert(held.end(), m.tokens.begin(), m.tokens.end());
+    }
+    std::sort(held.begin(), held.end());
+    REQUIRE(held.size() == q);
+    size_t mismatches = 0;
+    for (size_t p = 0; p < q; ++p) mismatches += held[p] != Ring::PartitionEnd(q, p);
+    CHECK(mismatches == 0);
+  }
+}
+
 TEST_CASE("Ring preference lists match a brute-force walk and hold distinct nodes") {
   std::mt19937_64 rng(1);
   for (PartitionStrategy strategy : kAllStrategies) {
