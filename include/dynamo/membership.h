@@ -67,9 +67,32 @@ class Membership {
   // One past the largest sequence number in the view.
   uint64_t NextSeq() const;
 
+  // What a ring is computed from: the view's joins and removals in the
+  // order they are replayed, each join with the member's zone and weight.
+  // Views with equal events build equal rings, so a node rebuilds its rings
+  // only when these change, not when an entry changes only its actor,
+  // address or epoch (every node announces those as it starts, and with
+  // hundreds of members the rebuilds were most of a simulation's time).
+  struct RingEvent {
+    uint64_t seq = 0;
+    bool remove = false;
+    NodeId id = kNoNode;
+    std::string zone;  // of a join
+    double weight = 0;  // of a join
+    friend bool operator==(const RingEvent&, const RingEvent&) = default;
+  };
+  // With `pending`, the events of the ring the cluster is moving to (see
+  // BuildRing).
+  std::vector<RingEvent> RingEvents(bool pending) const;
+  // The ring `events` describe, replayed in order on an empty ring.
+  static absl::StatusOr<Ring> BuildRing(const RingOptions& options,
+                                        const std::vector<RingEvent>& events);
+
   // The ring that serves requests: members up or leaving. With `pending`,
   // the ring the cluster is moving to: joining members in, leaving ones out.
-  absl::StatusOr<Ring> BuildRing(const RingOptions& options, bool pending) const;
+  absl::StatusOr<Ring> BuildRing(const RingOptions& options, bool pending) const {
+    return BuildRing(options, RingEvents(pending));
+  }
 
  private:
   std::map<NodeId, MemberEntry> entries_;

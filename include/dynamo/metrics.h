@@ -41,6 +41,7 @@ struct NodeMetrics {
   // Membership, gossip and ownership transfer (paper 4.8, 4.9).
   uint64_t gossip_rounds = 0;
   uint64_t membership_changes = 0;       // merges that changed the view
+  uint64_t ring_rebuilds = 0;            // of those, the ones that changed a ring's inputs
   uint64_t transfers_started = 0;
   uint64_t transfers_completed = 0;
   uint64_t transfer_keys_received = 0;

@@ -112,11 +112,9 @@ uint64_t Membership::NextSeq() const {
   return seq + 1;
 }
 
-absl::StatusOr<Ring> Membership::BuildRing(const RingOptions& options, bool pending) const {
-  // Events: (seq, kind, id); kind 0 = join, 1 = remove. Replaying them in
-  // this order is the same computation on every node.
-  std::vector<std::tuple<uint64_t, int, NodeId>> events;
-  uint64_t after_all = NextSeq();
+std::vector<Membership::RingEvent> Membership::RingEvents(bool pending) const {
+  std::vector<RingEvent> events;
+  const uint64_t after_all = NextSeq();
   for (const auto& [id, e] : entries_) {
     bool in = true;
     switch (e.status) {
@@ -126,25 +124,33 @@ absl::StatusOr<Ring> Membership::BuildRing(const RingOptions& options, bool pend
       case MemberStatus::kRemoved: break;
     }
     if (!in) continue;
-    events.emplace_back(e.join_seq, 0, id);
+    events.push_back({e.join_seq, /*remove=*/false, id, e.zone, e.weight});
     if (e.status == MemberStatus::kRemoved) {
-      events.emplace_back(e.remove_seq, 1, id);
+      events.push_back({e.remove_seq, /*remove=*/true, id, "", 0});
     } else if (e.status == MemberStatus::kLeaving && pending) {
-      events.emplace_back(after_all, 1, id);
+      events.push_back({after_all, /*remove=*/true, id, "", 0});
     }
   }
-  std::sort(events.begin(), events.end());
+  // Replaying in (seq, join before removal, id) order is the same
+  // computation on every node.
+  std::sort(events.begin(), events.end(), [](const RingEvent& a, const RingEvent& b) {
+    return std::tie(a.seq, a.remove, a.id) < std::tie(b.seq, b.remove, b.id);
+  });
+  return events;
+}
+
+absl::StatusOr<Ring> Membership::BuildRing(const RingOptions& options,
+                                           const std::vector<RingEvent>& events) {
   Ring ring(options);
-  for (const auto& [seq, kind, id] : events) {
-    if (kind == 0) {
-      const MemberEntry& e = entries_.at(id);
-      RingMember m;
-      m.id = id;
-      m.zone = e.zone;
-      m.weight = e.weight;
-      DYNAMO_RETURN_IF_ERROR(ring.AddNode(std::move(m)));
+  for (const RingEvent& event : events) {
+    if (event.remove) {
+      DYNAMO_RETURN_IF_ERROR(ring.RemoveNode(event.id));
     } else {
-      DYNAMO_RETURN_IF_ERROR(ring.RemoveNode(id));
+      RingMember m;
+      m.id = event.id;
+      m.zone = event.zone;
+      m.weight = event.weight;
+      DYNAMO_RETURN_IF_ERROR(ring.AddNode(std::move(m)));
     }
   }
   return ring;

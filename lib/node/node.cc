@@ -193,6 +193,8 @@ absl::Status Node::SetRing(Ring ring) {
   membership_ = Membership::FromRing(ring);
   ring_ = std::move(ring);
   pending_ring_ = ring_;
+  routing_events_.reset();  // rebuilt from the new view whatever it was
+  pending_events_.reset();
   OnMembershipChanged();  // also tells anti-entropy
   return absl::OkStatus();
 }
@@ -513,23 +515,34 @@ void Node::OnMembershipChanged() {
     metrics_.storage_errors++;
   }
   if (options_.on_membership_changed) options_.on_membership_changed(membership_);
-  absl::StatusOr<Ring> routing = membership_.BuildRing(ring_.options(), /*pending=*/false);
-  absl::StatusOr<Ring> pending = membership_.BuildRing(ring_.options(), /*pending=*/true);
-  if (!routing.ok() || !pending.ok()) {
-    metrics_.storage_errors++;  // an inconsistent view; keep the old rings
-    return;
+  std::vector<Membership::RingEvent> routing_events = membership_.RingEvents(/*pending=*/false);
+  std::vector<Membership::RingEvent> pending_events = membership_.RingEvents(/*pending=*/true);
+  if (routing_events != routing_events_ || pending_events != pending_events_) {
+    absl::StatusOr<Ring> routing = Membership::BuildRing(ring_.options(), routing_events);
+    // With no member joining or leaving both rings replay the same events.
+    absl::StatusOr<Ring> pending = pending_events == routing_events
+                                       ? routing
+                                       : Membership::BuildRing(ring_.options(), pending_events);
+    if (!routing.ok() || !pending.ok()) {
+      metrics_.storage_errors++;  // an inconsistent view; keep the old rings
+      return;
+    }
+    metrics_.ring_rebuilds++;
+    routing_events_ = std::move(routing_events);
+    pending_events_ = std::move(pending_events);
+    Ring before = ring_;
+    ring_ = *std::move(routing);
+    pending_ring_ = *std::move(pending);
+    moving_to_ =
+        pending_ring_.members() == ring_.members() ? Ring(ring_.options()) : pending_ring_;
+    if (anti_entropy_) anti_entropy_->OnRingChanged(ring_);  // trees follow the ranges
+    if (before.size() > 0 && ring_.Contains(id())) {
+      // Ranges this node gained (a member was removed, or this node became
+      // up) are pulled from their previous owners.
+      EnqueueTransfers(before, ring_, /*for_join=*/false);
+    }
   }
-  Ring before = ring_;
-  ring_ = *std::move(routing);
-  pending_ring_ = *std::move(pending);
-  moving_to_ = pending_ring_.members() == ring_.members() ? Ring(ring_.options()) : pending_ring_;
-  if (anti_entropy_) anti_entropy_->OnRingChanged(ring_);  // trees follow the ranges
   const MemberEntry* mine = membership_.Find(id());
-  if (before.size() > 0 && ring_.Contains(id())) {
-    // Ranges this node gained (a member was removed, or this node became
-    // up) are pulled from their previous owners.
-    EnqueueTransfers(before, ring_, /*for_join=*/false);
-  }
   if (mine != nullptr && mine->status == MemberStatus::kJoining && !join_transfers_enqueued_) {
     join_transfers_enqueued_ = true;
     EnqueueTransfers(ring_, pending_ring_, /*for_join=*/true);

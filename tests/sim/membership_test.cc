@@ -275,6 +275,47 @@ TEST_CASE("Failure detection never removes a node, explicit removal does") {
   CHECK(sim->node(1)->Remove(5).code() == absl::StatusCode::kNotFound);
 }
 
+TEST_CASE("A node rebuilds its rings only when the view changes what they are built from") {
+  uint64_t seed = TestSeed(67);
+  DYNAMO_SEED_INFO(seed);
+  auto sim = *Simulation::Create(Options(seed, 5));
+  const RingOptions& ring_options = sim->node(1)->ring().options();
+  // Each node's rings are what its view builds now, whatever was skipped.
+  auto rings_follow_views = [&](const std::vector<NodeId>& nodes) {
+    for (NodeId id : nodes) {
+      const Node& node = *sim->node(id);
+      INFO("node " << id);
+      CHECK(node.ring().members() ==
+            node.membership().BuildRing(ring_options, /*pending=*/false)->members());
+      CHECK(node.pending_ring().members() ==
+            node.membership().BuildRing(ring_options, /*pending=*/true)->members());
+    }
+  };
+  sim->RunFor(absl::Seconds(5));
+  // Every node announced its actor, a change of every view that moves no
+  // partition: the rings were built once, at the start.
+  for (NodeId id : sim->node_ids()) {
+    INFO("node " << id);
+    CHECK(sim->node(id)->metrics().membership_changes >= 5);
+    CHECK(sim->node(id)->metrics().ring_rebuilds == 1);
+  }
+  rings_follow_views(sim->node_ids());
+  REQUIRE(sim->node(1)->Remove(5).ok());
+  const std::vector<NodeId> rest = {1, 2, 3, 4};
+  REQUIRE(sim->network().RunUntil(
+      [&] {
+        return std::none_of(rest.begin(), rest.end(),
+                            [&](NodeId id) { return sim->node(id)->ring().Contains(5); });
+      },
+      absl::Seconds(30)));
+  sim->RunFor(absl::Seconds(5));
+  for (NodeId id : rest) {
+    INFO("node " << id);
+    CHECK(sim->node(id)->metrics().ring_rebuilds >= 2);
+  }
+  rings_follow_views(rest);
+}
+
 TEST_CASE("A wall clock stepped either way neither suspects every peer nor hides a crash") {
   uint64_t seed = TestSeed(66);
   DYNAMO_SEED_INFO(seed);
