@@ -12,9 +12,16 @@
 // Arguments: quorum (0: (3,2,2), 1: (3,1,3), 2: (1,1,1)), key distribution
 // (0: uniform, 1: zipfian s=0.99), coordination (0: server-driven through a
 // random node, 1: client-driven through the partition-aware client).
+//
+// BM_ClusterStart is what a run costs before any workload: creating a
+// cluster of `nodes` (16 partitions per node, strategy 3) and keeping it
+// idle for 10 simulated seconds (gossip, failure detection, anti-entropy).
+// Counters: create_ms, wall milliseconds to create it, and idle_speedup,
+// simulated seconds per wall second while idle.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -139,6 +146,40 @@ void BM_Cluster(benchmark::State& state) {
   state.counters["failed"] = static_cast<double>(failures);
   state.counters["digest"] = static_cast<double>(digest);
 }
+
+void BM_ClusterStart(benchmark::State& state) {
+  const size_t nodes = static_cast<size_t>(state.range(0));
+  constexpr absl::Duration kIdle = absl::Seconds(10);
+  using Clock = std::chrono::steady_clock;
+  double create_s = 0, idle_s = 0;
+  for (auto _ : state) {
+    SimulationOptions o;
+    o.seed = 42;
+    o.nodes = nodes;
+    o.ring.partitions = 16 * nodes;
+    const Clock::time_point start = Clock::now();
+    auto sim = *Simulation::Create(o);
+    const Clock::time_point created = Clock::now();
+    sim->RunFor(kIdle);
+    const Clock::time_point idled = Clock::now();
+    create_s += std::chrono::duration<double>(created - start).count();
+    idle_s += std::chrono::duration<double>(idled - created).count();
+    state.PauseTiming();
+    sim.reset();
+    state.ResumeTiming();
+  }
+  const double runs = static_cast<double>(state.iterations());
+  state.counters["create_ms"] = 1e3 * create_s / runs;
+  state.counters["idle_speedup"] = absl::ToDoubleSeconds(kIdle) * runs / idle_s;
+}
+
+BENCHMARK(BM_ClusterStart)
+    ->ArgName("nodes")
+    ->Arg(25)
+    ->Arg(100)
+    ->Arg(200)
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(1);
 
 BENCHMARK(BM_Cluster)
     ->ArgNames({"quorum", "zipf", "client"})
