@@ -62,6 +62,7 @@ std::vector<NodeId> FailureDetector::Unreachable() const {
   for (const auto& [id, s] : peers_) {
     if (!s.reachable) out.push_back(id);
   }
+  std::sort(out.begin(), out.end());
   return out;
 }
 

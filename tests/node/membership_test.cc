@@ -87,6 +87,28 @@ TEST_CASE("The ring is a function of the view, with minimal movement per change"
   CHECK_FALSE(m.BuildRing(options, true)->Contains(2));
 }
 
+TEST_CASE("The failure detector lists unreachable peers in id order, whatever the order of events") {
+  // Its peers are hashed; what it reports must not depend on the hashing.
+  FailureDetector fd;
+  std::vector<NodeId> peers;
+  for (NodeId id = 1; id <= 300; ++id) peers.push_back(id * 7919 % 1000 + 1);
+  std::mt19937_64 rng(3);
+  std::shuffle(peers.begin(), peers.end(), rng);
+  std::vector<NodeId> expected;
+  for (size_t i = 0; i < peers.size(); ++i) {
+    fd.OnHeard(peers[i], absl::Seconds(1));
+    if (i % 3 == 0) {
+      fd.OnTimeout(peers[i], absl::Seconds(2));
+      expected.push_back(peers[i]);
+    }
+  }
+  std::sort(expected.begin(), expected.end());
+  CHECK(fd.Unreachable() == expected);
+  for (NodeId id : expected) CHECK_FALSE(fd.IsReachable(id));
+  CHECK(fd.IsReachable(peers[1]));
+  CHECK(fd.IsReachable(100000));  // never heard of: reachable until it misses a deadline
+}
+
 TEST_CASE("Phi accrual rises with silence relative to the usual interval") {
   FailureDetector fd;
   absl::Duration t = absl::ZeroDuration();
