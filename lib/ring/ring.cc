@@ -158,9 +158,9 @@ void Ring::RebuildPartitionTokens() {
 
 // Strategy 3's positions are the partition ends, whoever holds them, so they
 // are computed once per ring, and as PartitionEnd computes them but with its
-// two 128-bit divisions done once: every node rebuilds its rings on a
-// membership change, and with a division pair per partition per member that
-// was most of the start of a simulated 100-node cluster.
+// two 128-bit divisions done once: every node builds its rings from the
+// view, join by join, and a division pair per partition per join was half
+// of building a ring.
 void Ring::FillPartitionEnds() {
   const size_t q = options_.partitions;
   if (point_tokens_.size() == q) return;
@@ -295,9 +295,9 @@ void Ring::AssignPartitionsToNew(size_t m) {
   // Scored and sorted only for the donors that give any: a joiner takes
   // about Q/n partitions, so in a large cluster most members give none
   // (scoring and sorting the whole ring per join was most of building a
-  // 200-node ring, which every node does).
-  // Each member's partitions, in one array (a vector per member was n
-  // allocations per join): member j's are at [first[j], first[j + 1]).
+  // 200-node ring, which every node does). Member j's partitions are
+  // by_owner[first[j], first[j + 1]), one array rather than a vector per
+  // member (n allocations per join).
   std::vector<size_t> first(members_.size() + 1, 0);
   for (size_t j = 0; j < members_.size(); ++j) first[j + 1] = first[j] + count[j];
   std::vector<uint32_t> by_owner(q);
