@@ -87,6 +87,14 @@ class Membership {
   // The ring `events` describe, replayed in order on an empty ring.
   static absl::StatusOr<Ring> BuildRing(const RingOptions& options,
                                         const std::vector<RingEvent>& events);
+  // The same ring, built from `base`, the ring of `base_events`, when those
+  // are where `events` start: replaying is deterministic, so applying the
+  // rest to `base` gives what replaying all would (a join or removal then
+  // costs one ring change, not a replay of the cluster's history).
+  // Otherwise replays all.
+  static absl::StatusOr<Ring> BuildRing(const RingOptions& options,
+                                        const std::vector<RingEvent>& events, const Ring& base,
+                                        const std::vector<RingEvent>& base_events);
 
   // The ring that serves requests: members up or leaving. With `pending`,
   // the ring the cluster is moving to: joining members in, leaving ones out.

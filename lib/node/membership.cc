@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <span>
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
@@ -139,10 +140,10 @@ std::vector<Membership::RingEvent> Membership::RingEvents(bool pending) const {
   return events;
 }
 
-absl::StatusOr<Ring> Membership::BuildRing(const RingOptions& options,
-                                           const std::vector<RingEvent>& events) {
-  Ring ring(options);
-  for (const RingEvent& event : events) {
+namespace {
+
+absl::Status ApplyRingEvents(Ring& ring, std::span<const Membership::RingEvent> events) {
+  for (const Membership::RingEvent& event : events) {
     if (event.remove) {
       DYNAMO_RETURN_IF_ERROR(ring.RemoveNode(event.id));
     } else {
@@ -153,6 +154,29 @@ absl::StatusOr<Ring> Membership::BuildRing(const RingOptions& options,
       DYNAMO_RETURN_IF_ERROR(ring.AddNode(std::move(m)));
     }
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Ring> Membership::BuildRing(const RingOptions& options,
+                                           const std::vector<RingEvent>& events) {
+  Ring ring(options);
+  DYNAMO_RETURN_IF_ERROR(ApplyRingEvents(ring, events));
+  return ring;
+}
+
+absl::StatusOr<Ring> Membership::BuildRing(const RingOptions& options,
+                                           const std::vector<RingEvent>& events,
+                                           const Ring& base,
+                                           const std::vector<RingEvent>& base_events) {
+  if (base_events.size() > events.size() ||
+      !std::equal(base_events.begin(), base_events.end(), events.begin())) {
+    return BuildRing(options, events);
+  }
+  Ring ring = base;
+  DYNAMO_RETURN_IF_ERROR(
+      ApplyRingEvents(ring, std::span(events).subspan(base_events.size())));
   return ring;
 }
 

@@ -518,11 +518,19 @@ void Node::OnMembershipChanged() {
   std::vector<Membership::RingEvent> routing_events = membership_.RingEvents(/*pending=*/false);
   std::vector<Membership::RingEvent> pending_events = membership_.RingEvents(/*pending=*/true);
   if (routing_events != routing_events_ || pending_events != pending_events_) {
-    absl::StatusOr<Ring> routing = Membership::BuildRing(ring_.options(), routing_events);
-    // With no member joining or leaving both rings replay the same events.
-    absl::StatusOr<Ring> pending = pending_events == routing_events
-                                       ? routing
-                                       : Membership::BuildRing(ring_.options(), pending_events);
+    const RingOptions& options = ring_.options();
+    // Each ring grows from the one before when the events only add to
+    // theirs (a join or a removal is appended: it takes the next sequence
+    // number); the pending ring usually adds a joiner or a leaver to the
+    // routing ring's events, or is the same ring.
+    absl::StatusOr<Ring> routing =
+        routing_events_.has_value()
+            ? Membership::BuildRing(options, routing_events, ring_, *routing_events_)
+            : Membership::BuildRing(options, routing_events);
+    absl::StatusOr<Ring> pending = routing;
+    if (pending_events != routing_events && routing.ok()) {
+      pending = Membership::BuildRing(options, pending_events, *routing, routing_events);
+    }
     if (!routing.ok() || !pending.ok()) {
       metrics_.storage_errors++;  // an inconsistent view; keep the old rings
       return;

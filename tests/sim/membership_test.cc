@@ -314,6 +314,26 @@ TEST_CASE("A node rebuilds its rings only when the view changes what they are bu
     CHECK(sim->node(id)->metrics().ring_rebuilds >= 2);
   }
   rings_follow_views(rest);
+  // A join: the rings grow from the ones before; checked while it moves
+  // data (the pending ring holds the joiner) and once it is up everywhere.
+  auto joiner = sim->AddNode(6);
+  REQUIRE(joiner.ok());
+  std::optional<absl::Status> joined;
+  (*joiner)->Join(2, [&](absl::Status s) { joined = s; });
+  const std::vector<NodeId> after_join = {1, 2, 3, 4, 6};
+  REQUIRE(sim->network().RunUntil(
+      [&] { return sim->node(1)->pending_ring().Contains(6); }, absl::Seconds(30)));
+  rings_follow_views(after_join);
+  REQUIRE(sim->network().RunUntil(
+      [&] {
+        return joined.has_value() &&
+               std::all_of(after_join.begin(), after_join.end(), [&](NodeId id) {
+                 return StatusIn(*sim, id, 6) == MemberStatus::kUp;
+               });
+      },
+      absl::Seconds(60)));
+  REQUIRE(joined->ok());
+  rings_follow_views(after_join);
 }
 
 TEST_CASE("A wall clock stepped either way neither suspects every peer nor hides a crash") {
