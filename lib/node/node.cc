@@ -538,7 +538,7 @@ void Node::OnMembershipChanged() {
     metrics_.ring_rebuilds++;
     routing_events_ = std::move(routing_events);
     pending_events_ = std::move(pending_events);
-    Ring before = ring_;
+    Ring before = std::move(ring_);  // replaced at once: no copy needed
     ring_ = *std::move(routing);
     pending_ring_ = *std::move(pending);
     moving_to_ =
