@@ -67,39 +67,30 @@ class Membership {
   // One past the largest sequence number in the view.
   uint64_t NextSeq() const;
 
-  // What a ring is computed from: the view's joins and removals in the
-  // order they are replayed, each join with the member's zone and weight.
-  // Views with equal events build equal rings, so a node rebuilds its rings
-  // only when these change, not when an entry changes only its actor,
-  // address or epoch (every node announces those as it starts, and with
-  // hundreds of members the rebuilds were most of a simulation's time).
-  struct RingEvent {
-    uint64_t seq = 0;
-    bool remove = false;
-    NodeId id = kNoNode;
-    std::string zone;  // of a join
-    double weight = 0;  // of a join
-    friend bool operator==(const RingEvent&, const RingEvent&) = default;
-  };
-  // With `pending`, the events of the ring the cluster is moving to (see
-  // BuildRing).
-  std::vector<RingEvent> RingEvents(bool pending) const;
-  // The ring `events` describe, replayed in order on an empty ring.
+  // What a ring is computed from: the view's joins and removals as ring
+  // changes, in the order they are replayed (by sequence number), each join
+  // with the member's zone and weight. Views with equal changes build equal
+  // rings, so a node rebuilds its rings only when these differ from its
+  // rings' histories, not when an entry changes only its actor, address or
+  // epoch (every node announces those as it starts, and with hundreds of
+  // members the rebuilds were most of a simulation's time). With `pending`,
+  // the changes of the ring the cluster is moving to (see BuildRing).
+  std::vector<RingChange> RingChanges(bool pending) const;
+  // The ring `changes` describe, replayed in order on an empty ring.
   static absl::StatusOr<Ring> BuildRing(const RingOptions& options,
-                                        const std::vector<RingEvent>& events);
-  // The same ring, built from `base`, the ring of `base_events`, when those
-  // are where `events` start: replaying is deterministic, so applying the
-  // rest to `base` gives what replaying all would (a join or removal then
-  // costs one ring change, not a replay of the cluster's history).
+                                        const std::vector<RingChange>& changes);
+  // The same ring, grown from `base` when base has these options and its
+  // history is where `changes` start: replaying is deterministic, so applying
+  // the rest to `base` gives what replaying all would (a join or removal
+  // then costs one ring change, not a replay of the cluster's history).
   // Otherwise replays all.
   static absl::StatusOr<Ring> BuildRing(const RingOptions& options,
-                                        const std::vector<RingEvent>& events, const Ring& base,
-                                        const std::vector<RingEvent>& base_events);
+                                        const std::vector<RingChange>& changes, const Ring& base);
 
   // The ring that serves requests: members up or leaving. With `pending`,
   // the ring the cluster is moving to: joining members in, leaving ones out.
   absl::StatusOr<Ring> BuildRing(const RingOptions& options, bool pending) const {
-    return BuildRing(options, RingEvents(pending));
+    return BuildRing(options, RingChanges(pending));
   }
 
  private:

@@ -207,10 +207,6 @@ class Node {
   // hash the key and walk the ring a second time per write for nothing).
   Ring moving_to_;
   Membership membership_;
-  // The events ring_ and pending_ring_ were last built from (none before the
-  // first build): a view change that leaves them as they were rebuilds
-  // neither ring.
-  std::optional<std::vector<Membership::RingEvent>> routing_events_, pending_events_;
   bool fresh_identity_ = false;  // identity created at this start (no data)
   // Owns the identity record and mints the counters of the node's dots.
   std::unique_ptr<internal::DotCounter> dot_counter_;

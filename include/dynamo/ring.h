@@ -39,6 +39,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -65,6 +66,7 @@ struct RingOptions {
   // Seeds the random tokens and the tie-breaking of partition moves. Every
   // node of a cluster must use the same seed.
   uint64_t seed = 0;
+  friend bool operator==(const RingOptions&, const RingOptions&) = default;
 };
 
 // Upper bounds checked by Ring::ValidateOptions and AddNode. They bound the
@@ -83,6 +85,18 @@ struct RingMember {
   double weight = 1.0;
   std::vector<Token> tokens;  // sorted ascending once in a Ring
   friend bool operator==(const RingMember&, const RingMember&) = default;
+};
+
+// One change of a ring's membership: a member added by AddNode with its
+// tokens left to the strategy, or a member removed. Replaying a ring's
+// changes on an empty ring of the same options rebuilds it token for token
+// (see Ring::history).
+struct RingChange {
+  bool remove = false;
+  NodeId id = kNoNode;
+  std::string zone;   // of an addition
+  double weight = 0;  // of an addition
+  friend bool operator==(const RingChange&, const RingChange&) = default;
 };
 
 class Ring {
@@ -118,6 +132,14 @@ class Ring {
   const RingOptions& options() const { return options_; }
   // Sorted by id; each member's tokens sorted ascending.
   const std::vector<RingMember>& members() const { return members_; }
+  // The changes that built this ring from an empty one, in order, while
+  // those are all that built it; none once a member came with explicit
+  // tokens (AddNode with tokens, FromMembers). Rings are deterministic, so
+  // two rings of equal options and equal histories are equal: a node that
+  // would rebuild its ring from a membership view skips the work when the
+  // view's changes are the ring's history, and grows the ring when the
+  // history is where they start.
+  const std::optional<std::vector<RingChange>>& history() const { return history_; }
   bool Contains(NodeId id) const;
   size_t size() const { return members_.size(); }
 
@@ -202,6 +224,7 @@ class Ring {
 
   RingOptions options_;
   std::vector<RingMember> members_;  // sorted by id
+  std::optional<std::vector<RingChange>> history_{std::in_place};
   // The ring positions, sorted, and the member index owning each.
   std::vector<Token> point_tokens_;
   std::vector<uint32_t> point_owners_;

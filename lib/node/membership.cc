@@ -113,8 +113,12 @@ uint64_t Membership::NextSeq() const {
   return seq + 1;
 }
 
-std::vector<Membership::RingEvent> Membership::RingEvents(bool pending) const {
-  std::vector<RingEvent> events;
+std::vector<RingChange> Membership::RingChanges(bool pending) const {
+  struct Sequenced {
+    uint64_t seq;
+    RingChange change;
+  };
+  std::vector<Sequenced> events;
   const uint64_t after_all = NextSeq();
   for (const auto& [id, e] : entries_) {
     bool in = true;
@@ -125,32 +129,36 @@ std::vector<Membership::RingEvent> Membership::RingEvents(bool pending) const {
       case MemberStatus::kRemoved: break;
     }
     if (!in) continue;
-    events.push_back({e.join_seq, /*remove=*/false, id, e.zone, e.weight});
+    events.push_back({e.join_seq, RingChange{/*remove=*/false, id, e.zone, e.weight}});
     if (e.status == MemberStatus::kRemoved) {
-      events.push_back({e.remove_seq, /*remove=*/true, id, "", 0});
+      events.push_back({e.remove_seq, RingChange{/*remove=*/true, id, "", 0}});
     } else if (e.status == MemberStatus::kLeaving && pending) {
-      events.push_back({after_all, /*remove=*/true, id, "", 0});
+      events.push_back({after_all, RingChange{/*remove=*/true, id, "", 0}});
     }
   }
   // Replaying in (seq, join before removal, id) order is the same
   // computation on every node.
-  std::sort(events.begin(), events.end(), [](const RingEvent& a, const RingEvent& b) {
-    return std::tie(a.seq, a.remove, a.id) < std::tie(b.seq, b.remove, b.id);
+  std::sort(events.begin(), events.end(), [](const Sequenced& a, const Sequenced& b) {
+    return std::tie(a.seq, a.change.remove, a.change.id) <
+           std::tie(b.seq, b.change.remove, b.change.id);
   });
-  return events;
+  std::vector<RingChange> changes;
+  changes.reserve(events.size());
+  for (Sequenced& e : events) changes.push_back(std::move(e.change));
+  return changes;
 }
 
 namespace {
 
-absl::Status ApplyRingEvents(Ring& ring, std::span<const Membership::RingEvent> events) {
-  for (const Membership::RingEvent& event : events) {
-    if (event.remove) {
-      DYNAMO_RETURN_IF_ERROR(ring.RemoveNode(event.id));
+absl::Status ApplyRingChanges(Ring& ring, std::span<const RingChange> changes) {
+  for (const RingChange& change : changes) {
+    if (change.remove) {
+      DYNAMO_RETURN_IF_ERROR(ring.RemoveNode(change.id));
     } else {
       RingMember m;
-      m.id = event.id;
-      m.zone = event.zone;
-      m.weight = event.weight;
+      m.id = change.id;
+      m.zone = change.zone;
+      m.weight = change.weight;
       DYNAMO_RETURN_IF_ERROR(ring.AddNode(std::move(m)));
     }
   }
@@ -160,23 +168,22 @@ absl::Status ApplyRingEvents(Ring& ring, std::span<const Membership::RingEvent> 
 }  // namespace
 
 absl::StatusOr<Ring> Membership::BuildRing(const RingOptions& options,
-                                           const std::vector<RingEvent>& events) {
+                                           const std::vector<RingChange>& changes) {
   Ring ring(options);
-  DYNAMO_RETURN_IF_ERROR(ApplyRingEvents(ring, events));
+  DYNAMO_RETURN_IF_ERROR(ApplyRingChanges(ring, changes));
   return ring;
 }
 
 absl::StatusOr<Ring> Membership::BuildRing(const RingOptions& options,
-                                           const std::vector<RingEvent>& events,
-                                           const Ring& base,
-                                           const std::vector<RingEvent>& base_events) {
-  if (base_events.size() > events.size() ||
-      !std::equal(base_events.begin(), base_events.end(), events.begin())) {
-    return BuildRing(options, events);
+                                           const std::vector<RingChange>& changes,
+                                           const Ring& base) {
+  const std::optional<std::vector<RingChange>>& built = base.history();
+  if (!(base.options() == options) || !built.has_value() || built->size() > changes.size() ||
+      !std::equal(built->begin(), built->end(), changes.begin())) {
+    return BuildRing(options, changes);
   }
   Ring ring = base;
-  DYNAMO_RETURN_IF_ERROR(
-      ApplyRingEvents(ring, std::span(events).subspan(base_events.size())));
+  DYNAMO_RETURN_IF_ERROR(ApplyRingChanges(ring, std::span(changes).subspan(built->size())));
   return ring;
 }
 

@@ -193,9 +193,11 @@ absl::Status Node::SetRing(Ring ring) {
   membership_ = Membership::FromRing(ring);
   ring_ = std::move(ring);
   pending_ring_ = ring_;
-  routing_events_.reset();  // rebuilt from the new view whatever it was
-  pending_events_.reset();
-  OnMembershipChanged();  // also tells anti-entropy
+  moving_to_ = Ring(ring_.options());
+  if (anti_entropy_) anti_entropy_->OnRingChanged(ring_);
+  // Rebuilds the rings only if the one given is not what its view builds
+  // (a ring restored with FromMembers has no history to tell).
+  OnMembershipChanged();
   return absl::OkStatus();
 }
 
@@ -515,29 +517,27 @@ void Node::OnMembershipChanged() {
     metrics_.storage_errors++;
   }
   if (options_.on_membership_changed) options_.on_membership_changed(membership_);
-  std::vector<Membership::RingEvent> routing_events = membership_.RingEvents(/*pending=*/false);
-  std::vector<Membership::RingEvent> pending_events = membership_.RingEvents(/*pending=*/true);
-  if (routing_events != routing_events_ || pending_events != pending_events_) {
+  std::vector<RingChange> routing_changes = membership_.RingChanges(/*pending=*/false);
+  std::vector<RingChange> pending_changes = membership_.RingChanges(/*pending=*/true);
+  // A ring whose history is the view's changes is the ring the view builds
+  // (the ring given at creation usually is): a view change that leaves the
+  // changes as they were, such as an announced actor, rebuilds nothing.
+  if (ring_.history() != routing_changes || pending_ring_.history() != pending_changes) {
     const RingOptions& options = ring_.options();
-    // Each ring grows from the one before when the events only add to
-    // theirs (a join or a removal is appended: it takes the next sequence
+    // Each ring grows from the one before when the changes only add to its
+    // history (a join or a removal is appended: it takes the next sequence
     // number); the pending ring usually adds a joiner or a leaver to the
-    // routing ring's events, or is the same ring.
-    absl::StatusOr<Ring> routing =
-        routing_events_.has_value()
-            ? Membership::BuildRing(options, routing_events, ring_, *routing_events_)
-            : Membership::BuildRing(options, routing_events);
+    // routing ring's changes, or is the same ring.
+    absl::StatusOr<Ring> routing = Membership::BuildRing(options, routing_changes, ring_);
     absl::StatusOr<Ring> pending = routing;
-    if (pending_events != routing_events && routing.ok()) {
-      pending = Membership::BuildRing(options, pending_events, *routing, routing_events);
+    if (pending_changes != routing_changes && routing.ok()) {
+      pending = Membership::BuildRing(options, pending_changes, *routing);
     }
     if (!routing.ok() || !pending.ok()) {
       metrics_.storage_errors++;  // an inconsistent view; keep the old rings
       return;
     }
     metrics_.ring_rebuilds++;
-    routing_events_ = std::move(routing_events);
-    pending_events_ = std::move(pending_events);
     Ring before = std::move(ring_);  // replaced at once: no copy needed
     ring_ = *std::move(routing);
     pending_ring_ = *std::move(pending);

@@ -178,7 +178,18 @@ void Ring::FillPartitionEnds() {
 }
 
 absl::Status Ring::AddNode(RingMember member) {
-  return AddNodeInternal(std::move(member), /*allow_explicit_partitions=*/false);
+  RingChange change{/*remove=*/false, member.id, member.zone, member.weight};
+  const bool assigned_by_strategy = member.tokens.empty();
+  if (absl::Status s = AddNodeInternal(std::move(member), /*allow_explicit_partitions=*/false);
+      !s.ok()) {
+    return s;
+  }
+  if (!assigned_by_strategy) {
+    history_.reset();  // explicit tokens: a replay could not choose them
+  } else if (history_.has_value()) {
+    history_->push_back(std::move(change));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Ring::AddNodeInternal(RingMember member, bool allow_explicit_partitions) {
@@ -429,6 +440,7 @@ absl::Status Ring::RemoveNode(NodeId id) {
     point_owners_.resize(w);
   }
   Invalidate();
+  if (history_.has_value()) history_->push_back(RingChange{/*remove=*/true, id, "", 0});
   return absl::OkStatus();
 }
 
@@ -448,6 +460,8 @@ absl::StatusOr<Ring> Ring::FromMembers(RingOptions options, std::vector<RingMemb
       explicit_members.push_back(std::move(m));
     }
   }
+  // Restored tokens have no history that would choose them again.
+  if (!explicit_members.empty()) ring.history_.reset();
   if (partitioned && !explicit_members.empty()) {
     std::vector<uint32_t> owner(q, UINT32_MAX);
     for (size_t i = 0; i < explicit_members.size(); ++i) {

@@ -87,6 +87,50 @@ TEST_CASE("The ring is a function of the view, with minimal movement per change"
   CHECK_FALSE(m.BuildRing(options, true)->Contains(2));
 }
 
+TEST_CASE("A ring grown from a base is the ring its changes replay to, whatever the base") {
+  RingOptions options;
+  options.strategy = PartitionStrategy::kRandomTokens;  // tokens follow the seed
+  options.tokens_per_node = 16;
+  Membership m;
+  for (NodeId id = 1; id <= 4; ++id) m.Merge(Entry(id, 1, MemberStatus::kUp, id));
+  const std::vector<RingChange> four = m.RingChanges(false);
+  REQUIRE(four.size() == 4);
+  Ring base = *Membership::BuildRing(options, four);
+  CHECK(base.history() == four);
+  m.Merge(Entry(5, 1, MemberStatus::kUp, m.NextSeq()));
+  MemberEntry removed = *m.Find(2);
+  removed.status = MemberStatus::kRemoved;
+  removed.remove_seq = m.NextSeq();
+  removed.version++;
+  m.Merge(removed);
+  const std::vector<RingChange> changes = m.RingChanges(false);
+  REQUIRE(changes.size() == 6);
+  CHECK(std::equal(four.begin(), four.end(), changes.begin()));
+  const Ring replayed = *Membership::BuildRing(options, changes);
+  CHECK(replayed.history() == changes);
+  // Grown from a base whose history is a prefix; the same ring as the base
+  // when there is nothing to add.
+  Ring grown = *Membership::BuildRing(options, changes, base);
+  CHECK(grown.members() == replayed.members());
+  CHECK(grown.history() == changes);
+  CHECK(Membership::BuildRing(options, changes, replayed)->members() == replayed.members());
+  // Bases it must not grow from: other options, a history that is not a
+  // prefix, no history (restored from members). Each result is the replay.
+  RingOptions other_seed = options;
+  other_seed.seed = 7;
+  const Ring wrong_seed = *Membership::BuildRing(other_seed, four);
+  REQUIRE(wrong_seed.members() != base.members());
+  const Ring diverged = *Membership::BuildRing(options, {changes[0], changes[2]});
+  const Ring restored = *Ring::FromMembers(options, base.members());
+  REQUIRE_FALSE(restored.history().has_value());
+  for (const Ring* other : {&wrong_seed, &diverged, &restored}) {
+    Ring built = *Membership::BuildRing(options, changes, *other);
+    CHECK(built.options() == options);
+    CHECK(built.members() == replayed.members());
+    CHECK(built.history() == changes);
+  }
+}
+
 TEST_CASE("The failure detector lists unreachable peers in id order, whatever the order of events") {
   // Its peers are hashed; what it reports must not depend on the hashing.
   FailureDetector fd;

@@ -239,6 +239,63 @@ TEST_CASE("Ring is deterministic from its seed and restorable from members") {
   }
 }
 
+TEST_CASE("Ring history replays to the same ring, and ends with explicit tokens") {
+  for (PartitionStrategy strategy : kAllStrategies) {
+    INFO("strategy " << static_cast<int>(strategy));
+    const RingOptions options = Options(strategy, 32, 512, 99);
+    Ring ring(options);
+    REQUIRE(ring.history().has_value());
+    CHECK(ring.history()->empty());
+    // Joins out of id order, weights, zones and removals between them.
+    std::vector<RingChange> expected;
+    for (NodeId id : {30, 10, 70, 20, 50, 60, 40}) {
+      RingMember m = Member(id, id == 70 ? 2.5 : 1.0);
+      m.zone = "zone-" + std::to_string(id % 3);
+      REQUIRE(ring.AddNode(m).ok());
+      expected.push_back(RingChange{false, id, m.zone, m.weight});
+      if (id == 20) {
+        REQUIRE(ring.RemoveNode(30).ok());
+        expected.push_back(RingChange{true, 30, "", 0});
+      }
+    }
+    // A refused change is no change.
+    CHECK_FALSE(ring.AddNode(Member(10)).ok());
+    CHECK_FALSE(ring.RemoveNode(99).ok());
+    REQUIRE(ring.history().has_value());
+    CHECK(*ring.history() == expected);
+    Ring replayed(options);
+    for (const RingChange& change : *ring.history()) {
+      if (change.remove) {
+        REQUIRE(replayed.RemoveNode(change.id).ok());
+      } else {
+        RingMember m = Member(change.id, change.weight);
+        m.zone = change.zone;
+        REQUIRE(replayed.AddNode(m).ok());
+      }
+    }
+    CHECK(replayed.members() == ring.members());
+    CHECK(replayed.history() == ring.history());
+
+    // Restored tokens were not chosen by a replay: no history, also after
+    // later changes. Members without tokens only are an ordinary build.
+    auto restored = Ring::FromMembers(options, ring.members());
+    REQUIRE(restored.ok());
+    CHECK_FALSE(restored->history().has_value());
+    REQUIRE(restored->AddNode(Member(80)).ok());
+    CHECK_FALSE(restored->history().has_value());
+    auto tokenless = Ring::FromMembers(options, {Member(2), Member(1)});
+    REQUIRE(tokenless.ok());
+    REQUIRE(tokenless->history().has_value());
+    CHECK(*tokenless->history() ==
+          std::vector<RingChange>{{false, 1, "", 1.0}, {false, 2, "", 1.0}});
+    if (strategy != PartitionStrategy::kEqualPartitions) {
+      Ring explicit_tokens(options);
+      REQUIRE(explicit_tokens.AddNode(Member(1, 1.0, {Token(5), Token(9)})).ok());
+      CHECK_FALSE(explicit_tokens.history().has_value());
+    }
+  }
+}
+
 TEST_CASE("Ring strategy 3: a joining node takes about 1/(S+1) of the keys") {
   const size_t s = 10;
   Ring before = MakeRing(Options(PartitionStrategy::kEqualPartitions, 1, 1024), s);
