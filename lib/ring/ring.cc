@@ -21,9 +21,13 @@ constexpr size_t kTablesMax = 4;
 // partitions still find three distinct nodes (see AssignPartitionsToNew).
 constexpr size_t kSpreadPartitions = 2;
 
+// The ring's seed is hashed as part of the input, not given as XXH3's seed:
+// on inputs of 9 to 16 bytes XXH3 folds its seed in almost linearly, and
+// seeds 0 and 1 drew the same tokens (index i of one was index i ^ 1 of the
+// other), so rings meant to differ by seed did not.
 uint64_t Mix(uint64_t seed, uint64_t a, uint64_t b) {
-  uint64_t buf[2] = {a, b};
-  return XXH3_64bits_withSeed(buf, sizeof(buf), seed);
+  const uint64_t buf[3] = {seed, a, b};
+  return XXH3_64bits(buf, sizeof(buf));
 }
 
 // 2^128 * x as a double in [0, 1] of the token space.
@@ -87,8 +91,8 @@ size_t Ring::PartitionOf(size_t partitions, Token t) {
 }
 
 Token Ring::RandomToken(uint64_t seed, NodeId id, uint64_t index) {
-  uint64_t buf[2] = {id, index};
-  XXH128_hash_t h = XXH3_128bits_withSeed(buf, sizeof(buf), seed);
+  const uint64_t buf[3] = {seed, id, index};  // see Mix: the seed is input
+  XXH128_hash_t h = XXH3_128bits(buf, sizeof(buf));
   return absl::MakeUint128(h.high64, h.low64);
 }
 
