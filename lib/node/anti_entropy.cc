@@ -181,7 +181,12 @@ void AntiEntropy::OnRingChanged(const Ring& ring) {
   for (auto& [key, spec] : wanted) {
     absl::StatusOr<MerkleTree> tree = MerkleTree::Create(spec.first, shape);
     if (!tree.ok()) continue;  // a range smaller than the leaf count: not tracked
+    // A range that holds no key has the empty tree, built as it is made: a
+    // node that starts empty builds no tree in batches, and its writes take
+    // the batched path from the first (see OnKeyChanged).
+    const bool empty = HoldsNoKey(spec.first);
     trees_.emplace(key, RangeState{.tree = *std::move(tree),
+                                   .built = empty,
                                    .n = key.first,
                                    .range = spec.first,
                                    .replicas = std::move(spec.second)});
@@ -376,6 +381,17 @@ void AntiEntropy::ScheduleRebuild() {
     RebuildBatch();
     ScheduleRebuild();
   });
+}
+
+bool AntiEntropy::HoldsNoKey(const TokenRange& range) {
+  ScanLimits limits;
+  limits.entries_max = 1;
+  absl::StatusOr<ScanResult> page = env_.storage->Scan(range, "", limits);
+  if (!page.ok()) {
+    env_.metrics->storage_errors++;
+    return false;  // the rebuild finds out
+  }
+  return page->entries.empty() && page->resume_cursor.empty();
 }
 
 void AntiEntropy::RebuildBatch() {

@@ -10,7 +10,8 @@
 // stored set before the write (for the old KeyHash) and the result after
 // it; the change reaches the tree in a batch, before anything reads it
 // (OnKeyChanged). On start and for every range whose replica set changed,
-// the tree is rebuilt by scanning storage in bounded batches on a timer; a
+// the tree is rebuilt by scanning storage in bounded batches on a timer (a
+// range holding no key has the empty tree and needs no scan); a
 // range is not exchanged until its tree is built. Writes during a rebuild
 // update the tree only for keys at or before the scan position (the scan
 // sees the rest).
@@ -246,6 +247,8 @@ class AntiEntropy {
   // misses of one pass with each other, few enough that the lines a batch
   // touches stay in the caches between passes.
   static constexpr size_t kPendingChangesMax = 64;
+  // True when storage holds no key in `range` (one seek).
+  bool HoldsNoKey(const TokenRange& range);
   // Folds the waiting changes into their trees. Called before any tree is
   // read or the set of trees changes, and when the batch is full.
   void ApplyPendingChanges();

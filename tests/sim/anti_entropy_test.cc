@@ -5,6 +5,7 @@
 #include <map>
 #include <optional>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -254,6 +255,39 @@ TEST_CASE("Repairing 10 of 100k keys between two replicas moves under 1% of a fu
   CHECK(sent * 100 <= full_bytes);
   if (std::getenv("DYNAMO_AE_VERBOSE") != nullptr) WARN(stats.str() << " full " << full_bytes);
   CHECK(Sum(sim, &NodeMetrics::anti_entropy_keys_received) < 600);
+}
+
+TEST_CASE("Trees of ranges that hold no key are built at once and the others by scanning") {
+  uint64_t seed = TestSeed(7005);
+  DYNAMO_SEED_INFO(seed);
+  SimulationOptions o;
+  o.seed = seed;
+  o.nodes = 3;
+  o.ring.partitions = 16;
+  auto created = Simulation::Create(o);
+  REQUIRE(created.ok());
+  Simulation& sim = **created;
+  // Empty nodes: every tree is built before anything runs.
+  for (NodeId id : sim.node_ids()) {
+    INFO("node " << id);
+    const NodeMetrics& m = sim.node(id)->metrics();
+    CHECK(m.merkle_trees == 16);
+    CHECK(m.merkle_trees_built == 16);
+  }
+  // Three keys, so some ranges hold keys and most do not.
+  for (const char* key : {"a", "b", "c"}) REQUIRE(sim.Put(1, "default", key, {}, "v").ok());
+  sim.RunFor(absl::Seconds(1));
+  std::set<Token> holding;
+  for (const char* key : {"a", "b", "c"}) {
+    holding.insert(Ring::PartitionEnd(16, Ring::PartitionOf(16, KeyToken(Skey(key)))));
+  }
+  REQUIRE(sim.Crash(1, /*wipe_disk=*/false).ok());
+  REQUIRE(sim.Restart(1).ok());
+  // Every range of node 1 holds a replica of each key (3 nodes, N = 3).
+  CHECK(sim.node(1)->metrics().merkle_trees_built == 16 - holding.size());
+  sim.RunFor(absl::Seconds(1));
+  CHECK(sim.node(1)->metrics().merkle_trees_built == 16);
+  RequireTreesMatchStorage(sim);
 }
 
 TEST_CASE("A deleted key stays deleted across a crash, restart and anti-entropy, its tombstone "
