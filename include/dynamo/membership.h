@@ -23,6 +23,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -64,6 +65,13 @@ class Membership {
   // Members not removed, in id order.
   std::vector<NodeId> Live() const;
 
+  // Each entry's digest, a hash of its encoding, in id order: what gossip
+  // compares. Kept as entries change, so a gossip round neither re-encodes
+  // the view nor hashes it (with 100 members that was 40% of an idle
+  // simulation's time).
+  using Digest = std::vector<std::pair<NodeId, uint64_t>>;
+  const Digest& digest() const { return digest_; }
+
   // One past the largest sequence number in the view.
   uint64_t NextSeq() const;
 
@@ -95,6 +103,7 @@ class Membership {
 
  private:
   std::map<NodeId, MemberEntry> entries_;
+  Digest digest_;  // one per entry, in id order
 };
 
 // Wire and storage form of a list of entries. Decoding is bounded and

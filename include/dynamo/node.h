@@ -174,7 +174,7 @@ class Node {
   void UpdateOwnEntry(const std::function<void(MemberEntry&)>& change);
   void ScheduleGossip();
   void GossipRound();
-  void OnGossipDigest(NodeId from, const std::vector<std::pair<NodeId, uint64_t>>& digest);
+  void OnGossipDigest(NodeId from, const Membership::Digest& digest);
   void OnGossipEntries(NodeId from, std::string_view entries, const std::vector<NodeId>& wanted);
   size_t ReplicationMax() const;
   void OnJoinRequest(NodeId from, const internal::JoinRequest& request);

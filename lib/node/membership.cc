@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/codec.h"
 #include "core/status_macros.h"
+#include "xxhash.h"
 
 namespace dynamo {
 
@@ -36,6 +37,13 @@ std::string EntryBytes(const MemberEntry& m) {
   PutEntry(e, m);
   return out;
 }
+// A hash of the whole entry (its encoding as a one-entry list), so two views
+// that differ in any field, even at the same version, are told apart.
+uint64_t EntryDigest(const MemberEntry& e) {
+  const std::string bytes = EncodeMemberEntries({e});
+  return XXH3_64bits(bytes.data(), bytes.size());
+}
+
 }  // namespace
 
 const char* MemberStatusName(MemberStatus status) {
@@ -65,8 +73,11 @@ Membership Membership::FromRing(const Ring& ring) {
 
 bool Membership::Merge(const MemberEntry& entry) {
   auto it = entries_.find(entry.id);
+  auto digest = std::lower_bound(digest_.begin(), digest_.end(), entry.id,
+                                 [](const auto& d, NodeId id) { return d.first < id; });
   if (it == entries_.end()) {
     entries_.emplace(entry.id, entry);
+    digest_.insert(digest, {entry.id, EntryDigest(entry)});
     return true;
   }
   const MemberEntry& mine = it->second;
@@ -78,6 +89,7 @@ bool Membership::Merge(const MemberEntry& entry) {
     if (!(EntryBytes(entry) > EntryBytes(mine))) return false;
   }
   it->second = entry;
+  digest->second = EntryDigest(entry);
   return true;
 }
 

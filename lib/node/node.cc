@@ -707,22 +707,11 @@ void Node::ScheduleGossip() {
   });
 }
 
-namespace {
-// What a digest carries per member: a hash of the whole entry, so two views
-// that differ in any field (even at the same version) are told apart.
-uint64_t EntryDigest(const MemberEntry& e) {
-  std::string bytes = EncodeMemberEntries({e});
-  return XXH3_64bits(bytes.data(), bytes.size());
-}
-}  // namespace
-
 void Node::GossipRound() {
   ++gossip_round_;
   metrics_.gossip_rounds++;
   GossipDigest digest;
-  for (const auto& [member, e] : membership_.entries()) {
-    digest.versions.emplace_back(member, EntryDigest(e));
-  }
+  digest.versions = membership_.digest();
   std::string bytes = EncodeMessage(digest);
   std::vector<NodeId> peers;
   for (NodeId m : membership_.Live()) {
@@ -742,20 +731,46 @@ void Node::GossipRound() {
   }
 }
 
-void Node::OnGossipDigest(NodeId from, const std::vector<std::pair<NodeId, uint64_t>>& digest) {
-  std::map<NodeId, uint64_t> theirs(digest.begin(), digest.end());
-  std::vector<MemberEntry> send;
-  GossipEntries reply;
-  for (const auto& [member, e] : membership_.entries()) {
-    auto it = theirs.find(member);
-    if (it == theirs.end() || it->second != EntryDigest(e)) send.push_back(e);
+void Node::OnGossipDigest(NodeId from, const Membership::Digest& digest) {
+  // Both digests in id order, walked side by side. A peer sends its own in
+  // id order; any other order is sorted first, and of an id listed twice
+  // the first counts.
+  const auto by_id = [](const auto& a, const auto& b) { return a.first < b.first; };
+  const auto by_id_strictly = [](const auto& a, const auto& b) { return a.first >= b.first; };
+  Membership::Digest sorted;
+  const Membership::Digest* theirs = &digest;
+  if (std::adjacent_find(digest.begin(), digest.end(), by_id_strictly) != digest.end()) {
+    sorted = digest;
+    std::stable_sort(sorted.begin(), sorted.end(), by_id);
+    sorted.erase(std::unique(sorted.begin(), sorted.end(),
+                             [](const auto& a, const auto& b) { return a.first == b.first; }),
+                 sorted.end());
+    theirs = &sorted;
   }
-  for (const auto& [member, hash] : theirs) {
-    const MemberEntry* mine = membership_.Find(member);
-    if (mine == nullptr || EntryDigest(*mine) != hash) reply.wanted.push_back(member);
+  const Membership::Digest& mine = membership_.digest();
+  std::vector<NodeId> send;
+  GossipEntries reply;
+  auto m = mine.begin();
+  auto t = theirs->begin();
+  while (m != mine.end() || t != theirs->end()) {
+    if (t == theirs->end() || (m != mine.end() && m->first < t->first)) {
+      send.push_back((m++)->first);  // they lack it
+    } else if (m == mine.end() || t->first < m->first) {
+      reply.wanted.push_back((t++)->first);  // we lack it
+    } else {
+      if (m->second != t->second) {  // the same member seen differently
+        send.push_back(m->first);
+        reply.wanted.push_back(t->first);
+      }
+      ++m;
+      ++t;
+    }
   }
   if (send.empty() && reply.wanted.empty()) return;
-  reply.entries = EncodeMemberEntries(send);
+  std::vector<MemberEntry> entries;
+  entries.reserve(send.size());
+  for (NodeId member : send) entries.push_back(*membership_.Find(member));
+  reply.entries = EncodeMemberEntries(entries);
   SendMessage(from, EncodeMessage(reply));
 }
 

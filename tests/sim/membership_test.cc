@@ -7,7 +7,9 @@
 #include <random>
 
 #include "dynamo/sim/simulation.h"
+#include "node/messages.h"
 #include "sim/sim_test_util.h"
+#include "xxhash.h"
 
 namespace dynamo::sim {
 namespace {
@@ -335,6 +337,45 @@ TEST_CASE("A node rebuilds its rings only when the view changes what they are bu
       absl::Seconds(60)));
   REQUIRE(joined->ok());
   rings_follow_views(after_join);
+}
+
+TEST_CASE("A gossip digest in any order, with an id listed twice, gets the entries that differ") {
+  uint64_t seed = TestSeed(68);
+  DYNAMO_SEED_INFO(seed);
+  auto sim = *Simulation::Create(Options(seed, 3));
+  sim->RunFor(absl::Seconds(3));  // actors announced: every entry has changed
+  // A bare endpoint that speaks the protocol by hand.
+  Runtime& peer = sim->network().AddNode(99);
+  std::vector<internal::Message> replies;
+  peer.transport().SetReceiveHandler([&](NodeId from, std::string_view bytes) {
+    if (from != 1) return;
+    absl::StatusOr<internal::Message> m = internal::DecodeMessage(bytes);
+    REQUIRE(m.ok());
+    replies.push_back(*std::move(m));
+  });
+  const Membership& view = sim->node(1)->membership();
+  REQUIRE(view.digest().size() == 3);
+  for (const auto& [member, hash] : view.digest()) {
+    INFO("member " << member);
+    const MemberEntry& e = *view.Find(member);
+    CHECK(hash == XXH3_64bits(EncodeMemberEntries({e}).data(), EncodeMemberEntries({e}).size()));
+  }
+  const uint64_t hash_of_2 = view.digest()[1].second;
+  // Out of order; member 2 twice (the first, right, counts); member 1 seen
+  // differently; member 3 missing; member 42 unknown to node 1.
+  internal::GossipDigest digest;
+  digest.versions = {{42, 5}, {2, hash_of_2}, {1, view.digest()[0].second ^ 1}, {2, 0}};
+  REQUIRE(peer.transport().Send(1, internal::EncodeMessage(digest)).ok());
+  REQUIRE(sim->network().RunUntil([&] { return !replies.empty(); }, absl::Seconds(1)));
+  REQUIRE(replies.size() == 1);
+  const auto* reply = std::get_if<internal::GossipEntries>(&replies[0]);
+  REQUIRE(reply != nullptr);
+  CHECK(reply->wanted == std::vector<NodeId>{1, 42});
+  absl::StatusOr<std::vector<MemberEntry>> sent = DecodeMemberEntries(reply->entries);
+  REQUIRE(sent.ok());
+  REQUIRE(sent->size() == 2);
+  CHECK((*sent)[0] == *view.Find(1));
+  CHECK((*sent)[1] == *view.Find(3));
 }
 
 TEST_CASE("A wall clock stepped either way neither suspects every peer nor hides a crash") {
