@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -83,7 +84,11 @@ class Membership {
   // epoch (every node announces those as it starts, and with hundreds of
   // members the rebuilds were most of a simulation's time). With `pending`,
   // the changes of the ring the cluster is moving to (see BuildRing).
-  std::vector<RingChange> RingChanges(bool pending) const;
+  // Computed when first asked for after a change of what rings are built
+  // from (an entry added, or its status, sequence numbers, zone or weight
+  // changed), then kept: a const call may fill that cache, so one view needs
+  // external synchronization even between const calls.
+  const std::vector<RingChange>& RingChanges(bool pending) const;
   // The ring `changes` describe, replayed in order on an empty ring.
   static absl::StatusOr<Ring> BuildRing(const RingOptions& options,
                                         const std::vector<RingChange>& changes);
@@ -104,11 +109,15 @@ class Membership {
  private:
   std::map<NodeId, MemberEntry> entries_;
   Digest digest_;  // one per entry, in id order
+  // RingChanges(false) and RingChanges(true), once computed.
+  mutable std::optional<std::vector<RingChange>> ring_changes_[2];
 };
 
 // Wire and storage form of a list of entries. Decoding is bounded and
 // returns kInvalidArgument for malformed bytes.
 std::string EncodeMemberEntries(const std::vector<MemberEntry>& entries);
+// The whole view, as EncodeMemberEntries(view.List()) without the copy.
+std::string EncodeMemberEntries(const Membership& view);
 absl::StatusOr<std::vector<MemberEntry>> DecodeMemberEntries(std::string_view bytes);
 
 }  // namespace dynamo

@@ -78,6 +78,7 @@ bool Membership::Merge(const MemberEntry& entry) {
   if (it == entries_.end()) {
     entries_.emplace(entry.id, entry);
     digest_.insert(digest, {entry.id, EntryDigest(entry)});
+    for (auto& changes : ring_changes_) changes.reset();
     return true;
   }
   const MemberEntry& mine = it->second;
@@ -87,6 +88,11 @@ bool Membership::Merge(const MemberEntry& entry) {
     // Any total order on content keeps the merge commutative; byte order of
     // the encoding is one every node computes alike.
     if (!(EntryBytes(entry) > EntryBytes(mine))) return false;
+  }
+  if (entry.status != mine.status || entry.join_seq != mine.join_seq ||
+      entry.remove_seq != mine.remove_seq || entry.zone != mine.zone ||
+      entry.weight != mine.weight) {
+    for (auto& changes : ring_changes_) changes.reset();
   }
   it->second = entry;
   digest->second = EntryDigest(entry);
@@ -125,7 +131,9 @@ uint64_t Membership::NextSeq() const {
   return seq + 1;
 }
 
-std::vector<RingChange> Membership::RingChanges(bool pending) const {
+const std::vector<RingChange>& Membership::RingChanges(bool pending) const {
+  std::optional<std::vector<RingChange>>& cached = ring_changes_[pending ? 1 : 0];
+  if (cached.has_value()) return *cached;
   struct Sequenced {
     uint64_t seq;
     RingChange change;
@@ -154,7 +162,7 @@ std::vector<RingChange> Membership::RingChanges(bool pending) const {
     return std::tie(a.seq, a.change.remove, a.change.id) <
            std::tie(b.seq, b.change.remove, b.change.id);
   });
-  std::vector<RingChange> changes;
+  std::vector<RingChange>& changes = cached.emplace();
   changes.reserve(events.size());
   for (Sequenced& e : events) changes.push_back(std::move(e.change));
   return changes;
@@ -199,13 +207,28 @@ absl::StatusOr<Ring> Membership::BuildRing(const RingOptions& options,
   return ring;
 }
 
-std::string EncodeMemberEntries(const std::vector<MemberEntry>& entries) {
+namespace {
+// `get` maps an element of `entries` to its MemberEntry.
+template <typename Range, typename Get>
+std::string EncodeEntries(const Range& entries, Get get) {
   std::string out;
+  // About 40 bytes an entry with short strings; the encoder appends bytewise.
+  out.reserve(8 + 48 * entries.size());
   internal::Encoder e(&out);
   e.PutU8(kEntriesFormat);
   e.PutVarint(entries.size());
-  for (const MemberEntry& m : entries) PutEntry(e, m);
+  for (const auto& element : entries) PutEntry(e, get(element));
   return out;
+}
+}  // namespace
+
+std::string EncodeMemberEntries(const std::vector<MemberEntry>& entries) {
+  return EncodeEntries(entries, [](const MemberEntry& m) -> const MemberEntry& { return m; });
+}
+
+std::string EncodeMemberEntries(const Membership& view) {
+  return EncodeEntries(view.entries(),
+                       [](const auto& entry) -> const MemberEntry& { return entry.second; });
 }
 
 absl::StatusOr<std::vector<MemberEntry>> DecodeMemberEntries(std::string_view bytes) {

@@ -513,12 +513,13 @@ void Node::OnMembershipChanged() {
       if (!options_.address.empty()) e.address = options_.address;
     });
   }
-  if (!storage_->PutMetadata("membership", EncodeMemberEntries(membership_.List())).ok()) {
+  if (!storage_->PutMetadata("membership", EncodeMemberEntries(membership_)).ok()) {
     metrics_.storage_errors++;
   }
   if (options_.on_membership_changed) options_.on_membership_changed(membership_);
-  std::vector<RingChange> routing_changes = membership_.RingChanges(/*pending=*/false);
-  std::vector<RingChange> pending_changes = membership_.RingChanges(/*pending=*/true);
+  // Read only before anything below changes the view again.
+  const std::vector<RingChange>& routing_changes = membership_.RingChanges(/*pending=*/false);
+  const std::vector<RingChange>& pending_changes = membership_.RingChanges(/*pending=*/true);
   // A ring whose history is the view's changes is the ring the view builds
   // (the ring given at creation usually is): a view change that leaves the
   // changes as they were, such as an announced actor, rebuilds nothing.
@@ -593,7 +594,7 @@ void Node::OnJoinRequest(NodeId from, const JoinRequest& m) {
       e.version = known == nullptr ? 1 : known->version + 1;
       if (membership_.Merge(e)) OnMembershipChanged();
     }
-    reply.entries = EncodeMemberEntries(membership_.List());
+    reply.entries = EncodeMemberEntries(membership_);
   }
   SendMessage(from, EncodeMessage(reply));
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <functional>
 #include <random>
 
 #include "dynamo/failure_detector.h"
@@ -51,6 +52,9 @@ TEST_CASE("Membership entries encode, and malformed bytes are rejected") {
   auto decoded = DecodeMemberEntries(EncodeMemberEntries(entries));
   REQUIRE(decoded.ok());
   CHECK(*decoded == entries);
+  Membership view;
+  view.MergeAll(entries);
+  CHECK(EncodeMemberEntries(view) == EncodeMemberEntries(entries));
   std::string bad = EncodeMemberEntries(entries);
   bad[0] = 7;
   CHECK_FALSE(DecodeMemberEntries(bad).ok());
@@ -85,6 +89,39 @@ TEST_CASE("The ring is a function of the view, with minimal movement per change"
   m.Merge(leaving);
   CHECK(m.BuildRing(options, false)->Contains(2));
   CHECK_FALSE(m.BuildRing(options, true)->Contains(2));
+}
+
+TEST_CASE("A view's ring changes follow every change of what rings are built from") {
+  Membership m;
+  for (NodeId id = 1; id <= 4; ++id) m.Merge(Entry(id, 1, MemberStatus::kUp, id));
+  // Each step changes one field of one entry (a higher version wins).
+  const std::vector<std::function<void(MemberEntry&)>> steps = {
+      [](MemberEntry& e) { e.actor = 77; },  // not a ring input
+      [](MemberEntry& e) { e.status = MemberStatus::kLeaving; },
+      [](MemberEntry& e) { e.remove_seq = 9; },
+      [](MemberEntry& e) { e.zone = "eu-2"; },
+      [](MemberEntry& e) { e.weight = 3.0; },
+      [](MemberEntry& e) { e.join_seq = 12; },
+      [](MemberEntry& e) { e.status = MemberStatus::kRemoved; },
+  };
+  for (size_t i = 0; i < steps.size(); ++i) {
+    INFO("step " << i);
+    // Asked for before the change, so a stale answer would be at hand.
+    (void)m.RingChanges(false);
+    (void)m.RingChanges(true);
+    MemberEntry e = *m.Find(2);
+    e.version++;
+    steps[i](e);
+    REQUIRE(m.Merge(e));
+    Membership fresh;
+    fresh.MergeAll(m.List());
+    CHECK(m.RingChanges(false) == fresh.RingChanges(false));
+    CHECK(m.RingChanges(true) == fresh.RingChanges(true));
+  }
+  // A new member.
+  (void)m.RingChanges(false);
+  REQUIRE(m.Merge(Entry(5, 1, MemberStatus::kJoining, 20)));
+  CHECK(m.RingChanges(true).back() == RingChange{false, 5, "", 1.0});
 }
 
 TEST_CASE("A ring grown from a base is the ring its changes replay to, whatever the base") {
