@@ -72,6 +72,9 @@ class FailureDetector {
     bool reachable = true;
     absl::Duration last_heard = -absl::InfiniteDuration();
     absl::Duration last_sampled = -absl::InfiniteDuration();  // the last arrival sampled
+    // last_sampled + kPhiSampleSpacing: every message received is compared
+    // with it, and Duration arithmetic is a library call, comparison inline.
+    absl::Duration next_sample = -absl::InfiniteDuration();
     absl::Duration last_timeout = -absl::InfiniteDuration();
     std::deque<double> intervals_s;  // at most kPhiWindow
     double intervals_sum_s = 0;

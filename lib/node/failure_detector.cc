@@ -13,9 +13,11 @@ void FailureDetector::OnHeard(NodeId peer, absl::Duration now) {
   PeerState& s = peers_[peer];
   if (s.last_sampled == -absl::InfiniteDuration()) {
     s.last_sampled = now;
-  } else if (now - s.last_sampled >= kPhiSampleSpacing) {
+    s.next_sample = now + kPhiSampleSpacing;
+  } else if (now >= s.next_sample) {
     double interval = absl::ToDoubleSeconds(now - s.last_sampled);
     s.last_sampled = now;
+    s.next_sample = now + kPhiSampleSpacing;
     s.intervals_s.push_back(interval);
     s.intervals_sum_s += interval;
     if (s.intervals_s.size() > kPhiWindow) {
