@@ -52,10 +52,10 @@ struct NodeOptions {
   // ones get kResourceExhausted. Also bounds finished requests still waiting
   // on their last replicas (the oldest are let go early past it).
   size_t requests_in_flight_max = 10000;
-  size_t forward_hops_max = 2;
+  size_t forward_hops_max = 2;  // a forwarded request is never forwarded again past this
   // Nodes past the top N of a preference list tried as stand-ins for
   // unreachable replicas (sloppy quorum).
-  size_t fallbacks_max = 8;         // a forwarded request is never forwarded again past this
+  size_t fallbacks_max = 8;
 
   // Hinted handoff (paper 4.6).
   absl::Duration hint_delivery_interval = absl::Milliseconds(500);

@@ -46,6 +46,15 @@ absl::StatusOr<std::unique_ptr<Simulation>> Simulation::Create(SimulationOptions
     DYNAMO_RETURN_IF_ERROR(sim->ring_.AddNode(member));
     sim->node_ids_.push_back(id);
   }
+  // The ring's lookup tables are built here, once, for the replica counts
+  // and stand-ins the nodes' coordinators ask for: every node is given a
+  // copy, and copies share the tables built before them. Otherwise each of
+  // hundreds of nodes builds its own (8000 partitions: 0.7 MB and ~2 ms
+  // each).
+  std::vector<NodeId> scratch;
+  for (const BucketOptions& bucket : sim->options_.node.buckets) {
+    sim->ring_.PreferenceList(Token(0), bucket.n, sim->options_.node.fallbacks_max, &scratch);
+  }
   for (NodeId id : sim->node_ids_) {
     sim->runtimes_[id] = &sim->network_.AddNode(id);
     sim->disks_[id] = std::make_unique<MemoryEngine>(sim->options_.storage);
