@@ -66,16 +66,42 @@ absl::Status Ring::ValidateOptions(const RingOptions& o) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// The end tokens of Q equal partitions. With 2^128 = q0 * Q + r1,
+// ceil(j * 2^128 / Q) = j * q0 + ceil(j * r1 / Q): the two 128-bit divisions
+// are done once, here, and each end then costs one 64-bit division. Rings
+// ask for all Q ends at a time (ranges, strategy 3's positions), and 128-bit
+// divisions per partition were most of that.
+class EqualPartitionEnds {
+ public:
+  explicit EqualPartitionEnds(size_t partitions)
+      : q_(partitions), q0_(kAll / q_), r1_(kAll % q_ + 1) {}
+
+  Token End(size_t i) const {
+    if (i + 1 >= q_) return kAll;
+    const absl::uint128 j = i + 1;
+    // j * r1 < Q * (Q + 1) fits 64 bits for any ring (Q <= 2^24); the
+    // static helper takes any Q and keeps the 128-bit form past that.
+    if (q_ <= kSmallPartitionsMax) {
+      const uint64_t jr = static_cast<uint64_t>(j) * static_cast<uint64_t>(r1_);
+      const uint64_t q = static_cast<uint64_t>(q_);
+      return j * q0_ + (jr + q - 1) / q - 1;
+    }
+    return j * q0_ + (j * r1_ + q_ - 1) / q_ - 1;
+  }
+
+ private:
+  static constexpr absl::uint128 kAll = ~absl::uint128(0);
+  static constexpr uint64_t kSmallPartitionsMax = uint64_t{1} << 31;
+  static_assert(kRingPartitionsMax <= kSmallPartitionsMax);
+  absl::uint128 q_, q0_, r1_;
+};
+
+}  // namespace
+
 Token Ring::PartitionEnd(size_t partitions, size_t i) {
-  const absl::uint128 q = partitions;
-  if (i + 1 >= partitions) return ~absl::uint128(0);
-  // 2^128 = q0 * Q + (r0 + 1); ceil(j * 2^128 / Q) = j*q0 + ceil(j*(r0+1)/Q).
-  const absl::uint128 all = ~absl::uint128(0);
-  const absl::uint128 q0 = all / q;
-  const absl::uint128 r1 = all % q + 1;
-  const absl::uint128 j = i + 1;
-  const absl::uint128 start_next = j * q0 + (j * r1 + q - 1) / q;
-  return start_next - 1;
+  return EqualPartitionEnds(partitions).End(i);
 }
 
 size_t Ring::PartitionOf(size_t partitions, Token t) {
@@ -161,24 +187,14 @@ void Ring::RebuildPartitionTokens() {
 }
 
 // Strategy 3's positions are the partition ends, whoever holds them, so they
-// are computed once per ring, and as PartitionEnd computes them but with its
-// two 128-bit divisions done once: every node builds its rings from the
-// view, join by join, and a division pair per partition per join was half
-// of building a ring.
+// are computed once per ring: every node builds its rings from the view,
+// join by join.
 void Ring::FillPartitionEnds() {
   const size_t q = options_.partitions;
   if (point_tokens_.size() == q) return;
   point_tokens_.resize(q);
-  const absl::uint128 all = ~absl::uint128(0);
-  const absl::uint128 q0 = all / q;
-  // j * r1 < q * (q + 1) fits 64 bits: q <= kRingPartitionsMax = 2^24.
-  static_assert(kRingPartitionsMax <= (uint64_t{1} << 31));
-  const uint64_t r1 = static_cast<uint64_t>(all % q) + 1;
-  for (size_t i = 0; i + 1 < q; ++i) {
-    const uint64_t j = i + 1;
-    point_tokens_[i] = j * q0 + (j * r1 + q - 1) / q - 1;
-  }
-  point_tokens_[q - 1] = all;
+  const EqualPartitionEnds ends(q);
+  for (size_t i = 0; i < q; ++i) point_tokens_[i] = ends.End(i);
 }
 
 absl::Status Ring::AddNode(RingMember member) {
@@ -468,6 +484,7 @@ absl::StatusOr<Ring> Ring::FromMembers(RingOptions options, std::vector<RingMemb
   if (!explicit_members.empty()) ring.history_.reset();
   if (partitioned && !explicit_members.empty()) {
     std::vector<uint32_t> owner(q, UINT32_MAX);
+    const EqualPartitionEnds ends(q);
     for (size_t i = 0; i < explicit_members.size(); ++i) {
       const RingMember& m = explicit_members[i];
       if (i > 0 && explicit_members[i - 1].id == m.id) {
@@ -480,7 +497,7 @@ absl::StatusOr<Ring> Ring::FromMembers(RingOptions options, std::vector<RingMemb
       }
       for (Token t : m.tokens) {
         size_t p = PartitionOf(q, t);
-        if (PartitionEnd(q, p) != t) {
+        if (ends.End(p) != t) {
           return absl::InvalidArgumentError(absl::StrCat("token ", TokenToString(t), " of ",
                                                          NodeName(m.id),
                                                          " is not a partition end token"));
@@ -665,10 +682,10 @@ std::vector<TokenRange> Ring::Ranges() const {
       out.push_back({point_tokens_[i == 0 ? ranges - 1 : i - 1], point_tokens_[i]});
     }
   } else {
-    const size_t q = options_.partitions;
-    Token prev = PartitionEnd(q, q - 1);
+    const EqualPartitionEnds ends(options_.partitions);
+    Token prev = ends.End(options_.partitions - 1);
     for (size_t p = 0; p < ranges; ++p) {
-      Token end = PartitionEnd(q, p);
+      Token end = ends.End(p);
       out.push_back({prev, end});
       prev = end;
     }

@@ -82,7 +82,11 @@ const PartitionStrategy kAllStrategies[] = {PartitionStrategy::kRandomTokens,
                                             PartitionStrategy::kEqualPartitions};
 
 TEST_CASE("Ring partition convention is exact at every boundary") {
-  for (size_t q : {size_t{1}, size_t{3}, size_t{7}, size_t{1000}, size_t{1024}, size_t{4097}}) {
+  // Up to the largest ring, and past 2^31, where the ends are computed in
+  // 128 bits instead of 64.
+  for (size_t q : {size_t{1}, size_t{3}, size_t{7}, size_t{1000}, size_t{1024}, size_t{4097},
+                   kRingPartitionsMax - 1, kRingPartitionsMax, (size_t{1} << 31) + 11,
+                   (size_t{1} << 40) + 7}) {
     INFO("Q = " << q);
     CHECK(Ring::PartitionEnd(q, q - 1) == ~absl::uint128(0));
     CHECK(Ring::PartitionOf(q, 0) == 0);
@@ -100,9 +104,9 @@ TEST_CASE("Ring partition convention is exact at every boundary") {
 }
 
 TEST_CASE("Strategy 3 members hold exactly the partition ends PartitionEnd gives") {
-  // The ring computes its partition ends in one pass rather than by
-  // PartitionEnd; both must agree at every partition, for Q prime, odd,
-  // and a power of two up to 2^20.
+  // The ring computes its partition ends once, in one pass, and assigns
+  // them to members; every one must be held, by one member, for Q prime,
+  // odd, and a power of two up to 2^20.
   for (size_t q : {size_t{1}, size_t{2}, size_t{3}, size_t{7}, size_t{1000}, size_t{1024},
                    size_t{4097}, size_t{65537}, size_t{1} << 20}) {
     INFO("Q = " << q);
