@@ -37,11 +37,21 @@ std::string EntryBytes(const MemberEntry& m) {
   PutEntry(e, m);
   return out;
 }
+
+void PutListHeader(internal::Encoder& e, size_t entries) {
+  e.PutU8(kEntriesFormat);
+  e.PutVarint(entries);
+}
+
 // A hash of the whole entry (its encoding as a one-entry list), so two views
 // that differ in any field, even at the same version, are told apart.
-uint64_t EntryDigest(const MemberEntry& e) {
-  const std::string bytes = EncodeMemberEntries({e});
-  return XXH3_64bits(bytes.data(), bytes.size());
+uint64_t EntryDigest(std::string_view entry_bytes) {
+  std::string list;
+  list.reserve(2 + entry_bytes.size());
+  internal::Encoder e(&list);
+  PutListHeader(e, 1);
+  list.append(entry_bytes);
+  return XXH3_64bits(list.data(), list.size());
 }
 
 }  // namespace
@@ -73,29 +83,32 @@ Membership Membership::FromRing(const Ring& ring) {
 
 bool Membership::Merge(const MemberEntry& entry) {
   auto it = entries_.find(entry.id);
-  auto digest = std::lower_bound(digest_.begin(), digest_.end(), entry.id,
-                                 [](const auto& d, NodeId id) { return d.first < id; });
+  const size_t index = std::lower_bound(digest_.begin(), digest_.end(), entry.id,
+                                        [](const auto& d, NodeId id) { return d.first < id; }) -
+                       digest_.begin();
   if (it == entries_.end()) {
+    std::string bytes = EntryBytes(entry);
     entries_.emplace(entry.id, entry);
-    digest_.insert(digest, {entry.id, EntryDigest(entry)});
+    digest_.insert(digest_.begin() + index, {entry.id, EntryDigest(bytes)});
+    entry_bytes_.insert(entry_bytes_.begin() + index, std::move(bytes));
     for (auto& changes : ring_changes_) changes.reset();
     return true;
   }
   const MemberEntry& mine = it->second;
   if (entry.version < mine.version) return false;
-  if (entry.version == mine.version) {
-    // Same version, different content: two nodes changed the entry at once.
-    // Any total order on content keeps the merge commutative; byte order of
-    // the encoding is one every node computes alike.
-    if (!(EntryBytes(entry) > EntryBytes(mine))) return false;
-  }
+  std::string bytes = EntryBytes(entry);
+  // Same version, different content: two nodes changed the entry at once.
+  // Any total order on content keeps the merge commutative; byte order of
+  // the encoding is one every node computes alike.
+  if (entry.version == mine.version && !(bytes > entry_bytes_[index])) return false;
   if (entry.status != mine.status || entry.join_seq != mine.join_seq ||
       entry.remove_seq != mine.remove_seq || entry.zone != mine.zone ||
       entry.weight != mine.weight) {
     for (auto& changes : ring_changes_) changes.reset();
   }
   it->second = entry;
-  digest->second = EntryDigest(entry);
+  digest_[index].second = EntryDigest(bytes);
+  entry_bytes_[index] = std::move(bytes);
   return true;
 }
 
@@ -207,28 +220,25 @@ absl::StatusOr<Ring> Membership::BuildRing(const RingOptions& options,
   return ring;
 }
 
-namespace {
-// `get` maps an element of `entries` to its MemberEntry.
-template <typename Range, typename Get>
-std::string EncodeEntries(const Range& entries, Get get) {
+std::string EncodeMemberEntries(const std::vector<MemberEntry>& entries) {
   std::string out;
   // About 40 bytes an entry with short strings; the encoder appends bytewise.
   out.reserve(8 + 48 * entries.size());
   internal::Encoder e(&out);
-  e.PutU8(kEntriesFormat);
-  e.PutVarint(entries.size());
-  for (const auto& element : entries) PutEntry(e, get(element));
+  PutListHeader(e, entries.size());
+  for (const MemberEntry& m : entries) PutEntry(e, m);
   return out;
-}
-}  // namespace
-
-std::string EncodeMemberEntries(const std::vector<MemberEntry>& entries) {
-  return EncodeEntries(entries, [](const MemberEntry& m) -> const MemberEntry& { return m; });
 }
 
 std::string EncodeMemberEntries(const Membership& view) {
-  return EncodeEntries(view.entries(),
-                       [](const auto& entry) -> const MemberEntry& { return entry.second; });
+  size_t bytes = 8;
+  for (const std::string& entry : view.entry_bytes_) bytes += entry.size();
+  std::string out;
+  out.reserve(bytes);
+  internal::Encoder e(&out);
+  PutListHeader(e, view.entry_bytes_.size());
+  for (const std::string& entry : view.entry_bytes_) out.append(entry);
+  return out;
 }
 
 absl::StatusOr<std::vector<MemberEntry>> DecodeMemberEntries(std::string_view bytes) {

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "dynamo/failure_detector.h"
+#include "xxhash.h"
 
 namespace dynamo {
 namespace {
@@ -41,6 +42,15 @@ TEST_CASE("Membership merge is commutative, associative and idempotent (seed 5)"
     y.MergeAll(b);
     REQUIRE(x.entries() == y.entries());  // any order, same view
     CHECK_FALSE(x.MergeAll(a));           // idempotent
+    // What the view keeps per entry as it changes (its encoding and digest)
+    // is what encoding the entries afresh gives.
+    CHECK(EncodeMemberEntries(x) == EncodeMemberEntries(x.List()));
+    CHECK(EncodeMemberEntries(x) == EncodeMemberEntries(y));
+    REQUIRE(x.digest().size() == x.entries().size());
+    for (const auto& [id, hash] : x.digest()) {
+      const std::string one = EncodeMemberEntries({*x.Find(id)});
+      CHECK(hash == XXH3_64bits(one.data(), one.size()));
+    }
   }
 }
 
