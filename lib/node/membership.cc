@@ -92,6 +92,7 @@ bool Membership::Merge(const MemberEntry& entry) {
     digest_.insert(digest_.begin() + index, {entry.id, EntryDigest(bytes)});
     entry_bytes_.insert(entry_bytes_.begin() + index, std::move(bytes));
     for (auto& changes : ring_changes_) changes.reset();
+    live_.reset();
     return true;
   }
   const MemberEntry& mine = it->second;
@@ -106,6 +107,7 @@ bool Membership::Merge(const MemberEntry& entry) {
       entry.weight != mine.weight) {
     for (auto& changes : ring_changes_) changes.reset();
   }
+  if (entry.status != mine.status) live_.reset();
   it->second = entry;
   digest_[index].second = EntryDigest(bytes);
   entry_bytes_[index] = std::move(bytes);
@@ -130,12 +132,13 @@ std::vector<MemberEntry> Membership::List() const {
   return out;
 }
 
-std::vector<NodeId> Membership::Live() const {
-  std::vector<NodeId> out;
+const std::vector<NodeId>& Membership::Live() const {
+  if (live_.has_value()) return *live_;
+  std::vector<NodeId>& live = live_.emplace();
   for (const auto& [id, e] : entries_) {
-    if (e.status != MemberStatus::kRemoved) out.push_back(id);
+    if (e.status != MemberStatus::kRemoved) live.push_back(id);
   }
-  return out;
+  return live;
 }
 
 uint64_t Membership::NextSeq() const {

@@ -714,12 +714,15 @@ void Node::GossipRound() {
   GossipDigest digest;
   digest.versions = membership_.digest();
   std::string bytes = EncodeMessage(digest);
-  std::vector<NodeId> peers;
-  for (NodeId m : membership_.Live()) {
-    if (m != id()) peers.push_back(m);
-  }
-  if (!peers.empty()) {
-    SendMessage(peers[absl::Uniform<size_t>(runtime_->Rng(), 0, peers.size())], bytes);
+  // A live member other than this node, drawn uniformly.
+  const std::vector<NodeId>& live = membership_.Live();
+  const auto self = std::lower_bound(live.begin(), live.end(), id());
+  const bool self_live = self != live.end() && *self == id();
+  const size_t peers = live.size() - self_live;
+  if (peers > 0) {
+    size_t k = absl::Uniform<size_t>(runtime_->Rng(), 0, peers);
+    if (self_live && k >= static_cast<size_t>(self - live.begin())) ++k;  // skip this node
+    SendMessage(live[k], bytes);
   }
   // Seeds are contacted as well, so nodes that joined through different
   // members never stay in separate rings (paper 4.8).
@@ -727,7 +730,7 @@ void Node::GossipRound() {
   for (NodeId s : options_.seeds) {
     if (s != id()) seeds.push_back(s);
   }
-  if (!seeds.empty() && (peers.empty() || gossip_round_ % options_.seed_gossip_period_rounds == 0)) {
+  if (!seeds.empty() && (peers == 0 || gossip_round_ % options_.seed_gossip_period_rounds == 0)) {
     SendMessage(seeds[absl::Uniform<size_t>(runtime_->Rng(), 0, seeds.size())], bytes);
   }
 }

@@ -101,7 +101,7 @@ TEST_CASE("The ring is a function of the view, with minimal movement per change"
   CHECK_FALSE(m.BuildRing(options, true)->Contains(2));
 }
 
-TEST_CASE("A view's ring changes follow every change of what rings are built from") {
+TEST_CASE("A view's ring changes and live members follow every change of what they come from") {
   Membership m;
   for (NodeId id = 1; id <= 4; ++id) m.Merge(Entry(id, 1, MemberStatus::kUp, id));
   // Each step changes one field of one entry (a higher version wins).
@@ -119,6 +119,7 @@ TEST_CASE("A view's ring changes follow every change of what rings are built fro
     // Asked for before the change, so a stale answer would be at hand.
     (void)m.RingChanges(false);
     (void)m.RingChanges(true);
+    (void)m.Live();
     MemberEntry e = *m.Find(2);
     e.version++;
     steps[i](e);
@@ -127,11 +128,14 @@ TEST_CASE("A view's ring changes follow every change of what rings are built fro
     fresh.MergeAll(m.List());
     CHECK(m.RingChanges(false) == fresh.RingChanges(false));
     CHECK(m.RingChanges(true) == fresh.RingChanges(true));
+    CHECK(m.Live() == fresh.Live());
   }
+  CHECK(m.Live() == std::vector<NodeId>{1, 3, 4});  // 2 was removed
   // A new member.
   (void)m.RingChanges(false);
   REQUIRE(m.Merge(Entry(5, 1, MemberStatus::kJoining, 20)));
   CHECK(m.RingChanges(true).back() == RingChange{false, 5, "", 1.0});
+  CHECK(m.Live() == std::vector<NodeId>{1, 3, 4, 5});
 }
 
 TEST_CASE("A ring grown from a base is the ring its changes replay to, whatever the base") {
