@@ -36,6 +36,7 @@
 #ifndef DYNAMO_RING_H_
 #define DYNAMO_RING_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -206,6 +207,48 @@ class Ring {
  private:
   struct LookupTable;
 
+  // A vector that copies of a ring share until one of them changes it. A
+  // node keeps copies of its cluster's ring (the ring it serves and the one
+  // it moves to), and a simulation holds hundreds of nodes: the rings'
+  // partition ends and owners were most of a large simulation's memory, and
+  // copying them most of its start.
+  template <typename T>
+  class SharedVector {
+   public:
+    SharedVector() : v_(std::make_shared<std::vector<T>>()) {}
+    // Moving shares too (no move operations are declared), so a ring moved
+    // from still holds its vectors, as a ring of std::vectors would hold
+    // valid ones.
+    SharedVector(const SharedVector&) = default;
+    SharedVector& operator=(const SharedVector&) = default;
+    SharedVector& operator=(std::vector<T> v) {
+      v_ = std::make_shared<std::vector<T>>(std::move(v));
+      return *this;
+    }
+    operator const std::vector<T>&() const { return *v_; }
+    const std::vector<T>& get() const { return *v_; }
+    size_t size() const { return v_->size(); }
+    bool empty() const { return v_->empty(); }
+    const T& operator[](size_t i) const { return (*v_)[i]; }
+    auto begin() const { return v_->cbegin(); }
+    auto end() const { return v_->cend(); }
+    // The vector to change: copied first if another ring shares it. A
+    // vector held by this ring alone may still have been read by another
+    // thread's ring that let go of it just now; the fence orders those
+    // reads before the writes that follow.
+    std::vector<T>& Mutable() {
+      if (v_.use_count() > 1) {
+        v_ = std::make_shared<std::vector<T>>(*v_);
+      } else {
+        std::atomic_thread_fence(std::memory_order_acquire);
+      }
+      return *v_;
+    }
+
+   private:
+    std::shared_ptr<std::vector<T>> v_;
+  };
+
   absl::Status AddNodeInternal(RingMember member, bool allow_explicit_partitions);
   void InsertMember(RingMember member);  // keeps members_ sorted
   void RebuildPoints();
@@ -223,13 +266,13 @@ class Ring {
   void ReleasePartitionsOf(size_t member_index);
 
   RingOptions options_;
-  std::vector<RingMember> members_;  // sorted by id
+  SharedVector<RingMember> members_;  // sorted by id
   std::optional<std::vector<RingChange>> history_{std::in_place};
   // The ring positions, sorted, and the member index owning each.
-  std::vector<Token> point_tokens_;
-  std::vector<uint32_t> point_owners_;
+  SharedVector<Token> point_tokens_;
+  SharedVector<uint32_t> point_owners_;
   // Strategy 3: the member index holding each partition.
-  std::vector<uint32_t> partition_owner_;
+  SharedVector<uint32_t> partition_owner_;
   size_t zone_count_ = 0;
   std::vector<uint32_t> member_zone_;  // dense zone index per member
 

@@ -149,16 +149,17 @@ void Ring::InsertMember(RingMember member) {
   auto it = std::lower_bound(members_.begin(), members_.end(), member.id,
                              [](const RingMember& m, NodeId v) { return m.id < v; });
   const uint32_t k = static_cast<uint32_t>(it - members_.begin());
-  members_.insert(it, std::move(member));
-  for (uint32_t& o : point_owners_) o += (o >= k);
-  for (uint32_t& o : partition_owner_) o += (o >= k);
+  std::vector<RingMember>& members = members_.Mutable();
+  members.insert(members.begin() + k, std::move(member));
+  for (uint32_t& o : point_owners_.Mutable()) o += (o >= k);
+  for (uint32_t& o : partition_owner_.Mutable()) o += (o >= k);
 }
 
 void Ring::RebuildPoints() {
   if (options_.strategy == PartitionStrategy::kEqualPartitions) {
     if (members_.empty()) {
-      point_tokens_.clear();
-      point_owners_.clear();
+      point_tokens_ = std::vector<Token>();
+      point_owners_ = std::vector<uint32_t>();
       return;
     }
     FillPartitionEnds();
@@ -170,19 +171,22 @@ void Ring::RebuildPoints() {
     for (Token t : members_[i].tokens) points.emplace_back(t, static_cast<uint32_t>(i));
   }
   std::sort(points.begin(), points.end());
-  point_tokens_.resize(points.size());
-  point_owners_.resize(points.size());
+  std::vector<Token> tokens(points.size());
+  std::vector<uint32_t> owners(points.size());
   for (size_t i = 0; i < points.size(); ++i) {
-    point_tokens_[i] = points[i].first;
-    point_owners_[i] = points[i].second;
+    tokens[i] = points[i].first;
+    owners[i] = points[i].second;
   }
+  point_tokens_ = std::move(tokens);
+  point_owners_ = std::move(owners);
 }
 
 void Ring::RebuildPartitionTokens() {
-  for (RingMember& m : members_) m.tokens.clear();
+  std::vector<RingMember>& members = members_.Mutable();
+  for (RingMember& m : members) m.tokens.clear();
   FillPartitionEnds();
   for (size_t p = 0; p < partition_owner_.size(); ++p) {
-    members_[partition_owner_[p]].tokens.push_back(point_tokens_[p]);
+    members[partition_owner_[p]].tokens.push_back(point_tokens_[p]);
   }
 }
 
@@ -192,9 +196,10 @@ void Ring::RebuildPartitionTokens() {
 void Ring::FillPartitionEnds() {
   const size_t q = options_.partitions;
   if (point_tokens_.size() == q) return;
-  point_tokens_.resize(q);
+  std::vector<Token> tokens(q);
   const EqualPartitionEnds ends(q);
-  for (size_t i = 0; i < q; ++i) point_tokens_[i] = ends.End(i);
+  for (size_t i = 0; i < q; ++i) tokens[i] = ends.End(i);
+  point_tokens_ = std::move(tokens);
 }
 
 absl::Status Ring::AddNode(RingMember member) {
@@ -311,7 +316,7 @@ absl::Status Ring::AddNodeInternal(RingMember member, bool allow_explicit_partit
 void Ring::AssignPartitionsToNew(size_t m) {
   const size_t q = options_.partitions;
   if (members_.size() == 1) {
-    partition_owner_.assign(q, static_cast<uint32_t>(m));
+    partition_owner_ = std::vector<uint32_t>(q, static_cast<uint32_t>(m));
     return;
   }
   double total_weight = 0;
@@ -398,7 +403,7 @@ void Ring::AssignPartitionsToNew(size_t m) {
       while (partition_owner_[candidates[any]] != donor) ++any;
       best = candidates[any];
     }
-    partition_owner_[best] = static_cast<uint32_t>(m);
+    partition_owner_.Mutable()[best] = static_cast<uint32_t>(m);
     --count[donor];
     ++count[m];
   }
@@ -407,7 +412,7 @@ void Ring::AssignPartitionsToNew(size_t m) {
 void Ring::ReleasePartitionsOf(size_t m) {
   const size_t q = options_.partitions;
   if (members_.size() == 1) {
-    partition_owner_.clear();
+    partition_owner_ = std::vector<uint32_t>();
     return;
   }
   std::vector<size_t> count(members_.size(), 0);
@@ -430,7 +435,7 @@ void Ring::ReleasePartitionsOf(size_t m) {
       double lj = (count[j] + 1) / members_[j].weight, lt = (count[to] + 1) / members_[to].weight;
       if (lj < lt) to = j;  // ties: lowest id
     }
-    partition_owner_[p] = static_cast<uint32_t>(to);
+    partition_owner_.Mutable()[p] = static_cast<uint32_t>(to);
     ++count[to];
   }
 }
@@ -444,20 +449,22 @@ absl::Status Ring::RemoveNode(NodeId id) {
   const uint32_t k = static_cast<uint32_t>(it - members_.begin());
   if (options_.strategy == PartitionStrategy::kEqualPartitions) {
     ReleasePartitionsOf(k);
-    members_.erase(members_.begin() + k);
-    for (uint32_t& o : partition_owner_) o -= (o > k);
+    members_.Mutable().erase(members_.Mutable().begin() + k);
+    for (uint32_t& o : partition_owner_.Mutable()) o -= (o > k);
     RebuildPartitionTokens();
     RebuildPoints();
   } else {
-    members_.erase(members_.begin() + k);
+    members_.Mutable().erase(members_.Mutable().begin() + k);
+    std::vector<Token>& tokens = point_tokens_.Mutable();
+    std::vector<uint32_t>& owners = point_owners_.Mutable();
     size_t w = 0;
-    for (size_t r = 0; r < point_tokens_.size(); ++r) {
-      if (point_owners_[r] == k) continue;
-      point_tokens_[w] = point_tokens_[r];
-      point_owners_[w++] = point_owners_[r] - (point_owners_[r] > k);
+    for (size_t r = 0; r < tokens.size(); ++r) {
+      if (owners[r] == k) continue;
+      tokens[w] = tokens[r];
+      owners[w++] = owners[r] - (owners[r] > k);
     }
-    point_tokens_.resize(w);
-    point_owners_.resize(w);
+    tokens.resize(w);
+    owners.resize(w);
   }
   Invalidate();
   if (history_.has_value()) history_->push_back(RingChange{/*remove=*/true, id, "", 0});
@@ -639,7 +646,7 @@ const Ring::LookupTable& Ring::Table(size_t n, size_t fallbacks_max) const {
     }
   }
   if (options_.strategy == PartitionStrategy::kRandomTokens) {
-    table->token_index.Build(point_tokens_);
+    table->token_index.Build(point_tokens_.get());
   }
   if (tables_.size() >= kTablesMax) tables_.erase(tables_.begin());
   tables_.push_back(std::move(table));
@@ -650,7 +657,7 @@ size_t Ring::RangeOfToken(Token t, const LookupTable& table) const {
   if (options_.strategy != PartitionStrategy::kRandomTokens) {
     return PartitionOf(options_.partitions, t);
   }
-  const size_t i = table.token_index.FirstAtOrAfter(point_tokens_, t);
+  const size_t i = table.token_index.FirstAtOrAfter(point_tokens_.get(), t);
   return i == point_tokens_.size() ? 0 : i;
 }
 

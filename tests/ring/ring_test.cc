@@ -580,6 +580,50 @@ TEST_CASE("Ring lookup tables follow membership changes") {
   }
 }
 
+// Everything a ring answers, for comparing two rings.
+struct RingState {
+  std::vector<RingMember> members;
+  std::vector<TokenRange> ranges;
+  std::vector<std::vector<NodeId>> lists;  // of sampled tokens, n = 3
+  bool operator==(const RingState&) const = default;
+};
+
+RingState StateOf(const Ring& ring) {
+  RingState state{ring.members(), ring.Ranges(), {}};
+  std::mt19937_64 rng(11);
+  for (int i = 0; i < 200; ++i) {
+    ring.PreferenceList(RandomTokenFrom(rng), 3, 1, &state.lists.emplace_back());
+  }
+  return state;
+}
+
+TEST_CASE("Ring copies share their state until one changes, and a change leaves the others be") {
+  for (PartitionStrategy strategy : kAllStrategies) {
+    INFO("strategy " << static_cast<int>(strategy));
+    const RingOptions o = Options(strategy, 8, 64);
+    Ring original = MakeRing(o, 5);
+    const RingState before = StateOf(original);
+    Ring grown = original;
+    Ring shrunk = original;
+    Ring moved_to = original;
+    REQUIRE(grown.AddNode(Member(60)).ok());
+    REQUIRE(shrunk.RemoveNode(20).ok());
+    Ring moved = std::move(moved_to);
+    CHECK(StateOf(original) == before);
+    CHECK(StateOf(moved) == before);
+    CHECK(StateOf(grown) == StateOf(MakeRing(o, 6)));
+    Ring shrunk_fresh = MakeRing(o, 5);
+    REQUIRE(shrunk_fresh.RemoveNode(20).ok());
+    CHECK(StateOf(shrunk) == StateOf(shrunk_fresh));
+    // The original changes last: its copies keep what they hold.
+    const RingState grown_before = StateOf(grown);
+    REQUIRE(original.RemoveNode(10).ok());
+    REQUIRE(original.AddNode(Member(70)).ok());
+    CHECK(StateOf(grown) == grown_before);
+    CHECK(StateOf(moved) == before);
+  }
+}
+
 }  // namespace
 }  // namespace dynamo
 
