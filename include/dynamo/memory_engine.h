@@ -157,10 +157,11 @@ class MemoryEngine final : public StorageEngine {
   absl::Status CheckRoom(std::string_view key, uint64_t old_bytes, uint64_t new_bytes) const;
   // ApproxEntryBytes of the set when bytes_max_ is set, else 0.
   uint64_t CountedBytes(std::string_view key, const SiblingSet& siblings) const;
-  // Merges `incoming` into `stored` within the sibling limit and bytes_max_,
-  // leaving it untouched on failure; true if it changed.
+  // Merges `incoming` into `stored` within the sibling limit (for
+  // `replicated` versions or not) and bytes_max_, leaving it untouched on
+  // failure; true if it changed.
   absl::StatusOr<bool> MergeWithinBounds(std::string_view key, SiblingSet& stored,
-                                         const SiblingSet& incoming) const;
+                                         const SiblingSet& incoming, bool replicated) const;
 
   StorageLimits limits_;
   uint64_t bytes_max_ = 0;

@@ -49,6 +49,13 @@ struct StorageLimits {
   size_t key_bytes_max = 480;        // LMDB keys are at most 511 bytes with the token prefix
   size_t value_bytes_max = 1 << 20;  // objects are "usually under 1 MB" (paper 2.1)
   size_t siblings_max = 100;         // a put that would keep more fails (Riak's hard limit)
+  // The limit for versions another replica accepted already
+  // (WriteOptions::replicated: handoff, hint delivery, read repair,
+  // anti-entropy). Replicas that each stayed within siblings_max can
+  // together hold more; refusing their union at siblings_max would keep
+  // them apart forever (a leaving node could never hand its keys over).
+  // Values below siblings_max count as siblings_max.
+  size_t replicated_siblings_max = 400;
 };
 
 struct WriteOptions {
@@ -56,6 +63,10 @@ struct WriteOptions {
   // make this write durable before returning. The coordinator asks one of
   // the N replicas for it so an acknowledged write survives a crash.
   bool durable = false;
+  // The versions were accepted by another replica already, not written by
+  // a client just now: merged up to StorageLimits::replicated_siblings_max
+  // rather than siblings_max.
+  bool replicated = false;
 };
 
 struct ScanLimits {

@@ -30,7 +30,9 @@ struct CodecLimits {
   size_t key_bytes_max = 64 * 1024;
   size_t value_bytes_max = 1 << 20;  // the default maximum object size, 1 MiB
   size_t clock_entries_max = 64;
-  size_t siblings_max = 128;
+  // Above StorageLimits::replicated_siblings_max's default: replicas may
+  // hold, and so send, that many.
+  size_t siblings_max = 512;
   size_t list_items_max = 1 << 16;  // any other repeated field
 };
 

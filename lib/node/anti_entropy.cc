@@ -663,7 +663,8 @@ void AntiEntropy::Handle(NodeId from, const KeyExchange& m) {
   for (const auto& [key, siblings] : m.entries) {
     if (ReplicasOf(key) != m.n || !sub.Contains(KeyToken(key))) continue;
     sent[key] = &siblings;
-    absl::StatusOr<SiblingSet> stored = env_.writer->Put(key, siblings, WriteOptions());
+    absl::StatusOr<SiblingSet> stored =
+        env_.writer->Put(key, siblings, WriteOptions{.replicated = true});
     if (!stored.ok() && stored.status().code() != absl::StatusCode::kFailedPrecondition) {
       env_.metrics->storage_errors++;
     }
@@ -703,7 +704,8 @@ void AntiEntropy::Handle(NodeId from, const KeyExchangeReply& m) {
   const uint32_t n = trees_.at(it->second.tree).n;
   for (const auto& [key, siblings] : m.entries) {
     if (ReplicasOf(key) != n || !Tracks(n, key)) continue;
-    absl::StatusOr<SiblingSet> stored = env_.writer->Put(key, siblings, WriteOptions());
+    absl::StatusOr<SiblingSet> stored =
+        env_.writer->Put(key, siblings, WriteOptions{.replicated = true});
     if (!stored.ok() && stored.status().code() != absl::StatusCode::kFailedPrecondition) {
       env_.metrics->storage_errors++;
     }

@@ -566,14 +566,16 @@ void Coordinator::Repair(GetOp& op) {
     }
     env_.metrics->read_repairs_sent++;
     if (r.node == self() && env_.storage != nullptr) {
-      if (!env_.storage->Put(op.skey, reconciled, WriteOptions()).ok()) {
+      if (!env_.storage->Put(op.skey, reconciled, WriteOptions{.replicated = true}).ok()) {
         env_.metrics->storage_errors++;
       }
       continue;
     }
     // Request id 0: the replica's acknowledgement matches no request and
     // is ignored; read repair is best effort.
-    if (repair.empty()) repair = EncodeMessage(ReplicaPut{0, op.skey, reconciled, kNoNode, false});
+    if (repair.empty())
+      repair =
+          EncodeMessage(ReplicaPut{0, op.skey, reconciled, kNoNode, false, /*replicated=*/true});
     Send(r.node, repair);
   }
 }

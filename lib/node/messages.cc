@@ -55,7 +55,8 @@ struct EncodeVisitor {
     e.PutBytes(m.key);
     e.PutSiblings(m.versions);
     e.PutVarint(m.hint_owner);
-    e.PutBool(m.durable);
+    // One byte of flags; with only `durable` set it is the bool it was.
+    e.PutU8(static_cast<uint8_t>(m.durable) | static_cast<uint8_t>(m.replicated) << 1);
   }
   void operator()(const ReplicaPutReply& m) {
     PutReplyHeader(e, m.request_id, m.code, m.error);
@@ -215,7 +216,13 @@ absl::Status DecodeBody(Decoder& d, ReplicaPut& m) {
   DYNAMO_RETURN_IF_ERROR(d.GetString(&m.key, d.limits().key_bytes_max, "key"));
   DYNAMO_RETURN_IF_ERROR(d.GetSiblings(&m.versions));
   DYNAMO_RETURN_IF_ERROR(d.GetVarint(&m.hint_owner));
-  return d.GetBool(&m.durable);
+  uint8_t flags = 0;
+  DYNAMO_RETURN_IF_ERROR(d.GetU8(&flags));
+  if (flags > 3)
+    return absl::InvalidArgumentError(absl::StrCat("replica put: unknown flags ", flags));
+  m.durable = (flags & 1) != 0;
+  m.replicated = (flags & 2) != 0;
+  return absl::OkStatus();
 }
 absl::Status DecodeBody(Decoder& d, ReplicaPutReply& m) {
   return GetReplyHeader(d, &m.request_id, &m.code, &m.error);

@@ -39,6 +39,9 @@ struct ReplicaPut {
   SiblingSet versions;
   NodeId hint_owner = kNoNode;
   bool durable = false;
+  // Versions another replica holds already (read repair, hint delivery,
+  // handoff), not a client's write: see WriteOptions::replicated.
+  bool replicated = false;
 };
 
 // Replica -> coordinator. code is an absl::StatusCode.

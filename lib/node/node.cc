@@ -250,7 +250,11 @@ void Node::OnReplicaPutReply(NodeId from, const ReplicaPutReply& m) {
 }
 
 void Node::OnMessage(NodeId from, std::string_view bytes) {
-  absl::StatusOr<Message> decoded = internal::DecodeMessage(bytes);
+  // Peers send what their engines hold: as many siblings and as large values
+  // as this node's engine takes (the engine's limits may exceed the codec's
+  // defaults).
+  absl::StatusOr<Message> decoded =
+      internal::DecodeMessage(bytes, internal::CodecLimitsFor(storage_->limits()));
   if (!decoded.ok()) {
     // Bad bytes from the network are dropped and counted; they never stop
     // the node.
@@ -281,6 +285,7 @@ void Node::OnMessage(NodeId from, std::string_view bytes) {
           } else {
             WriteOptions wo;
             wo.durable = m.durable;
+            wo.replicated = m.replicated;
             status = storage_->PutAndVisit(m.key, m.versions, wo, [&](const SiblingSet& stored) {
               if (stored.size() >= options_.siblings_warn_count) {
                 metrics_.keys_over_sibling_warning++;
@@ -409,7 +414,8 @@ void Node::DeliverHints() {
     }
     if (in_flight) continue;
     uint64_t id = ++request_id_counter_;
-    SendMessage(hint.owner, EncodeMessage(ReplicaPut{id, hint.key, hint.siblings, kNoNode, false}));
+    SendMessage(hint.owner, EncodeMessage(ReplicaPut{id, hint.key, hint.siblings, kNoNode, false,
+                                                     /*replicated=*/true}));
     TimerId timeout = runtime_->Schedule(options_.replica_timeout, [this, id] {
       auto it = hint_deliveries_.find(id);
       if (it == hint_deliveries_.end()) return;
@@ -883,7 +889,7 @@ void Node::OnTransferBatch(NodeId from, uint64_t request_id, int code,
         static_cast<double>(bytes) / std::max<size_t>(options_.transfer_batch_bytes, 1));
     transfer_pause_ = options_.transfer_batch_interval * std::min(full, 1.0);
     for (auto& [key, siblings] : entries) {
-      if (storage_->Put(key, siblings, WriteOptions()).ok()) {
+      if (storage_->Put(key, siblings, WriteOptions{.replicated = true}).ok()) {
         metrics_.transfer_keys_received++;
       } else {
         metrics_.storage_errors++;
@@ -975,7 +981,9 @@ void Node::Sweep() {
       uint64_t request = ++request_id_counter_;
       push_requests_.emplace(request, index);
       metrics_.handoff_keys_sent++;
-      SendMessage(target, EncodeMessage(ReplicaPut{request, entry.key, entry.siblings, kNoNode, false}));
+      SendMessage(target,
+                  EncodeMessage(ReplicaPut{request, entry.key, entry.siblings, kNoNode, false,
+                                           /*replicated=*/true}));
     }
   }
   bool pass_done = batch->resume_cursor.empty();

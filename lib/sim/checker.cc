@@ -451,18 +451,15 @@ CheckReport CheckConvergence(Simulation& sim, const std::string& bucket,
       r.Fail(absl::StrCat("node ", id, " still holds ", usage->count, " hints"));
     }
   }
-  std::optional<Ring> ring = sim.SettledRing();
-  if (!ring.has_value()) {
-    r.Fail("the ring has not settled: running members disagree on the membership, or a node is "
-           "joining, leaving or transferring ranges");
-  }
+  absl::StatusOr<Ring> ring = sim.SettledRing();
+  if (!ring.ok()) r.Fail(absl::StrCat("the ring has not settled: ", ring.status().message()));
   auto describe = [](const SiblingSet& s) {
     std::vector<std::string> parts;
     for (const Version& v : s) parts.push_back(absl::StrCat(DotString(v.dot), "=\"", AbbreviateValue(v.value), "\""));
     return absl::StrCat("{", absl::StrJoin(parts, ", "), "}");
   };
   for (const std::string& key : keys) {
-    if (!ring.has_value()) break;
+    if (!ring.ok()) break;
     std::string skey = Coordinator::StorageKey(bucket, key);
     std::vector<NodeId> owners = ring->PreferenceList(skey, n);
     std::optional<SiblingSet> first;
@@ -486,7 +483,7 @@ CheckReport CheckConvergence(Simulation& sim, const std::string& bucket,
   r.counters = {{"keys", keys.size()},
                 {"hints_left", hints},
                 {"keys_diverged", keys_diverged},
-                {"members", ring.has_value() ? ring->size() : 0}};
+                {"members", ring.ok() ? ring->size() : 0}};
   return r;
 }
 

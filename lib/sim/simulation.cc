@@ -111,27 +111,51 @@ const Ring* Simulation::CurrentRing() {
   return nullptr;
 }
 
-std::optional<Ring> Simulation::SettledRing() {
+absl::StatusOr<Ring> Simulation::SettledRing() {
   const Node* reference = nullptr;
   for (const auto& [id, node] : nodes_) {
     if (!SelfMember(*node)) continue;
-    if (node->transfers_pending() > 0) return std::nullopt;
+    if (node->transfers_pending() > 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "node ", id, " has ", node->transfers_pending(), " range transfers pending"));
+    }
     if (reference == nullptr) {
       reference = node.get();
-    } else if (node->membership().entries() != reference->membership().entries()) {
-      return std::nullopt;
+      continue;
     }
+    const auto& theirs = node->membership().entries();
+    const auto& ours = reference->membership().entries();
+    if (theirs == ours) continue;
+    // The first member the two views hold differently.
+    auto a = ours.begin();
+    auto b = theirs.begin();
+    while (a != ours.end() && b != theirs.end() && *a == *b) ++a, ++b;
+    auto describe = [](const auto& it, const auto& end) -> std::string {
+      if (it == end) return "nothing more";
+      const MemberEntry& e = it->second;
+      return absl::StrCat("member ", e.id, " ", MemberStatusName(e.status), " at version ",
+                          e.version);
+    };
+    return absl::FailedPreconditionError(
+        absl::StrCat("nodes ", reference->id(), " and ", id, " disagree on the membership: node ",
+                     reference->id(), " has ", describe(a, ours.end()), ", node ", id, " has ",
+                     describe(b, theirs.end())));
   }
-  if (reference == nullptr) return std::nullopt;
+  if (reference == nullptr) return absl::FailedPreconditionError("no running node is a member");
   for (NodeId id : reference->membership().Live()) {
     // A running member that has not learned it is one (a wiped joiner
     // before gossip reaches it) is still moving.
     auto it = nodes_.find(id);
-    if (it != nodes_.end() && !SelfMember(*it->second)) return std::nullopt;
+    if (it != nodes_.end() && !SelfMember(*it->second)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("node ", id, " is a member but does not know it yet"));
+    }
   }
   for (const auto& [id, entry] : reference->membership().entries()) {
     if (entry.status == MemberStatus::kJoining || entry.status == MemberStatus::kLeaving) {
-      return std::nullopt;
+      return absl::FailedPreconditionError(
+          absl::StrCat("member ", id, " is still ", MemberStatusName(entry.status),
+                       nodes_.contains(id) ? "" : " (not running)"));
     }
   }
   return reference->ring();

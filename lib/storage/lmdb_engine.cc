@@ -791,7 +791,8 @@ absl::Status LmdbEngine::Update(std::string_view key, const SiblingSet& incoming
                        return internal::ValidateSiblings(key, incoming, options_.limits);
                      },
                      [&](SiblingSet& stored) {
-                       return internal::MergeWithinLimit(key, stored, incoming, options_.limits);
+                       return internal::MergeWithinLimit(key, stored, incoming, options_.limits,
+                                                         options.replicated);
                      },
                      [&] { return internal::ApproxEntryBytes(key, incoming); }},
       reader);
@@ -895,7 +896,8 @@ absl::Status LmdbEngine::PutHint(NodeId owner, std::string_view key, const Sibli
     const bool existed = !stored.empty();
     const uint64_t old_bytes = existed ? internal::ApproxEntryBytes(key, stored) : 0;
     DYNAMO_ASSIGN_OR_RETURN(bool changed,
-                            internal::MergeWithinLimit(key, stored, siblings, options_.limits));
+                            internal::MergeWithinLimit(key, stored, siblings, options_.limits,
+                                                       /*replicated=*/false));
     count_delta = bytes_delta = 0;
     if (!changed || stored.empty()) return absl::OkStatus();
     count_delta = existed ? 0 : 1;

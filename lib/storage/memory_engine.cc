@@ -49,16 +49,17 @@ absl::Status MemoryEngine::CheckRoom(std::string_view key, uint64_t old_bytes,
 }
 
 absl::StatusOr<bool> MemoryEngine::MergeWithinBounds(std::string_view key, SiblingSet& stored,
-                                                     const SiblingSet& incoming) const {
+                                                     const SiblingSet& incoming,
+                                                     bool replicated) const {
   // A merge grows an entry by at most `incoming`: far from the bound (nearly
   // always) it merges in place, as without one.
   if (bytes_max_ == 0 ||
       bytes() + internal::ApproxEntryBytes(key, incoming) <= bytes_max_) {
-    return internal::MergeWithinLimit(key, stored, incoming, limits_);
+    return internal::MergeWithinLimit(key, stored, incoming, limits_, replicated);
   }
   SiblingSet merged = stored;
   DYNAMO_ASSIGN_OR_RETURN(bool changed,
-                          internal::MergeWithinLimit(key, merged, incoming, limits_));
+                          internal::MergeWithinLimit(key, merged, incoming, limits_, replicated));
   if (!changed) return false;
   const uint64_t old_bytes = stored.empty() ? 0 : internal::ApproxEntryBytes(key, stored);
   DYNAMO_RETURN_IF_ERROR(CheckRoom(key, old_bytes, internal::ApproxEntryBytes(key, merged)));
@@ -114,7 +115,7 @@ absl::StatusOr<SiblingSet> MemoryEngine::Put(std::string_view key, const Sibling
 }
 
 absl::Status MemoryEngine::Update(std::string_view key, const SiblingSet& incoming,
-                                  const WriteOptions& /*options*/,
+                                  const WriteOptions& options,
                                   absl::FunctionRef<absl::Status(const SiblingSet&)> prepare,
                                   absl::FunctionRef<void(const SiblingSet&)> reader) {
   DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, limits_));
@@ -125,7 +126,8 @@ absl::Status MemoryEngine::Update(std::string_view key, const SiblingSet& incomi
     DYNAMO_RETURN_IF_ERROR(internal::ValidateSiblings(key, incoming, limits_));
     const uint64_t old_bytes = CountedBytes(key, stored);
     // Merged in place: MergeWithinBounds leaves the set untouched on failure.
-    DYNAMO_ASSIGN_OR_RETURN(bool changed, MergeWithinBounds(key, stored, incoming));
+    DYNAMO_ASSIGN_OR_RETURN(bool changed,
+                            MergeWithinBounds(key, stored, incoming, options.replicated));
     if (changed) data_bytes_ += CountedBytes(key, stored) - old_bytes;
     reader(stored);
     return absl::OkStatus();
@@ -133,7 +135,8 @@ absl::Status MemoryEngine::Update(std::string_view key, const SiblingSet& incomi
   SiblingSet stored;
   DYNAMO_RETURN_IF_ERROR(prepare(stored));
   DYNAMO_RETURN_IF_ERROR(internal::ValidateSiblings(key, incoming, limits_));
-  DYNAMO_ASSIGN_OR_RETURN(bool changed, MergeWithinBounds(key, stored, incoming));
+  DYNAMO_ASSIGN_OR_RETURN(bool changed,
+                          MergeWithinBounds(key, stored, incoming, options.replicated));
   if (!changed || stored.empty()) {
     reader(stored);
     return absl::OkStatus();
@@ -208,8 +211,8 @@ absl::Status MemoryEngine::PutHint(NodeId owner, std::string_view key,
   std::string hint_key = HintKey(owner, key);
   auto it = hints_.find(hint_key);
   SiblingSet stored = it == hints_.end() ? SiblingSet() : it->second;
-  DYNAMO_ASSIGN_OR_RETURN(bool changed,
-                          internal::MergeWithinLimit(key, stored, siblings, limits_));
+  DYNAMO_ASSIGN_OR_RETURN(bool changed, internal::MergeWithinLimit(key, stored, siblings, limits_,
+                                                                   /*replicated=*/false));
   if (!changed || stored.empty()) return absl::OkStatus();
   const uint64_t old_bytes = it == hints_.end() ? 0 : internal::ApproxEntryBytes(key, it->second);
   const uint64_t new_bytes = internal::ApproxEntryBytes(key, stored);

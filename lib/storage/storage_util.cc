@@ -75,7 +75,7 @@ NodeId OwnerOfHintKey(std::string_view hint_key) {
 CodecLimits CodecLimitsFor(const StorageLimits& limits) {
   CodecLimits codec;
   codec.value_bytes_max = std::max(codec.value_bytes_max, limits.value_bytes_max);
-  codec.siblings_max = std::max(codec.siblings_max, limits.siblings_max);
+  codec.siblings_max = std::max(codec.siblings_max, SiblingsMaxFor(limits, /*replicated=*/true));
   return codec;
 }
 
@@ -106,19 +106,27 @@ absl::Status ValidateSiblings(std::string_view key, const SiblingSet& siblings,
   return absl::OkStatus();
 }
 
+size_t SiblingsMaxFor(const StorageLimits& limits, bool replicated) {
+  return replicated ? std::max(limits.siblings_max, limits.replicated_siblings_max)
+                    : limits.siblings_max;
+}
+
 absl::StatusOr<bool> MergeWithinLimit(std::string_view key, SiblingSet& stored,
-                                      const SiblingSet& incoming, const StorageLimits& limits) {
+                                      const SiblingSet& incoming, const StorageLimits& limits,
+                                      bool replicated) {
+  const size_t siblings_max = SiblingsMaxFor(limits, replicated);
   // A merge never grows the set by more than `incoming`, so when that stays
   // within the limit there is nothing to roll back and no copy is needed.
-  if (stored.size() + incoming.size() <= limits.siblings_max) {
+  if (stored.size() + incoming.size() <= siblings_max) {
     return MergeSiblings(stored, incoming);
   }
   SiblingSet merged = stored;
   bool changed = MergeSiblings(merged, incoming);
-  if (merged.size() > limits.siblings_max) {
+  if (merged.size() > siblings_max) {
     return absl::FailedPreconditionError(
-        absl::StrCat("put would keep ", merged.size(), " siblings, over siblings_max ",
-                     limits.siblings_max, ", for key ", PrintableKey(key)));
+        absl::StrCat("put would keep ", merged.size(), " siblings, over ",
+                     replicated ? "replicated_siblings_max " : "siblings_max ", siblings_max,
+                     ", for key ", PrintableKey(key)));
   }
   if (changed) stored = std::move(merged);
   return changed;

@@ -72,11 +72,16 @@ absl::Status ValidateKey(std::string_view key, const StorageLimits& limits);
 absl::Status ValidateSiblings(std::string_view key, const SiblingSet& siblings,
                               const StorageLimits& limits);
 
+// How many siblings a merge may leave: siblings_max, or for replicated
+// versions replicated_siblings_max (never less than siblings_max).
+size_t SiblingsMaxFor(const StorageLimits& limits, bool replicated);
+
 // Merges `incoming` into `stored` (MergeSiblings). kFailedPrecondition, with
-// `stored` unchanged, if the result would exceed siblings_max. Returns
-// whether `stored` changed.
+// `stored` unchanged, if the result would exceed SiblingsMaxFor(limits,
+// replicated). Returns whether `stored` changed.
 absl::StatusOr<bool> MergeWithinLimit(std::string_view key, SiblingSet& stored,
-                                      const SiblingSet& incoming, const StorageLimits& limits);
+                                      const SiblingSet& incoming, const StorageLimits& limits,
+                                      bool replicated);
 
 // Drops stored tombstones whose dot matches a tombstone in `tombstones`.
 bool RemoveReapedTombstones(SiblingSet& stored, const SiblingSet& tombstones);

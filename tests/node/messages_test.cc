@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 #include <random>
 
+#include "absl/strings/match.h"
 #include "dynamo/context.h"
 
 namespace dynamo::internal {
@@ -15,10 +16,13 @@ TEST_CASE("Every message type round-trips through the codec") {
   v.value = "value";
   std::vector<Message> messages = {
       ReplicaPut{1, "b\0k", {v}, 9, true},
+      ReplicaPut{1, "b\0k", {v}, 9, false, /*replicated=*/true},
+      ReplicaPut{1, "b\0k", {v}, 9, true, /*replicated=*/true},
       ReplicaPutReply{2, 14, "unavailable"},
       ReplicaGet{3, "key", std::nullopt},
       ReplicaGet{3, "key", std::vector<Dot>{}},
-      ReplicaGet{3, "key", std::vector<Dot>{v.dot, Dot{.actor = 8, .counter = 300, .timestamp_us = -1}}},
+      ReplicaGet{3, "key",
+                 std::vector<Dot>{v.dot, Dot{.actor = 8, .counter = 300, .timestamp_us = -1}}},
       ReplicaGetReply{4, 0, "", {v}},
       ReplicaGetReply{4, 0, "", {}, /*same_as_known=*/true},
       ClientRequest{5, ClientOp::kDelete, "bucket", "key", "ctx", "", 1},
@@ -45,6 +49,29 @@ TEST_CASE("Every message type round-trips through the codec") {
     CHECK(decoded->index() == m.index());
     CHECK(EncodeMessage(*decoded) == bytes);
   }
+}
+
+TEST_CASE("A replica put's flags decode as sent, and unknown flags are rejected") {
+  Version v;
+  v.dot = Dot{7, 3, 1234};
+  v.value = "value";
+  for (bool durable : {false, true}) {
+    for (bool replicated : {false, true}) {
+      INFO("durable " << durable << " replicated " << replicated);
+      auto decoded = DecodeMessage(EncodeMessage(ReplicaPut{1, "k", {v}, 0, durable, replicated}));
+      REQUIRE(decoded.ok());
+      const auto& put = std::get<ReplicaPut>(*decoded);
+      CHECK(put.durable == durable);
+      CHECK(put.replicated == replicated);
+    }
+  }
+  // The flags are the message's last byte.
+  std::string bytes = EncodeMessage(ReplicaPut{1, "k", {v}, 0, true, true});
+  REQUIRE(static_cast<uint8_t>(bytes.back()) == 3);
+  bytes.back() = 4;
+  auto bad = DecodeMessage(bytes);
+  REQUIRE_FALSE(bad.ok());
+  CHECK(absl::StrContains(bad.status().message(), "unknown flags 4"));
 }
 
 TEST_CASE("A get names the coordinator's dots, a replica holding exactly those says so") {

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "dynamo/coordinator.h"
 #include "dynamo/sim/scenario.h"
 #include "dynamo/sim/simulation.h"
 #include "sim/sim_test_util.h"
@@ -156,7 +158,7 @@ TEST_CASE("Regression kv679: a node that erased a handed-off key and owns it aga
   REQUIRE(joiner.ok());
   std::optional<absl::Status> joined;
   (*joiner)->Join(kX, [&](absl::Status s) { joined = s; });
-  REQUIRE(sim.network().RunUntil([&] { return joined.has_value() && sim.SettledRing(); },
+  REQUIRE(sim.network().RunUntil([&] { return joined.has_value() && sim.SettledRing().ok(); },
                                  absl::Seconds(60)));
   REQUIRE(joined->ok());
   Ring with_joiner = *sim.SettledRing();
@@ -192,8 +194,7 @@ TEST_CASE("Regression kv679: a node that erased a handed-off key and owns it aga
                                  absl::Seconds(30)));
   REQUIRE(acknowledged == regained.size());
   // Transfers, gossip and anti-entropy settle.
-  REQUIRE(sim.network().RunUntil([&] { return sim.SettledRing().has_value(); },
-                                 absl::Seconds(60)));
+  REQUIRE(sim.network().RunUntil([&] { return sim.SettledRing().ok(); }, absl::Seconds(60)));
   sim.RunFor(absl::Seconds(30));
 
   // Both acknowledged writes with unrelated contexts are kept, as siblings,
@@ -267,6 +268,81 @@ TEST_CASE("Regression kv679: a put after a tombstone was reaped on its coordinat
   read = sim.Get(x, "default", "k");
   REQUIRE(read.ok());
   CHECK(read->values == std::vector<std::string>{"new"});
+}
+
+// Found by `sim_soak --seed=2575`: replicas that each stayed within
+// siblings_max held, together, more than it (clients wrote on both sides of
+// crashes with stale contexts). Every merge of one replica's versions into
+// another's was refused as a put over the limit: a leaving node's handoff
+// was never acknowledged, so it stayed "leaving" for good; hints were never
+// delivered; read repair and anti-entropy never made the replicas agree.
+// Versions another replica holds are now merged up to
+// replicated_siblings_max; only a client's write is held to siblings_max.
+TEST_CASE("Regression seed 2575: replicas whose siblings together exceed siblings_max converge") {
+  uint64_t seed = TestSeed(2575);
+  DYNAMO_SEED_INFO(seed);
+  SimulationOptions o;
+  o.seed = seed;
+  o.nodes = 5;
+  o.storage.siblings_max = 4;
+  o.storage.replicated_siblings_max = 16;
+  auto sim = *Simulation::Create(o);
+  const std::string skey = Coordinator::StorageKey("default", "cart");
+  const std::vector<NodeId> owners = sim->initial_ring().PreferenceList(skey, 3);
+  REQUIRE(owners.size() == 3);
+  // Six concurrent versions: the first three on two owners, the other three
+  // on the third, each set within the limit.
+  auto version = [](uint64_t i) {
+    Version v;
+    v.dot = Dot{/*actor=*/1000 + i, /*counter=*/1, /*timestamp_us=*/1};
+    v.value = "item-" + std::to_string(i);
+    return v;
+  };
+  const SiblingSet first = {version(1), version(2), version(3)};
+  const SiblingSet second = {version(4), version(5), version(6)};
+  for (NodeId id : owners) REQUIRE(sim->Crash(id, /*wipe_disk=*/false).ok());
+  REQUIRE(sim->disk(owners[0]).Put(skey, second, WriteOptions()).ok());
+  REQUIRE(sim->disk(owners[1]).Put(skey, first, WriteOptions()).ok());
+  REQUIRE(sim->disk(owners[2]).Put(skey, first, WriteOptions()).ok());
+  for (NodeId id : owners) REQUIRE(sim->Restart(id).ok());
+  sim->RunFor(absl::Seconds(2));
+
+  // An owner leaves: it hands the key to the owners after it, one of which
+  // holds the other three versions.
+  const NodeId leaver = owners[1];
+  INFO("node " << leaver << " leaves");
+  REQUIRE(sim->node(leaver)->Leave().ok());
+  const NodeId observer = owners[0];
+  REQUIRE(sim->network().RunUntil(
+      [&] {
+        const MemberEntry* e = sim->node(observer)->membership().Find(leaver);
+        return e != nullptr && e->status == MemberStatus::kRemoved;
+      },
+      absl::Seconds(60)));
+
+  // The remaining replicas come to hold all six, more than siblings_max.
+  std::vector<NodeId> replicas;
+  REQUIRE(sim->network().RunUntil(
+      [&] {
+        absl::StatusOr<Ring> ring = sim->SettledRing();
+        if (!ring.ok()) return false;
+        replicas = ring->PreferenceList(skey, 3);
+        return std::all_of(replicas.begin(), replicas.end(),
+                           [&](NodeId id) { return sim->disk(id).Get(skey)->size() == 6; });
+      },
+      absl::Seconds(60)));
+  absl::StatusOr<GetResult> read = sim->Get(observer, "default", "cart");
+  REQUIRE(read.ok());
+  CHECK(read->values.size() == 6);
+  // A client's write is still held to siblings_max: one more sibling is
+  // refused, while a write that supersedes all six collapses them.
+  absl::Status over = sim->Put(observer, "default", "cart", Context(), "item-7");
+  CHECK(over.code() == absl::StatusCode::kFailedPrecondition);
+  CHECK(absl::StrContains(over.message(), "siblings_max"));
+  REQUIRE(sim->Put(observer, "default", "cart", read->context, "merged").ok());
+  absl::StatusOr<GetResult> merged = sim->Get(observer, "default", "cart");
+  REQUIRE(merged.ok());
+  CHECK(merged->values == std::vector<std::string>{"merged"});
 }
 
 }  // namespace

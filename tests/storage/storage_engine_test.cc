@@ -281,6 +281,45 @@ TEMPLATE_TEST_CASE("siblings_max refuses the put and writes nothing", "[storage]
   CHECK(put->size() == 1);
 }
 
+TEMPLATE_TEST_CASE("Replicated versions merge past siblings_max up to replicated_siblings_max",
+                   "[storage]", ENGINE_TYPES) {
+  TestType factory;
+  factory.limits.siblings_max = 3;
+  factory.limits.replicated_siblings_max = 5;
+  auto engine = factory.Open();
+  REQUIRE(engine != nullptr);
+  WriteOptions replicated;
+  replicated.replicated = true;
+  for (ActorId a = 1; a <= 3; ++a) REQUIRE(engine->Put("k", {MakeVersion(a, 1)}, kWrite).ok());
+  // Another replica's versions: merged past siblings_max.
+  auto put = engine->Put("k", {MakeVersion(4, 1), MakeVersion(5, 1)}, replicated);
+  REQUIRE(put.ok());
+  CHECK(put->size() == 5);
+  // Not past replicated_siblings_max, all or nothing.
+  put = engine->Put("k", {MakeVersion(6, 1)}, replicated);
+  CHECK(put.status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK(absl::StrContains(put.status().message(), "replicated_siblings_max 5"));
+  // A client's write to a key over siblings_max is refused; one that
+  // supersedes the siblings is taken.
+  put = engine->Put("k", {MakeVersion(7, 1)}, kWrite);
+  CHECK(put.status().code() == absl::StatusCode::kFailedPrecondition);
+  auto got = engine->Get("k");
+  REQUIRE(got.ok());
+  CHECK(got->size() == 5);
+  put = engine->Put("k", {MakeVersion(8, 1, Clock({{1, 1}, {2, 1}, {3, 1}, {4, 1}, {5, 1}}))},
+                    kWrite);
+  REQUIRE(put.ok());
+  CHECK(put->size() == 1);
+  // A replicated limit below siblings_max counts as siblings_max.
+  TestType low;
+  low.limits.siblings_max = 3;
+  low.limits.replicated_siblings_max = 1;
+  auto other = low.Open();
+  REQUIRE(other != nullptr);
+  put = other->Put("k", {MakeVersion(1, 1), MakeVersion(2, 1), MakeVersion(3, 1)}, replicated);
+  CHECK(put.ok());
+}
+
 TEMPLATE_TEST_CASE("Keys and values over the limits are invalid arguments", "[storage]",
                    ENGINE_TYPES) {
   TestType factory;

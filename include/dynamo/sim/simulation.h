@@ -59,8 +59,9 @@ class Simulation {
   // The ring once the cluster has stopped moving: every running node that
   // counts itself a member holds the same membership view, nobody in it is
   // joining or leaving, and no node has an ownership transfer pending.
-  // nullopt while that is not so (or no member runs).
-  std::optional<Ring> SettledRing();
+  // kFailedPrecondition while that is not so (or no member runs), naming
+  // the first node or member that keeps it moving.
+  absl::StatusOr<Ring> SettledRing();
 
   // The running node, or nullptr while it is crashed.
   Node* node(NodeId id);
