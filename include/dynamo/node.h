@@ -47,6 +47,7 @@ struct TransferRequest;
 }  // namespace internal
 
 namespace internal {
+struct CodecLimits;
 class AdmissionController;
 class AntiEntropy;
 class ObservedStorage;
@@ -210,6 +211,9 @@ class Node {
   bool fresh_identity_ = false;  // identity created at this start (no data)
   // Owns the identity record and mints the counters of the node's dots.
   std::unique_ptr<internal::DotCounter> dot_counter_;
+  // What peers' messages are decoded with: the engine's limits (fixed for
+  // its life), computed once rather than per message.
+  std::unique_ptr<const internal::CodecLimits> codec_limits_;
   NodeMetrics metrics_;
   FailureDetector failure_detector_;
   uint64_t request_id_counter_ = 0;

@@ -57,7 +57,9 @@ Node::Node(NodeOptions options, Runtime* runtime, StorageEngine* storage, Ring r
       storage_(storage),
       ring_(std::move(ring)),
       pending_ring_(ring_),
-      moving_to_(ring_.options()) {}
+      moving_to_(ring_.options()),
+      codec_limits_(std::make_unique<const internal::CodecLimits>(
+          internal::CodecLimitsFor(storage->limits()))) {}
 
 Node::~Node() {
   runtime_->transport().SetReceiveHandler(nullptr);
@@ -253,8 +255,7 @@ void Node::OnMessage(NodeId from, std::string_view bytes) {
   // Peers send what their engines hold: as many siblings and as large values
   // as this node's engine takes (the engine's limits may exceed the codec's
   // defaults).
-  absl::StatusOr<Message> decoded =
-      internal::DecodeMessage(bytes, internal::CodecLimitsFor(storage_->limits()));
+  absl::StatusOr<Message> decoded = internal::DecodeMessage(bytes, *codec_limits_);
   if (!decoded.ok()) {
     // Bad bytes from the network are dropped and counted; they never stop
     // the node.
