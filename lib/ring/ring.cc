@@ -447,14 +447,15 @@ absl::Status Ring::RemoveNode(NodeId id) {
     return absl::NotFoundError(absl::StrCat(NodeName(id), " is not on the ring"));
   }
   const uint32_t k = static_cast<uint32_t>(it - members_.begin());
+  std::vector<RingMember>& members = members_.Mutable();
   if (options_.strategy == PartitionStrategy::kEqualPartitions) {
     ReleasePartitionsOf(k);
-    members_.Mutable().erase(members_.Mutable().begin() + k);
+    members.erase(members.begin() + k);
     for (uint32_t& o : partition_owner_.Mutable()) o -= (o > k);
     RebuildPartitionTokens();
     RebuildPoints();
   } else {
-    members_.Mutable().erase(members_.Mutable().begin() + k);
+    members.erase(members.begin() + k);
     std::vector<Token>& tokens = point_tokens_.Mutable();
     std::vector<uint32_t>& owners = point_owners_.Mutable();
     size_t w = 0;

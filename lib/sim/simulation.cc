@@ -1,5 +1,6 @@
 #include "dynamo/sim/simulation.h"
 
+#include <algorithm>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
@@ -127,9 +128,7 @@ absl::StatusOr<Ring> Simulation::SettledRing() {
     const auto& ours = reference->membership().entries();
     if (theirs == ours) continue;
     // The first member the two views hold differently.
-    auto a = ours.begin();
-    auto b = theirs.begin();
-    while (a != ours.end() && b != theirs.end() && *a == *b) ++a, ++b;
+    const auto [a, b] = std::mismatch(ours.begin(), ours.end(), theirs.begin(), theirs.end());
     auto describe = [](const auto& it, const auto& end) -> std::string {
       if (it == end) return "nothing more";
       const MemberEntry& e = it->second;
