@@ -75,6 +75,12 @@ class Membership {
   // simulation's time).
   using Digest = std::vector<std::pair<NodeId, uint64_t>>;
   const Digest& digest() const { return digest_; }
+  // One hash of the whole digest: views holding the same entries have the
+  // same one, so a gossip round that finds its peer agreeing sends 8 bytes
+  // instead of 16 per member (in an idle 1000-node simulation, encoding and
+  // decoding full digests was a third of the time). Computed when first
+  // asked for after a change, then kept (a const call may fill the cache).
+  uint64_t ViewDigest() const;
 
   // One past the largest sequence number in the view.
   uint64_t NextSeq() const;
@@ -120,6 +126,7 @@ class Membership {
   // RingChanges(false) and RingChanges(true), once computed.
   mutable std::optional<std::vector<RingChange>> ring_changes_[2];
   mutable std::optional<std::vector<NodeId>> live_;  // Live(), once computed
+  mutable std::optional<uint64_t> view_digest_;      // ViewDigest(), once computed
 
   friend std::string EncodeMemberEntries(const Membership& view);
 };

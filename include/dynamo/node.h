@@ -175,6 +175,7 @@ class Node {
   void UpdateOwnEntry(const std::function<void(MemberEntry&)>& change);
   void ScheduleGossip();
   void GossipRound();
+  void OnGossipSummary(NodeId from, uint64_t view_digest);
   void OnGossipDigest(NodeId from, const Membership::Digest& digest);
   void OnGossipEntries(NodeId from, std::string_view entries, const std::vector<NodeId>& wanted);
   size_t ReplicationMax() const;

@@ -93,6 +93,7 @@ bool Membership::Merge(const MemberEntry& entry) {
     entry_bytes_.insert(entry_bytes_.begin() + index, std::move(bytes));
     for (auto& changes : ring_changes_) changes.reset();
     live_.reset();
+    view_digest_.reset();
     return true;
   }
   const MemberEntry& mine = it->second;
@@ -108,6 +109,7 @@ bool Membership::Merge(const MemberEntry& entry) {
     for (auto& changes : ring_changes_) changes.reset();
   }
   if (entry.status != mine.status) live_.reset();
+  view_digest_.reset();
   it->second = entry;
   digest_[index].second = EntryDigest(bytes);
   entry_bytes_[index] = std::move(bytes);
@@ -118,6 +120,22 @@ bool Membership::MergeAll(const std::vector<MemberEntry>& entries) {
   bool changed = false;
   for (const MemberEntry& e : entries) changed |= Merge(e);
   return changed;
+}
+
+uint64_t Membership::ViewDigest() const {
+  if (!view_digest_.has_value()) {
+    // Hashed as fixed-width little-endian words, so nodes of any byte order
+    // agree on it.
+    std::string words;
+    words.reserve(digest_.size() * 16);
+    internal::Encoder e(&words);
+    for (const auto& [id, hash] : digest_) {
+      e.PutFixed64(id);
+      e.PutFixed64(hash);
+    }
+    view_digest_ = XXH3_64bits(words.data(), words.size());
+  }
+  return *view_digest_;
 }
 
 const MemberEntry* Membership::Find(NodeId id) const {

@@ -96,6 +96,7 @@ struct EncodeVisitor {
     e.PutVarint(m.request_id);
     e.PutBytes(m.ring);
   }
+  void operator()(const GossipSummary& m) { e.PutFixed64(m.view_digest); }
   void operator()(const GossipDigest& m) {
     e.PutVarint(m.versions.size());
     for (const auto& [id, version] : m.versions) {
@@ -286,6 +287,7 @@ constexpr size_t kMembershipBytesMax = 16 << 20;
 constexpr size_t kTransferEntriesMax = 1 << 14;
 constexpr size_t kCursorBytesMax = 1024;
 
+absl::Status DecodeBody(Decoder& d, GossipSummary& m) { return d.GetFixed64(&m.view_digest); }
 absl::Status DecodeBody(Decoder& d, GossipDigest& m) {
   uint64_t n;
   DYNAMO_RETURN_IF_ERROR(d.GetCount(&n, kMembersMax, 2, "gossip digest entry"));
@@ -452,6 +454,7 @@ template std::string EncodeMessage(const Ping&);
 template std::string EncodeMessage(const Pong&);
 template std::string EncodeMessage(const RingRequest&);
 template std::string EncodeMessage(const RingReply&);
+template std::string EncodeMessage(const GossipSummary&);
 template std::string EncodeMessage(const GossipDigest&);
 template std::string EncodeMessage(const GossipEntries&);
 template std::string EncodeMessage(const JoinRequest&);
@@ -466,7 +469,7 @@ template std::string EncodeMessage(const TombstoneCheck&);
 template std::string EncodeMessage(const TombstoneCheckReply&);
 template std::string EncodeMessage(const TombstoneReap&);
 template std::string EncodeMessage(const ReplicaAcks&);
-static_assert(std::variant_size_v<Message> == 24, "instantiate EncodeMessage for a new message");
+static_assert(std::variant_size_v<Message> == 25, "instantiate EncodeMessage for a new message");
 
 std::string EncodeMessage(const Message& message) {
   return std::visit([](const auto& m) { return EncodeMessage(m); }, message);

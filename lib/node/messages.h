@@ -130,12 +130,17 @@ struct RingReply {
   std::string ring;  // EncodeRing()
 };
 
-// Membership gossip (paper 4.8), push-pull: the initiator sends the version
-// of every member entry it knows; the peer answers with the entries where it
-// is newer and names those where the initiator is newer; the initiator then
-// sends those. Only what differs crosses the network.
+// Membership gossip (paper 4.8), push-pull. A round sends a summary: one
+// hash of the whole view. A peer whose view hashes the same is done; one
+// whose view differs answers with its digest, a hash of every member entry
+// it knows; the receiver of a digest answers with the entries that differ
+// and names those it wants back; those are sent last. Only what differs
+// crosses the network, and views that agree exchange one small message.
+struct GossipSummary {
+  uint64_t view_digest = 0;  // Membership::ViewDigest()
+};
 struct GossipDigest {
-  std::vector<std::pair<NodeId, uint64_t>> versions;  // member id -> entry version
+  std::vector<std::pair<NodeId, uint64_t>> versions;  // member id -> entry hash
 };
 struct GossipEntries {
   std::string entries;          // EncodeMemberEntries()
@@ -223,12 +228,12 @@ struct TombstoneReap {
   SiblingSet tombstones;
 };
 
-using Message = std::variant<ReplicaPut, ReplicaPutReply, ReplicaGet, ReplicaGetReply,
-                             ClientRequest, ClientReply, Ping, Pong, RingRequest, RingReply,
-                             GossipDigest, GossipEntries, JoinRequest, JoinReply,
-                             TransferRequest, TransferBatch, MerkleRequest, MerkleReply,
-                             KeyExchange, KeyExchangeReply, TombstoneCheck,
-                             TombstoneCheckReply, TombstoneReap, ReplicaAcks>;
+using Message =
+    std::variant<ReplicaPut, ReplicaPutReply, ReplicaGet, ReplicaGetReply, ClientRequest,
+                 ClientReply, Ping, Pong, RingRequest, RingReply, GossipDigest, GossipEntries,
+                 JoinRequest, JoinReply, TransferRequest, TransferBatch, MerkleRequest, MerkleReply,
+                 KeyExchange, KeyExchangeReply, TombstoneCheck, TombstoneCheckReply, TombstoneReap,
+                 ReplicaAcks, GossipSummary>;
 
 std::string EncodeMessage(const Message& message);
 // Encodes one alternative of Message as it is: building a Message from it

@@ -18,14 +18,13 @@
 namespace dynamo {
 
 using internal::ClientReply;
-using internal::GossipDigest;
-using internal::GossipEntries;
-using internal::JoinReply;
-using internal::JoinRequest;
-using internal::TransferBatch;
-using internal::TransferRequest;
 using internal::ClientRequest;
 using internal::EncodeMessage;
+using internal::GossipDigest;
+using internal::GossipEntries;
+using internal::GossipSummary;
+using internal::JoinReply;
+using internal::JoinRequest;
 using internal::Message;
 using internal::Ping;
 using internal::Pong;
@@ -35,6 +34,8 @@ using internal::ReplicaPut;
 using internal::ReplicaPutReply;
 using internal::RingReply;
 using internal::RingRequest;
+using internal::TransferBatch;
+using internal::TransferRequest;
 
 absl::StatusOr<std::unique_ptr<Node>> Node::Create(NodeOptions options, Runtime* runtime,
                                                    StorageEngine* storage, Ring ring) {
@@ -362,6 +363,8 @@ void Node::OnMessage(NodeId from, std::string_view bytes) {
           // Nodes do not ask for rings; clients do.
         } else if constexpr (internal::kIsAntiEntropyMessage<T>) {
           anti_entropy_->Handle(from, m);
+        } else if constexpr (std::is_same_v<T, GossipSummary>) {
+          OnGossipSummary(from, m.view_digest);
         } else if constexpr (std::is_same_v<T, GossipDigest>) {
           OnGossipDigest(from, m.versions);
         } else if constexpr (std::is_same_v<T, GossipEntries>) {
@@ -718,9 +721,7 @@ void Node::ScheduleGossip() {
 void Node::GossipRound() {
   ++gossip_round_;
   metrics_.gossip_rounds++;
-  GossipDigest digest;
-  digest.versions = membership_.digest();
-  std::string bytes = EncodeMessage(digest);
+  std::string bytes = EncodeMessage(GossipSummary{membership_.ViewDigest()});
   // A live member other than this node, drawn uniformly.
   const std::vector<NodeId>& live = membership_.Live();
   const auto self = std::lower_bound(live.begin(), live.end(), id());
@@ -740,6 +741,11 @@ void Node::GossipRound() {
   if (!seeds.empty() && (peers == 0 || gossip_round_ % options_.seed_gossip_period_rounds == 0)) {
     SendMessage(seeds[absl::Uniform<size_t>(runtime_->Rng(), 0, seeds.size())], bytes);
   }
+}
+
+void Node::OnGossipSummary(NodeId from, uint64_t view_digest) {
+  if (view_digest == membership_.ViewDigest()) return;  // the views agree
+  SendMessage(from, EncodeMessage(GossipDigest{membership_.digest()}));
 }
 
 void Node::OnGossipDigest(NodeId from, const Membership::Digest& digest) {

@@ -51,6 +51,17 @@ TEST_CASE("Membership merge is commutative, associative and idempotent (seed 5)"
       const std::string one = EncodeMemberEntries({*x.Find(id)});
       CHECK(hash == XXH3_64bits(one.data(), one.size()));
     }
+    // Gossip's one-hash summary agrees for equal views and follows a change
+    // (the cached hash is dropped).
+    const uint64_t summary = x.ViewDigest();
+    CHECK(y.ViewDigest() == summary);
+    if (!a.empty()) {
+      MemberEntry newer = *y.Find(a.front().id);
+      newer.version += 10;
+      REQUIRE(y.Merge(newer));
+      CHECK(y.ViewDigest() != summary);
+      CHECK(x.ViewDigest() == summary);
+    }
   }
 }
 

@@ -31,6 +31,7 @@ TEST_CASE("Every message type round-trips through the codec") {
       Pong{8},
       RingRequest{9},
       RingReply{10, "ring bytes"},
+      GossipSummary{0x8877665544332211ULL},
       GossipDigest{{{1, 99}, {2, 7}}},
       GossipEntries{"entries", {3, 4}},
       JoinRequest{11, "entry"},

@@ -378,6 +378,35 @@ TEST_CASE("A gossip digest in any order, with an id listed twice, gets the entri
   CHECK((*sent)[1] == *view.Find(3));
 }
 
+TEST_CASE("A gossip summary that agrees gets no answer and one that differs gets the digest") {
+  uint64_t seed = TestSeed(69);
+  DYNAMO_SEED_INFO(seed);
+  auto sim = *Simulation::Create(Options(seed, 3));
+  sim->RunFor(absl::Seconds(3));
+  Runtime& peer = sim->network().AddNode(99);
+  std::vector<internal::Message> replies;
+  peer.transport().SetReceiveHandler([&](NodeId from, std::string_view bytes) {
+    if (from != 1) return;
+    absl::StatusOr<internal::Message> m = internal::DecodeMessage(bytes);
+    REQUIRE(m.ok());
+    replies.push_back(*std::move(m));
+  });
+  const Membership& view = sim->node(1)->membership();
+  REQUIRE(peer.transport()
+              .Send(1, internal::EncodeMessage(internal::GossipSummary{view.ViewDigest()}))
+              .ok());
+  sim->RunFor(absl::Milliseconds(500));
+  CHECK(replies.empty());
+  REQUIRE(peer.transport()
+              .Send(1, internal::EncodeMessage(internal::GossipSummary{view.ViewDigest() ^ 1}))
+              .ok());
+  REQUIRE(sim->network().RunUntil([&] { return !replies.empty(); }, absl::Seconds(1)));
+  REQUIRE(replies.size() == 1);
+  const auto* reply = std::get_if<internal::GossipDigest>(&replies[0]);
+  REQUIRE(reply != nullptr);
+  CHECK(reply->versions == view.digest());
+}
+
 TEST_CASE("A wall clock stepped either way neither suspects every peer nor hides a crash") {
   uint64_t seed = TestSeed(66);
   DYNAMO_SEED_INFO(seed);
