@@ -81,14 +81,17 @@ Membership Membership::FromRing(const Ring& ring) {
   return view;
 }
 
+size_t Membership::IndexOf(NodeId id) const {
+  return std::lower_bound(digest_.begin(), digest_.end(), id,
+                          [](const auto& d, NodeId member) { return d.first < member; }) -
+         digest_.begin();
+}
+
 bool Membership::Merge(const MemberEntry& entry) {
-  auto it = entries_.find(entry.id);
-  const size_t index = std::lower_bound(digest_.begin(), digest_.end(), entry.id,
-                                        [](const auto& d, NodeId id) { return d.first < id; }) -
-                       digest_.begin();
-  if (it == entries_.end()) {
+  const size_t index = IndexOf(entry.id);
+  if (index == entries_.size() || entries_[index].id != entry.id) {
     std::string bytes = EntryBytes(entry);
-    entries_.emplace(entry.id, entry);
+    entries_.insert(entries_.begin() + index, entry);
     digest_.insert(digest_.begin() + index, {entry.id, EntryDigest(bytes)});
     entry_bytes_.insert(entry_bytes_.begin() + index, std::move(bytes));
     for (auto& changes : ring_changes_) changes.reset();
@@ -96,7 +99,7 @@ bool Membership::Merge(const MemberEntry& entry) {
     view_digest_.reset();
     return true;
   }
-  const MemberEntry& mine = it->second;
+  MemberEntry& mine = entries_[index];
   if (entry.version < mine.version) return false;
   std::string bytes = EntryBytes(entry);
   // Same version, different content: two nodes changed the entry at once.
@@ -110,7 +113,7 @@ bool Membership::Merge(const MemberEntry& entry) {
   }
   if (entry.status != mine.status) live_.reset();
   view_digest_.reset();
-  it->second = entry;
+  mine = entry;
   digest_[index].second = EntryDigest(bytes);
   entry_bytes_[index] = std::move(bytes);
   return true;
@@ -139,29 +142,22 @@ uint64_t Membership::ViewDigest() const {
 }
 
 const MemberEntry* Membership::Find(NodeId id) const {
-  auto it = entries_.find(id);
-  return it == entries_.end() ? nullptr : &it->second;
-}
-
-std::vector<MemberEntry> Membership::List() const {
-  std::vector<MemberEntry> out;
-  out.reserve(entries_.size());
-  for (const auto& [id, e] : entries_) out.push_back(e);
-  return out;
+  const size_t index = IndexOf(id);
+  return index < entries_.size() && entries_[index].id == id ? &entries_[index] : nullptr;
 }
 
 const std::vector<NodeId>& Membership::Live() const {
   if (live_.has_value()) return *live_;
   std::vector<NodeId>& live = live_.emplace();
-  for (const auto& [id, e] : entries_) {
-    if (e.status != MemberStatus::kRemoved) live.push_back(id);
+  for (const MemberEntry& e : entries_) {
+    if (e.status != MemberStatus::kRemoved) live.push_back(e.id);
   }
   return live;
 }
 
 uint64_t Membership::NextSeq() const {
   uint64_t seq = 0;
-  for (const auto& [id, e] : entries_) seq = std::max({seq, e.join_seq, e.remove_seq});
+  for (const MemberEntry& e : entries_) seq = std::max({seq, e.join_seq, e.remove_seq});
   return seq + 1;
 }
 
@@ -174,7 +170,8 @@ const std::vector<RingChange>& Membership::RingChanges(bool pending) const {
   };
   std::vector<Sequenced> events;
   const uint64_t after_all = NextSeq();
-  for (const auto& [id, e] : entries_) {
+  for (const MemberEntry& e : entries_) {
+    const NodeId id = e.id;
     bool in = true;
     switch (e.status) {
       case MemberStatus::kJoining: in = pending; break;

@@ -131,7 +131,7 @@ absl::StatusOr<Ring> Simulation::SettledRing() {
     const auto [a, b] = std::mismatch(ours.begin(), ours.end(), theirs.begin(), theirs.end());
     auto describe = [](const auto& it, const auto& end) -> std::string {
       if (it == end) return "nothing more";
-      const MemberEntry& e = it->second;
+      const MemberEntry& e = *it;
       return absl::StrCat("member ", e.id, " ", MemberStatusName(e.status), " at version ",
                           e.version);
     };
@@ -150,11 +150,11 @@ absl::StatusOr<Ring> Simulation::SettledRing() {
           absl::StrCat("node ", id, " is a member but does not know it yet"));
     }
   }
-  for (const auto& [id, entry] : reference->membership().entries()) {
+  for (const MemberEntry& entry : reference->membership().entries()) {
     if (entry.status == MemberStatus::kJoining || entry.status == MemberStatus::kLeaving) {
       return absl::FailedPreconditionError(
-          absl::StrCat("member ", id, " is still ", MemberStatusName(entry.status),
-                       nodes_.contains(id) ? "" : " (not running)"));
+          absl::StrCat("member ", entry.id, " is still ", MemberStatusName(entry.status),
+                       nodes_.contains(entry.id) ? "" : " (not running)"));
     }
   }
   return reference->ring();

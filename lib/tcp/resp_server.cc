@@ -567,8 +567,8 @@ std::string RespServer::Info(std::string_view section) const {
     const MemberEntry* mine = node.membership().Find(node.id());
     absl::StrAppend(&out, "member_status:", mine == nullptr ? "none" : MemberStatusName(mine->status),
                     "\r\ntransfers_pending:", node.transfers_pending(), "\r\n");
-    for (const auto& [member, e] : node.membership().entries()) {
-      absl::StrAppend(&out, "member:", member, ",status=", MemberStatusName(e.status),
+    for (const MemberEntry& e : node.membership().entries()) {
+      absl::StrAppend(&out, "member:", e.id, ",status=", MemberStatusName(e.status),
                       ",epoch=", e.epoch, ",version=", e.version, ",address=", e.address, "\r\n");
     }
     absl::StrAppend(&out, "\r\n");

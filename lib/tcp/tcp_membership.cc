@@ -32,11 +32,12 @@ absl::StatusOr<std::map<NodeId, Endpoint>> ParseMemberAddresses(std::string_view
 absl::Status ApplyMemberAddresses(const Membership& membership, TcpRuntime& runtime) {
   // Removed members first: they are not redialled for ever, and their
   // places in peers_max go to the members added below.
-  for (const auto& [id, entry] : membership.entries()) {
-    if (entry.status == MemberStatus::kRemoved) runtime.RemovePeer(id);
+  for (const MemberEntry& entry : membership.entries()) {
+    if (entry.status == MemberStatus::kRemoved) runtime.RemovePeer(entry.id);
   }
   absl::Status first;
-  for (const auto& [id, entry] : membership.entries()) {
+  for (const MemberEntry& entry : membership.entries()) {
+    const NodeId id = entry.id;
     if (id == runtime.self() || entry.status == MemberStatus::kRemoved || entry.address.empty()) {
       continue;
     }

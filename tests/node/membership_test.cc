@@ -44,7 +44,7 @@ TEST_CASE("Membership merge is commutative, associative and idempotent (seed 5)"
     CHECK_FALSE(x.MergeAll(a));           // idempotent
     // What the view keeps per entry as it changes (its encoding and digest)
     // is what encoding the entries afresh gives.
-    CHECK(EncodeMemberEntries(x) == EncodeMemberEntries(x.List()));
+    CHECK(EncodeMemberEntries(x) == EncodeMemberEntries(x.entries()));
     CHECK(EncodeMemberEntries(x) == EncodeMemberEntries(y));
     REQUIRE(x.digest().size() == x.entries().size());
     for (const auto& [id, hash] : x.digest()) {
@@ -100,7 +100,7 @@ TEST_CASE("The ring is a function of the view, with minimal movement per change"
   }
   // The same view merged in another order builds the same ring.
   Membership other;
-  for (const MemberEntry& e : m.List()) other.Merge(e);
+  for (const MemberEntry& e : m.entries()) other.Merge(e);
   CHECK(other.BuildRing(options, true)->members() == pending.members());
   // Leaving: still serving, gone from the pending ring.
   MemberEntry leaving = *m.Find(2);
@@ -136,7 +136,7 @@ TEST_CASE("A view's ring changes and live members follow every change of what th
     steps[i](e);
     REQUIRE(m.Merge(e));
     Membership fresh;
-    fresh.MergeAll(m.List());
+    fresh.MergeAll(m.entries());
     CHECK(m.RingChanges(false) == fresh.RingChanges(false));
     CHECK(m.RingChanges(true) == fresh.RingChanges(true));
     CHECK(m.Live() == fresh.Live());
