@@ -99,9 +99,9 @@ struct EncodeVisitor {
   void operator()(const GossipSummary& m) { e.PutFixed64(m.view_digest); }
   void operator()(const GossipDigest& m) {
     e.PutVarint(m.versions.size());
-    for (const auto& [id, version] : m.versions) {
+    for (const auto& [id, hash] : m.versions) {
       e.PutVarint(id);
-      e.PutVarint(version);
+      e.PutFixed64(hash);  // a hash is as wide as it gets: a varint would take 10 bytes
     }
   }
   void operator()(const GossipEntries& m) {
@@ -290,11 +290,11 @@ constexpr size_t kCursorBytesMax = 1024;
 absl::Status DecodeBody(Decoder& d, GossipSummary& m) { return d.GetFixed64(&m.view_digest); }
 absl::Status DecodeBody(Decoder& d, GossipDigest& m) {
   uint64_t n;
-  DYNAMO_RETURN_IF_ERROR(d.GetCount(&n, kMembersMax, 2, "gossip digest entry"));
+  DYNAMO_RETURN_IF_ERROR(d.GetCount(&n, kMembersMax, 9, "gossip digest entry"));
   m.versions.resize(n);
-  for (auto& [id, version] : m.versions) {
+  for (auto& [id, hash] : m.versions) {
     DYNAMO_RETURN_IF_ERROR(d.GetVarint(&id));
-    DYNAMO_RETURN_IF_ERROR(d.GetVarint(&version));
+    DYNAMO_RETURN_IF_ERROR(d.GetFixed64(&hash));
   }
   return absl::OkStatus();
 }

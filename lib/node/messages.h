@@ -27,8 +27,9 @@
 namespace dynamo::internal {
 
 // 2: fixed-width actors and timestamps; 3: gets name the coordinator's dots;
-// 4: replica acks gathered per turn (ReplicaAcks)
-inline constexpr uint8_t kProtocolVersion = 4;
+// 4: replica acks gathered per turn (ReplicaAcks); 5: gossip rounds send a
+// summary of the view (GossipSummary), digests carry fixed-width hashes
+inline constexpr uint8_t kProtocolVersion = 5;
 
 // Coordinator -> replica: merge these versions into the key. With a
 // hint_owner other than the receiver, keep them as a hint for that node
