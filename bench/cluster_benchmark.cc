@@ -125,9 +125,9 @@ void BM_Cluster(benchmark::State& state) {
         auto done = [finish](absl::Status s) { finish(s.ok()); };
         std::string value(100, 'v');
         if (client)
-          client->Put("default", names[k], contexts[k], value, done);
+          client->Put("default", names[k], contexts[k], std::move(value), done);
         else
-          sim->node(via)->Put("default", names[k], contexts[k], value, done);
+          sim->node(via)->Put("default", names[k], contexts[k], std::move(value), done);
       }
     };
     state.ResumeTiming();
