@@ -255,6 +255,9 @@ class Node {
   bool leave_final_batch_ = false;   // the current batch ends the pass
   bool leave_batch_failed_ = false;  // an owner refused: the pass starts over
   bool own_entry_settled_ = true;    // see OnMembershipChanged
+  // The view's ring_inputs_version() when ring_ and pending_ring_ were last
+  // found to follow it.
+  std::optional<uint64_t> rings_follow_inputs_;
   std::map<uint64_t, size_t> push_requests_;
   std::vector<PushedKey> pushed_;
   uint64_t push_generation_ = 0;

@@ -94,7 +94,7 @@ bool Membership::Merge(const MemberEntry& entry) {
     entries_.insert(entries_.begin() + index, entry);
     digest_.insert(digest_.begin() + index, {entry.id, EntryDigest(bytes)});
     entry_bytes_.insert(entry_bytes_.begin() + index, std::move(bytes));
-    for (auto& changes : ring_changes_) changes.reset();
+    DropRingChanges();
     live_.reset();
     view_digest_.reset();
     return true;
@@ -109,7 +109,7 @@ bool Membership::Merge(const MemberEntry& entry) {
   if (entry.status != mine.status || entry.join_seq != mine.join_seq ||
       entry.remove_seq != mine.remove_seq || entry.zone != mine.zone ||
       entry.weight != mine.weight) {
-    for (auto& changes : ring_changes_) changes.reset();
+    DropRingChanges();
   }
   if (entry.status != mine.status) live_.reset();
   view_digest_.reset();

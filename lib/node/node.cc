@@ -194,6 +194,7 @@ absl::Status Node::SetRing(Ring ring) {
     DYNAMO_RETURN_IF_ERROR(ValidateBucket(b, ring.size()));
   }
   membership_ = Membership::FromRing(ring);
+  rings_follow_inputs_.reset();  // a new view counts its changes afresh
   ring_ = std::move(ring);
   pending_ring_ = ring_;
   moving_to_ = Ring(ring_.options());
@@ -528,12 +529,14 @@ void Node::OnMembershipChanged() {
   }
   if (options_.on_membership_changed) options_.on_membership_changed(membership_);
   // Read only before anything below changes the view again.
+  const uint64_t ring_inputs = membership_.ring_inputs_version();
   const std::vector<RingChange>& routing_changes = membership_.RingChanges(/*pending=*/false);
   const std::vector<RingChange>& pending_changes = membership_.RingChanges(/*pending=*/true);
   // A ring whose history is the view's changes is the ring the view builds
   // (the ring given at creation usually is): a view change that leaves the
   // changes as they were, such as an announced actor, rebuilds nothing.
-  if (ring_.history() != routing_changes || pending_ring_.history() != pending_changes) {
+  if (rings_follow_inputs_ != ring_inputs &&
+      (ring_.history() != routing_changes || pending_ring_.history() != pending_changes)) {
     const RingOptions& options = ring_.options();
     // Each ring grows from the one before when the changes only add to its
     // history (a join or a removal is appended: it takes the next sequence
@@ -561,6 +564,7 @@ void Node::OnMembershipChanged() {
       EnqueueTransfers(before, ring_, /*for_join=*/false);
     }
   }
+  rings_follow_inputs_ = ring_inputs;
   const MemberEntry* mine = membership_.Find(id());
   if (mine != nullptr && mine->status == MemberStatus::kJoining && !join_transfers_enqueued_) {
     join_transfers_enqueued_ = true;
