@@ -33,6 +33,28 @@ bool AllAgree(Simulation& sim, const std::vector<NodeId>& nodes) {
   return true;
 }
 
+// A bare endpoint that speaks the protocol by hand and keeps, decoded,
+// what one node sends it.
+class HandPeer {
+ public:
+  HandPeer(Simulation& sim, NodeId self, NodeId listen_to) : runtime_(sim.network().AddNode(self)) {
+    runtime_.transport().SetReceiveHandler([this, listen_to](NodeId from, std::string_view bytes) {
+      if (from != listen_to) return;
+      absl::StatusOr<internal::Message> m = internal::DecodeMessage(bytes);
+      REQUIRE(m.ok());
+      replies_.push_back(*std::move(m));
+    });
+  }
+  absl::Status Send(NodeId to, std::string bytes) {
+    return runtime_.transport().Send(to, std::move(bytes));
+  }
+  const std::vector<internal::Message>& replies() const { return replies_; }
+
+ private:
+  Runtime& runtime_;
+  std::vector<internal::Message> replies_;
+};
+
 MemberStatus StatusIn(Simulation& sim, NodeId observer, NodeId member) {
   const MemberEntry* e = sim.node(observer)->membership().Find(member);
   return e == nullptr ? MemberStatus::kRemoved : e->status;
@@ -344,15 +366,8 @@ TEST_CASE("A gossip digest in any order, with an id listed twice, gets the entri
   DYNAMO_SEED_INFO(seed);
   auto sim = *Simulation::Create(Options(seed, 3));
   sim->RunFor(absl::Seconds(3));  // actors announced: every entry has changed
-  // A bare endpoint that speaks the protocol by hand.
-  Runtime& peer = sim->network().AddNode(99);
-  std::vector<internal::Message> replies;
-  peer.transport().SetReceiveHandler([&](NodeId from, std::string_view bytes) {
-    if (from != 1) return;
-    absl::StatusOr<internal::Message> m = internal::DecodeMessage(bytes);
-    REQUIRE(m.ok());
-    replies.push_back(*std::move(m));
-  });
+  HandPeer peer(*sim, 99, 1);
+  const std::vector<internal::Message>& replies = peer.replies();
   const Membership& view = sim->node(1)->membership();
   REQUIRE(view.digest().size() == 3);
   for (const auto& [member, hash] : view.digest()) {
@@ -365,7 +380,7 @@ TEST_CASE("A gossip digest in any order, with an id listed twice, gets the entri
   // differently; member 3 missing; member 42 unknown to node 1.
   internal::GossipDigest digest;
   digest.versions = {{42, 5}, {2, hash_of_2}, {1, view.digest()[0].second ^ 1}, {2, 0}};
-  REQUIRE(peer.transport().Send(1, internal::EncodeMessage(digest)).ok());
+  REQUIRE(peer.Send(1, internal::EncodeMessage(digest)).ok());
   REQUIRE(sim->network().RunUntil([&] { return !replies.empty(); }, absl::Seconds(1)));
   REQUIRE(replies.size() == 1);
   const auto* reply = std::get_if<internal::GossipEntries>(&replies[0]);
@@ -383,23 +398,14 @@ TEST_CASE("A gossip summary that agrees gets no answer and one that differs gets
   DYNAMO_SEED_INFO(seed);
   auto sim = *Simulation::Create(Options(seed, 3));
   sim->RunFor(absl::Seconds(3));
-  Runtime& peer = sim->network().AddNode(99);
-  std::vector<internal::Message> replies;
-  peer.transport().SetReceiveHandler([&](NodeId from, std::string_view bytes) {
-    if (from != 1) return;
-    absl::StatusOr<internal::Message> m = internal::DecodeMessage(bytes);
-    REQUIRE(m.ok());
-    replies.push_back(*std::move(m));
-  });
+  HandPeer peer(*sim, 99, 1);
+  const std::vector<internal::Message>& replies = peer.replies();
   const Membership& view = sim->node(1)->membership();
-  REQUIRE(peer.transport()
-              .Send(1, internal::EncodeMessage(internal::GossipSummary{view.ViewDigest()}))
-              .ok());
+  REQUIRE(peer.Send(1, internal::EncodeMessage(internal::GossipSummary{view.ViewDigest()})).ok());
   sim->RunFor(absl::Milliseconds(500));
   CHECK(replies.empty());
-  REQUIRE(peer.transport()
-              .Send(1, internal::EncodeMessage(internal::GossipSummary{view.ViewDigest() ^ 1}))
-              .ok());
+  REQUIRE(
+      peer.Send(1, internal::EncodeMessage(internal::GossipSummary{view.ViewDigest() ^ 1})).ok());
   REQUIRE(sim->network().RunUntil([&] { return !replies.empty(); }, absl::Seconds(1)));
   REQUIRE(replies.size() == 1);
   const auto* reply = std::get_if<internal::GossipDigest>(&replies[0]);
