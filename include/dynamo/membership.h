@@ -61,6 +61,8 @@ class Membership {
 
   // Every entry, in id order.
   const std::vector<MemberEntry>& entries() const { return entries_; }
+  // The member's entry, or null. Valid until the next Merge: an entry added
+  // moves the others.
   const MemberEntry* Find(NodeId id) const;
   // Members not removed, in id order. Kept until an entry is added or its
   // status changes (each gossip round picks its peer from it; walking the
