@@ -98,8 +98,8 @@ struct EncodeVisitor {
   }
   void operator()(const GossipSummary& m) { e.PutFixed64(m.view_digest); }
   void operator()(const GossipDigest& m) {
-    e.PutVarint(m.versions.size());
-    for (const auto& [id, hash] : m.versions) {
+    e.PutVarint(m.entry_hashes.size());
+    for (const auto& [id, hash] : m.entry_hashes) {
       e.PutVarint(id);
       e.PutFixed64(hash);  // a hash is as wide as it gets: a varint would take 10 bytes
     }
@@ -291,8 +291,8 @@ absl::Status DecodeBody(Decoder& d, GossipSummary& m) { return d.GetFixed64(&m.v
 absl::Status DecodeBody(Decoder& d, GossipDigest& m) {
   uint64_t n;
   DYNAMO_RETURN_IF_ERROR(d.GetCount(&n, kMembersMax, 9, "gossip digest entry"));
-  m.versions.resize(n);
-  for (auto& [id, hash] : m.versions) {
+  m.entry_hashes.resize(n);
+  for (auto& [id, hash] : m.entry_hashes) {
     DYNAMO_RETURN_IF_ERROR(d.GetVarint(&id));
     DYNAMO_RETURN_IF_ERROR(d.GetFixed64(&hash));
   }

@@ -141,7 +141,7 @@ struct GossipSummary {
   uint64_t view_digest = 0;  // Membership::ViewDigest()
 };
 struct GossipDigest {
-  std::vector<std::pair<NodeId, uint64_t>> versions;  // member id -> entry hash
+  std::vector<std::pair<NodeId, uint64_t>> entry_hashes;  // member id -> hash of its entry
 };
 struct GossipEntries {
   std::string entries;          // EncodeMemberEntries()

@@ -367,7 +367,7 @@ void Node::OnMessage(NodeId from, std::string_view bytes) {
         } else if constexpr (std::is_same_v<T, GossipSummary>) {
           OnGossipSummary(from, m.view_digest);
         } else if constexpr (std::is_same_v<T, GossipDigest>) {
-          OnGossipDigest(from, m.versions);
+          OnGossipDigest(from, m.entry_hashes);
         } else if constexpr (std::is_same_v<T, GossipEntries>) {
           OnGossipEntries(from, m.entries, m.wanted);
         } else if constexpr (std::is_same_v<T, JoinRequest>) {

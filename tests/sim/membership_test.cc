@@ -379,7 +379,7 @@ TEST_CASE("A gossip digest in any order, with an id listed twice, gets the entri
   // Out of order; member 2 twice (the first, right, counts); member 1 seen
   // differently; member 3 missing; member 42 unknown to node 1.
   internal::GossipDigest digest;
-  digest.versions = {{42, 5}, {2, hash_of_2}, {1, view.digest()[0].second ^ 1}, {2, 0}};
+  digest.entry_hashes = {{42, 5}, {2, hash_of_2}, {1, view.digest()[0].second ^ 1}, {2, 0}};
   REQUIRE(peer.Send(1, internal::EncodeMessage(digest)).ok());
   REQUIRE(sim->network().RunUntil([&] { return !replies.empty(); }, absl::Seconds(1)));
   REQUIRE(replies.size() == 1);
@@ -410,7 +410,7 @@ TEST_CASE("A gossip summary that agrees gets no answer and one that differs gets
   REQUIRE(replies.size() == 1);
   const auto* reply = std::get_if<internal::GossipDigest>(&replies[0]);
   REQUIRE(reply != nullptr);
-  CHECK(reply->versions == view.digest());
+  CHECK(reply->entry_hashes == view.digest());
 }
 
 TEST_CASE("A wall clock stepped either way neither suspects every peer nor hides a crash") {
