@@ -80,29 +80,22 @@ TcpRuntimeOptions Options(NodeId self, std::string secret) {
   return o;
 }
 
-// Two runtimes that know each other's (port-0-assigned) addresses: both are
-// created first, then their peer maps are filled in by recreating B... the
-// simplest correct way is to bind A, then B with A's port, then A again.
+// Two runtimes that know each other's addresses. Both bind port 0 (a port
+// released and bound again can be taken by another process in between), B
+// learns A's port from its options and A learns B's with SetPeer before
+// either loop runs.
 struct Pair {
   std::unique_ptr<TcpRuntime> a, b;
 };
 
 Pair MakePair(std::string secret_a, std::string secret_b) {
-  // Bind B first to learn its port, then A knowing B, then B again knowing
-  // A on a fresh port (the first B is dropped before it ever runs).
-  auto probe = TcpRuntime::Create(Options(2, secret_b));
-  REQUIRE(probe.ok());
-  uint16_t b_port = (*probe)->peer_port();
-  probe->reset();
-  TcpRuntimeOptions oa = Options(1, secret_a);
-  oa.peers[2] = Endpoint{"127.0.0.1", b_port};
-  auto a = TcpRuntime::Create(oa);
+  auto a = TcpRuntime::Create(Options(1, std::move(secret_a)));
   REQUIRE(a.ok());
-  TcpRuntimeOptions ob = Options(2, secret_b);
-  ob.listen.port = b_port;
+  TcpRuntimeOptions ob = Options(2, std::move(secret_b));
   ob.peers[1] = Endpoint{"127.0.0.1", (*a)->peer_port()};
   auto b = TcpRuntime::Create(ob);
   REQUIRE(b.ok());
+  REQUIRE((*a)->SetPeer(2, Endpoint{"127.0.0.1", (*b)->peer_port()}).ok());
   return Pair{std::move(*a), std::move(*b)};
 }
 
