@@ -72,8 +72,10 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/functional/any_invocable.h"
 #include "absl/functional/function_ref.h"
@@ -165,6 +167,9 @@ class LmdbEngine final : public StorageEngine {
   LmdbEngine(const LmdbEngine&) = delete;
   LmdbEngine& operator=(const LmdbEngine&) = delete;
 
+  // kBuffered: starts loading the buffered entries of `keys` (see
+  // StorageEngine::Prefetch); the other modes read from disk and do nothing.
+  void Prefetch(std::span<const std::string_view> keys) override;
   absl::StatusOr<SiblingSet> Get(std::string_view key) override;
   // Shows a buffered set in place, or the set decoded from disk.
   absl::Status Visit(std::string_view key,
@@ -233,6 +238,9 @@ class LmdbEngine final : public StorageEngine {
   // Every record is encoded here before LMDB copies it into its page, so
   // encoding allocates only when a set is larger than any before.
   std::string encode_scratch_;
+  // Prefetch's data keys, built in buffers reused from one batch to the next.
+  std::string prefetch_key_bytes_;
+  std::vector<std::string_view> prefetch_keys_;
   // The background flush in flight (nullptr: none), shared with the
   // writer's task.
   struct BackgroundFlush;

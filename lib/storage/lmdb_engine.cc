@@ -736,6 +736,28 @@ size_t LmdbEngine::buffered_objects() const { return buffer_->dirty_count(); }
 
 size_t LmdbEngine::cached_objects() const { return buffer_->clean_count(); }
 
+void LmdbEngine::Prefetch(std::span<const std::string_view> keys) {
+  if (options_.durability != LmdbOptions::Durability::kBuffered) return;
+  // A key the engine refuses is in no buffer.
+  auto storable = [this](std::string_view key) {
+    return key.size() <= options_.limits.key_bytes_max;
+  };
+  // The keys' bytes first, their views after: appending may move the bytes.
+  prefetch_key_bytes_.clear();
+  for (std::string_view key : keys) {
+    if (storable(key)) internal::AppendDataKey(key, &prefetch_key_bytes_);
+  }
+  prefetch_keys_.clear();
+  size_t at = 0;
+  for (std::string_view key : keys) {
+    if (!storable(key)) continue;
+    const size_t size = internal::kTokenBytes + key.size();
+    prefetch_keys_.push_back(std::string_view(prefetch_key_bytes_).substr(at, size));
+    at += size;
+  }
+  buffer_->Prefetch(prefetch_keys_);
+}
+
 absl::StatusOr<SiblingSet> LmdbEngine::Get(std::string_view key) {
   DYNAMO_RETURN_IF_ERROR(internal::ValidateKey(key, options_.limits));
   // The hot read path: the data key is built on the stack and the reset read

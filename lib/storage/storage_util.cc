@@ -43,9 +43,15 @@ void WriteDataKey(std::string_view key, char* out) {
 }
 }  // namespace
 
+void AppendDataKey(std::string_view key, std::string* out) {
+  const size_t at = out->size();
+  out->resize(at + kTokenBytes + key.size());
+  WriteDataKey(key, out->data() + at);
+}
+
 std::string DataKey(std::string_view key) {
-  std::string out(kTokenBytes + key.size(), '\0');
-  WriteDataKey(key, out.data());
+  std::string out;
+  AppendDataKey(key, &out);
   return out;
 }
 

@@ -25,6 +25,8 @@ inline constexpr size_t kOwnerBytes = 8;
 
 // TokenToBytes(KeyToken(key)) + key: byte order is ring order, ties by key.
 std::string DataKey(std::string_view key);
+// Appends DataKey(key) to `out` (a batch of keys in one reused buffer).
+void AppendDataKey(std::string_view key, std::string* out);
 
 // DataKey(key) built without allocating for keys of up to kInlineKeyBytes
 // (every key LMDB accepts), for the per-request paths. Not copyable: view()
