@@ -245,6 +245,11 @@ class LmdbEngine final : public StorageEngine {
   // writer's task.
   struct BackgroundFlush;
   std::shared_ptr<BackgroundFlush> background_flush_;
+  // The last collected flush, whose buffers (as large as the write buffer's
+  // dirty sets) the next flush clears and reuses: a flush every 100 ms would
+  // otherwise map megabytes of fresh pages, which the kernel zeroes, each
+  // time.
+  std::shared_ptr<BackgroundFlush> spare_flush_;
 };
 
 }  // namespace dynamo

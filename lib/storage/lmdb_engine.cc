@@ -476,10 +476,23 @@ class LmdbEngine::Impl {
   // background flush in flight, some set dirty.
   static void StartBackgroundFlush(LmdbEngine& e) {
     auto flush = std::make_shared<BackgroundFlush>();
+    if (e.spare_flush_ != nullptr) {
+      flush->bytes = std::move(e.spare_flush_->bytes);
+      flush->records = std::move(e.spare_flush_->records);
+      flush->bytes.clear();
+      flush->records.clear();
+      e.spare_flush_ = nullptr;
+    }
     flush->stamp_max = e.buffer_->last_stamp();
     const std::vector<internal::WriteBuffer::Ordered>& order = e.buffer_->InOrder();
-    flush->records.reserve(order.size());
-    flush->bytes.reserve(e.buffer_bytes_);
+    // Half again when short: a buffer reused from flush to flush settles at
+    // what the workload needs rather than being replaced (its pages faulted
+    // in anew) whenever a flush is a little larger than the last.
+    auto reserve = [](auto& buffer, size_t size) {
+      if (buffer.capacity() < size) buffer.reserve(size + size / 2);
+    };
+    reserve(flush->records, order.size());
+    reserve(flush->bytes, e.buffer_bytes_);
     for (const internal::WriteBuffer::Ordered& o : order) {
       const internal::WriteBuffer::Entry& entry = *o.entry;
       BackgroundFlush::Record r{};
@@ -591,6 +604,9 @@ class LmdbEngine::Impl {
                                    if (!entry.second.siblings.empty()) e.clean_bytes_ += bytes;
                                  });
     }
+    // The writer is done with the buffers (it read them before `done`); the
+    // next flush reuses them.
+    e.spare_flush_ = flush;
     if (flush->rc == 0) return absl::OkStatus();
     if (flush->rc == MDB_MAP_RESIZED) {
       // Another process grew the map; adopt its size, as WriteTxn does, and
