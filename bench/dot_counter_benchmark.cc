@@ -4,7 +4,7 @@
 // write is fsynced, whatever the mode) the renewal is an fsync, so the
 // amortized cost per counter falls with the lease; MemoryEngine shows the
 // counter's own cost. Compare the rows of one run (the machine is shared):
-//   dot_counter_benchmark --benchmark_repetitions=5 \
+//   dot_counter_benchmark --benchmark_repetitions=5
 //       --benchmark_report_aggregates_only=true --benchmark_format=json
 // Time per iteration is the amortized cost of one counter.
 #include <benchmark/benchmark.h>

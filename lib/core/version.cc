@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <string>
 #include <tuple>
-#include <type_traits>
+#include <utility>
 
 namespace dynamo {
 
@@ -47,17 +47,12 @@ template <typename V>
 void InsertMaximal(SiblingSet& siblings, V&& incoming) {
   // The common write: the new version supersedes the key's only one. It is
   // assigned over it, reusing the clock's storage (read just now, to
-  // compare). A copied value gets a fresh buffer instead of the old one's:
-  // in a busy node the old value is cold, and writing over it would first
-  // read each of its lines in, while freeing it touches none of them.
+  // compare) and the value's buffer, which the engines' Prefetch brings in
+  // for writing. (A fresh buffer for the value, tried instead, came from
+  // the allocator as the old value another key had freed: as cold, and
+  // never prefetched.)
   if (siblings.size() == 1 && incoming.Descends(siblings.front())) {
-    Version& only = siblings.front();
-    if constexpr (std::is_rvalue_reference_v<V&&>) {
-      only = std::move(incoming);
-    } else {
-      const std::string cold = std::move(only.value);  // freed at scope exit
-      only = incoming;
-    }
+    siblings.front() = std::forward<V>(incoming);
     return;
   }
   std::erase_if(siblings, [&](const Version& s) { return incoming.Descends(s); });

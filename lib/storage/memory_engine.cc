@@ -4,6 +4,7 @@
 #include <new>
 #include <utility>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 #include "storage/storage_util.h"
@@ -76,25 +77,24 @@ absl::StatusOr<SiblingSet> MemoryEngine::Get(std::string_view key) {
 // A lookup is a chain of three loads, each needing the one before: the
 // control bytes and slots where the key's probe starts, the entry a slot
 // names (the key comparison reads it), and the versions the entry points
-// to. One pass over the batch per link, so that each pass waits for nothing
-// the one before has not had time to bring in: the first starts loading
-// every key's probe; the second runs each probe without comparing
+// to; a write then copies its value over the first version's. One pass
+// over the batch per link, so that each pass waits for nothing the one
+// before has not had time to bring in: the first starts loading every
+// key's probe; the second runs each probe without comparing
 // (PrefetchProbe), starting to load the entries it names; the third finds
-// each key and starts loading its first version.
+// each key and starts loading its first version; the fourth that
+// version's value.
 void MemoryEngine::Prefetch(std::span<const std::string_view> keys) {
   for (std::string_view key : keys) data_.prefetch(key);
   for (std::string_view key : keys) data_.find(PrefetchProbe{key});
+  absl::InlinedVector<const SiblingSet*, 32> sets;
   for (std::string_view key : keys) {
     auto found = data_.find(key);
-    if (found == data_.end() || (*found)->siblings.empty()) continue;
-    // All of it: the hash of the set reads the dot at its start and the
-    // tombstone flag near its end, the merge its clock in between (and
-    // writes the set in place).
-    const char* first = reinterpret_cast<const char*>((*found)->siblings.data());
-    for (size_t offset = 0; offset < sizeof(Version); offset += 64) {
-      __builtin_prefetch(first + offset, /*rw=*/1);
-    }
+    if (found == data_.end()) continue;
+    internal::PrefetchFirstVersion((*found)->siblings);
+    sets.push_back(&(*found)->siblings);
   }
+  for (const SiblingSet* siblings : sets) internal::PrefetchFirstValue(*siblings);
 }
 
 absl::Status MemoryEngine::Visit(std::string_view key,

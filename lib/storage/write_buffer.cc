@@ -27,17 +27,14 @@ bool Less(const WriteBuffer::Ordered& a, const WriteBuffer::Ordered& b) {
 void WriteBuffer::Prefetch(std::span<const std::string_view> data_keys) {
   for (std::string_view key : data_keys) entries_.prefetch(key);
   for (std::string_view key : data_keys) entries_.find(PrefetchProbe{key});
+  absl::InlinedVector<const SiblingSet*, 32> sets;
   for (std::string_view key : data_keys) {
     auto found = entries_.find(key);
-    if (found == entries_.end() || found->second.siblings.empty()) continue;
-    // All of it: the key's hash reads the dot at its start and the
-    // tombstone flag near its end, the merge its clock in between (and
-    // writes the set in place).
-    const char* first = reinterpret_cast<const char*>(found->second.siblings.data());
-    for (size_t offset = 0; offset < sizeof(Version); offset += 64) {
-      __builtin_prefetch(first + offset, /*rw=*/1);
-    }
+    if (found == entries_.end()) continue;
+    PrefetchFirstVersion(found->second.siblings);
+    sets.push_back(&found->second.siblings);
   }
+  for (const SiblingSet* siblings : sets) PrefetchFirstValue(*siblings);
 }
 
 WriteBuffer::Entry& WriteBuffer::Insert(std::string_view data_key, SiblingSet siblings) {
