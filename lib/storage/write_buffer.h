@@ -86,7 +86,7 @@ class WriteBuffer {
   // set will read, one link of the chain per pass over the batch so that
   // the misses overlap instead of following one another: the keys' probe
   // lines; the entries the probes compare with; each found set's first
-  // version. Changes nothing.
+  // version; the start of its value. Changes nothing.
   void Prefetch(std::span<const std::string_view> data_keys);
 
   // Adds a dirty entry. REQUIRES: `data_key` is not buffered.
