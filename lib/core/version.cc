@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 
 namespace dynamo {
@@ -41,6 +42,9 @@ bool Obsolete(const SiblingSet& siblings, const Version& incoming) {
   return false;
 }
 
+// What a reused value buffer may hold beyond twice its new value.
+constexpr size_t kValueSlackBytes = 64;
+
 // Adds a version that is not obsolete, dropping those it descends from.
 // `incoming` is a Version (moved in) or a const Version& (copied).
 template <typename V>
@@ -50,9 +54,17 @@ void InsertMaximal(SiblingSet& siblings, V&& incoming) {
   // compare) and the value's buffer, which the engines' Prefetch brings in
   // for writing. (A fresh buffer for the value, tried instead, came from
   // the allocator as the old value another key had freed: as cold, and
-  // never prefetched.)
+  // never prefetched.) Only a buffer that fits is reused: one kept from a
+  // much larger old value would hold memory that the engines' byte counts
+  // (their bounds) do not see.
   if (siblings.size() == 1 && incoming.Descends(siblings.front())) {
-    siblings.front() = std::forward<V>(incoming);
+    Version& only = siblings.front();
+    if constexpr (!std::is_rvalue_reference_v<V&&>) {
+      if (only.value.capacity() > 2 * incoming.value.size() + kValueSlackBytes) {
+        std::string().swap(only.value);
+      }
+    }
+    only = std::forward<V>(incoming);
     return;
   }
   std::erase_if(siblings, [&](const Version& s) { return incoming.Descends(s); });

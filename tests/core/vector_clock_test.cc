@@ -140,6 +140,27 @@ TEST_CASE("Reconcile keeps the maximal antichain and drops duplicates") {
   CHECK(Reconcile({c, b, a}) == r);
 }
 
+TEST_CASE("A superseding write keeps no value buffer much larger than its value") {
+  Version big = Write({}, VectorClock(), kSx, 1, std::string(1 << 20, 'b'));
+  SiblingSet stored = {big};
+  // A small value over the large one: the stored set holds it in a buffer
+  // of about its size, not the megabyte before (engines count value sizes).
+  Version small = Write(stored, big.Clock(), kSx, 2, "small");
+  REQUIRE(MergeSiblings(stored, {small}));
+  REQUIRE(stored.size() == 1);
+  CHECK(stored[0].value == "small");
+  CHECK(stored[0].value.capacity() < 1024);
+  // One of a similar size is copied into the buffer it replaces.
+  Version medium = Write(stored, small.Clock(), kSx, 3, std::string(100, 'm'));
+  REQUIRE(MergeSiblings(stored, {medium}));
+  const char* buffer = stored[0].value.data();
+  Version next = Write(stored, medium.Clock(), kSx, 4, std::string(90, 'n'));
+  REQUIRE(MergeSiblings(stored, {next}));
+  CHECK(stored[0].value == std::string(90, 'n'));
+  CHECK(stored[0].value.data() == buffer);
+  CHECK(stored[0].dot == next.dot);
+}
+
 TEST_CASE("Last-write-wins picks the newest timestamp") {
   Version a = Write({}, VectorClock(), kSx, 100, "old");
   Version b = Write({}, VectorClock(), kSy, 200, "new");
