@@ -361,11 +361,9 @@ void RawGet(benchmark::State& state, size_t value_bytes) {
 // server flushes every 100 ms, ~10k SETs at its pipelined rate), over a
 // working set of 10,000 keys (redis-benchmark -r 10000) that are also on
 // disk. Each operation is what a coordinator's put does to the engine on
-// that path: one Update whose prepare reads the stored set (the counter and
-// context of the new version) and whose reader looks at the merged result.
-// The flushes are timed as part of the operations that trigger them. There
-// is no raw LMDB side: this measures the engine against its own earlier
-// builds (run the old and the new binary alternately).
+// that path (SupersedingWriter, below). The flushes are timed as part of the operations that
+// trigger them. There is no raw LMDB side: this measures the engine against its own earlier builds
+// (run the old and the new binary alternately).
 constexpr size_t kServerBufferObjects = 100000;
 constexpr size_t kServerKeys = 10000;
 constexpr int64_t kServerFlushOps = 10000;
@@ -395,33 +393,49 @@ LmdbEngine& ServerBufferedEngine(size_t value_bytes) {
   return *slot;
 }
 
+// One write as a coordinator's put makes it on that path: an Update whose
+// prepare reads the stored set (the counter and context of the new
+// version) and whose reader checks that the new version superseded it;
+// every kServerFlushOps writes a flush. Dot counters come from one counter
+// kept above every counter stored, as a node's DotCounter is, so a version
+// never falls behind the one it is meant to replace (the engines are shared
+// by the benchmarks, and a context observes counters of other keys too).
+class SupersedingWriter {
+ public:
+  explicit SupersedingWriter(LmdbEngine& engine) : engine_(engine) {}
+  void Write(std::string_view key, SiblingSet& incoming) {
+    bool superseded = false;
+    absl::Status put = engine_.Update(
+        key, incoming, WriteOptions(),
+        [&](const SiblingSet& stored) {
+          uint64_t stored_counter = 0;
+          for (const Version& v : stored) stored_counter = std::max(stored_counter, v.dot.counter);
+          counter_ = std::max(counter_, stored_counter) + 1;
+          incoming[0].dot.counter = counter_;
+          incoming[0].context.Observe(1, stored_counter, 1);
+          return absl::OkStatus();
+        },
+        [&](const SiblingSet& stored) {
+          superseded = stored.size() == 1 && stored[0].dot == incoming[0].dot;
+        });
+    if (!put.ok() || !superseded) std::abort();
+    if (++ops_ % kServerFlushOps == 0 && !engine_.Flush().ok()) std::abort();
+  }
+
+ private:
+  LmdbEngine& engine_;
+  uint64_t counter_ = 0;
+  int64_t ops_ = 0;
+};
+
 void BufferedUpdate(benchmark::State& state, size_t value_bytes) {
-  LmdbEngine& engine = ServerBufferedEngine(value_bytes);
+  SupersedingWriter writer(ServerBufferedEngine(value_bytes));
   std::mt19937_64 rng(42);
   SiblingSet incoming = {MakeValueVersion(1, value_bytes)};
-  uint64_t counter = 1;
-  int64_t ops = 0;
-  size_t stored_siblings = 0;
   Latencies latencies;
   for (auto _ : state) {
     const std::string key = KeyName(rng() % kServerKeys);
-    latencies.Time([&] {
-      absl::Status put = engine.Update(
-          key, incoming, WriteOptions(),
-          [&](const SiblingSet& stored) {
-            uint64_t stored_counter = 0;
-            for (const Version& v : stored)
-              stored_counter = std::max(stored_counter, v.dot.counter);
-            incoming[0].dot.counter = ++counter;
-            // Observe keeps the largest counter seen on any key, which covers
-            // this key's too: the version supersedes what is stored.
-            incoming[0].context.Observe(1, stored_counter, 1);
-            return absl::OkStatus();
-          },
-          [&](const SiblingSet& stored) { stored_siblings = stored.size(); });
-      if (!put.ok() || stored_siblings != 1) std::abort();
-      if (++ops % kServerFlushOps == 0 && !engine.Flush().ok()) std::abort();
-    });
+    latencies.Time([&] { writer.Write(key, incoming); });
   }
   latencies.Report(state, "");
   state.SetItemsProcessed(state.iterations());
@@ -460,9 +474,8 @@ constexpr int64_t kPairedBlockOps = 256;
 // serves the first (StorageEngine::Prefetch), so that their lookups' cache
 // misses overlap. Paired, on the server-like buffered engine above: blocks
 // of batches served after a Prefetch ("prefetched") alternate with blocks
-// served without ("plain"); an iteration is one batch of Updates as
-// BufferedUpdate does them, each writing a version that supersedes the
-// stored one. Before each batch, untimed, the loop writes a buffer larger
+// served without ("plain"); an iteration is one batch of writes as
+// BufferedUpdate makes them. Before each batch, untimed, the loop writes a buffer larger
 // than the core's L2 cache, as a busy server's other work does between two
 // reads (the coordinator's, the network stack's, other processes'): with
 // its entries cached from the batch before, a batch has no misses to
@@ -476,7 +489,7 @@ void PairedBufferedBatch(benchmark::State& state, size_t value_bytes) {
   SiblingSet incoming = {MakeValueVersion(1, value_bytes)};
   std::vector<std::string> keys(kBatchKeys);
   std::vector<std::string_view> views(kBatchKeys);
-  int64_t ops = 0;
+  SupersedingWriter writer(engine);
   std::vector<char> evict(kBatchEvictBytes);
   auto serve = [&](Latencies& latencies, bool prefetch) {
     for (size_t i = 0; i < evict.size(); i += 64) ++evict[i];
@@ -487,22 +500,7 @@ void PairedBufferedBatch(benchmark::State& state, size_t value_bytes) {
     }
     latencies.Time([&] {
       if (prefetch) engine.Prefetch(views);
-      for (std::string_view key : views) {
-        size_t stored_siblings = 0;
-        absl::Status put = engine.Update(
-            key, incoming, WriteOptions(),
-            [&](const SiblingSet& stored) {
-              uint64_t stored_counter = 0;
-              for (const Version& v : stored)
-                stored_counter = std::max(stored_counter, v.dot.counter);
-              incoming[0].dot.counter = stored_counter + 1;
-              incoming[0].context.Observe(1, stored_counter, 1);
-              return absl::OkStatus();
-            },
-            [&](const SiblingSet& stored) { stored_siblings = stored.size(); });
-        if (!put.ok() || stored_siblings != 1) std::abort();
-        if (++ops % kServerFlushOps == 0 && !engine.Flush().ok()) std::abort();
-      }
+      for (std::string_view key : views) writer.Write(key, incoming);
     });
   };
   RunPaired(
