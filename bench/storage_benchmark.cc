@@ -361,9 +361,10 @@ void RawGet(benchmark::State& state, size_t value_bytes) {
 // server flushes every 100 ms, ~10k SETs at its pipelined rate), over a
 // working set of 10,000 keys (redis-benchmark -r 10000) that are also on
 // disk. Each operation is what a coordinator's put does to the engine on
-// that path (SupersedingWriter, below). The flushes are timed as part of the operations that
-// trigger them. There is no raw LMDB side: this measures the engine against its own earlier builds
-// (run the old and the new binary alternately).
+// that path (SupersedingWriter, below). The flushes are timed as part of
+// the operations that trigger them. There is no raw LMDB side: this
+// measures the engine against its own earlier builds (run the old and the
+// new binary alternately).
 constexpr size_t kServerBufferObjects = 100000;
 constexpr size_t kServerKeys = 10000;
 constexpr int64_t kServerFlushOps = 10000;
@@ -475,11 +476,12 @@ constexpr int64_t kPairedBlockOps = 256;
 // misses overlap. Paired, on the server-like buffered engine above: blocks
 // of batches served after a Prefetch ("prefetched") alternate with blocks
 // served without ("plain"); an iteration is one batch of writes as
-// BufferedUpdate makes them. Before each batch, untimed, the loop writes a buffer larger
-// than the core's L2 cache, as a busy server's other work does between two
-// reads (the coordinator's, the network stack's, other processes'): with
-// its entries cached from the batch before, a batch has no misses to
-// overlap. ratio_p50 below 1 is the prefetch's gain per batch.
+// BufferedUpdate makes them. Before each batch, untimed, the loop writes a
+// buffer larger than the core's L2 cache, as a busy server's other work
+// does between two reads (the coordinator's, the network stack's, other
+// processes'): with its entries cached from the batch before, a batch has
+// no misses to overlap. ratio_p50 below 1 is the prefetch's gain per
+// batch.
 constexpr size_t kBatchKeys = 32;
 constexpr size_t kBatchEvictBytes = size_t{4} << 20;
 
